@@ -1,0 +1,152 @@
+"""Checkpoints: one directory that rebuilds and resumes a run.
+
+    config.json        RunConfig (model, training protocol, data set, preset)
+    generator.pt       generator state dict
+    discriminator.pt   discriminator state dict
+    train_state.pt     step, both optimizer states, the training RNG state
+
+A run directory keeps its checkpoints as checkpoints/step_NNNNNNNN/, each written atomically.
+Tensors are read with weights_only=True: a checkpoint is untrusted input. Every problem with
+one (missing, truncated, mismatched) is a one-line UserError.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rpgan.atomic import atomic_dir
+from rpgan.config import RunConfig
+from rpgan.errors import UserError
+from rpgan.model import Generator, build_discriminator
+
+CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
+STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes during training, in memory."""
+
+    generator: Generator
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    rng: torch.Generator  # CPU generator: paths, Gaussian z, data indices, GP interpolation
+    step: int = 0
+
+
+def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = 3) -> Path:
+    """Write checkpoints/step_N atomically under run_dir and keep the newest `keep`. Returns it."""
+    def fill(tmp: Path) -> None:
+        (tmp / CONFIG).write_text(config.to_json())
+        torch.save(state.generator.state_dict(), tmp / GENERATOR)
+        torch.save(state.discriminator.state_dict(), tmp / DISCRIMINATOR)
+        torch.save({"step": state.step, "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
+                    "rng": state.rng.get_state()}, tmp / TRAIN_STATE)
+
+    ckpt = atomic_dir(Path(run_dir) / "checkpoints" / f"step_{state.step:08d}", fill)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return ckpt
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's checkpoint directories, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint directory itself, or the newest checkpoint of a run directory."""
+    path = Path(path)
+    if (path / CONFIG).is_file():
+        return path
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist; pass a run directory (--out of rpgan train) "
+                        "or one of its checkpoints/step_* directories")
+    found = list_checkpoints(path)
+    if not found:
+        raise UserError(f"{path} holds no rpgan checkpoint (no config.json, no checkpoints/step_*)")
+    return found[-1]
+
+
+def read_config(ckpt: Path) -> RunConfig:
+    try:
+        text = (ckpt / CONFIG).read_text()
+    except OSError as e:
+        raise UserError(f"checkpoint {ckpt}: cannot read {CONFIG} ({e.strerror})") from None
+    try:
+        return RunConfig.from_json(text)
+    except UserError as e:
+        raise UserError(f"checkpoint {ckpt}: {e}") from None
+
+
+def _read_tensors(ckpt: Path, name: str) -> dict:
+    file = ckpt / name
+    if not file.is_file():
+        raise UserError(f"checkpoint {ckpt} is incomplete: {name} is missing; use another checkpoint")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, unsafe globals ...
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise UserError(f"checkpoint {ckpt}: {name} is truncated or not a weights file ({reason}); "
+                        "use another checkpoint") from None
+
+
+def _load_into(module: nn.Module | torch.optim.Optimizer, state: dict, ckpt: Path, name: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as e:
+        detail = " ".join(str(e).split())[:200]
+        raise UserError(f"checkpoint {ckpt}: {name} does not match its {CONFIG} ({detail})") from None
+
+
+def load_generator(path: Path, device: str = "cpu") -> tuple[Generator, RunConfig, Path]:
+    """Rebuild the generator from config.json alone and load its weights (eval mode).
+    `path` is a checkpoint or run directory. Returns (generator, config, checkpoint dir)."""
+    ckpt = resolve_checkpoint(path)
+    config = read_config(ckpt)
+    generator = Generator(config.model)
+    _load_into(generator, _read_tensors(ckpt, GENERATOR), ckpt, GENERATOR)
+    return generator.to(device).eval(), config, ckpt
+
+
+def read_step(ckpt: Path) -> int:
+    return int(_read_tensors(ckpt, TRAIN_STATE)["step"])
+
+
+def new_training_state(config: RunConfig, device: str) -> TrainingState:
+    """Fresh models and optimizers; model initialisation is seeded by config.train.seed."""
+    torch.manual_seed(config.train.seed)
+    generator = Generator(config.model).to(device)
+    discriminator = build_discriminator(config.model).to(device)
+    t = config.train
+    opt_g = torch.optim.Adam(generator.parameters(), lr=t.lr, betas=t.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=t.lr, betas=t.betas)
+    rng = torch.Generator().manual_seed(t.seed)
+    return TrainingState(generator, discriminator, opt_g, opt_d, rng)
+
+
+def load_training_state(ckpt: Path, config: RunConfig, device: str) -> TrainingState:
+    """The state saved in `ckpt`, ready to continue training on `device`."""
+    state = new_training_state(config, device)
+    _load_into(state.generator, _read_tensors(ckpt, GENERATOR), ckpt, GENERATOR)
+    _load_into(state.discriminator, _read_tensors(ckpt, DISCRIMINATOR), ckpt, DISCRIMINATOR)
+    saved = _read_tensors(ckpt, TRAIN_STATE)
+    try:
+        state.step = int(saved["step"])
+        _load_into(state.opt_g, saved["opt_g"], ckpt, "generator optimizer state")
+        _load_into(state.opt_d, saved["opt_d"], ckpt, "discriminator optimizer state")
+        state.rng.set_state(saved["rng"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise UserError(f"checkpoint {ckpt}: {TRAIN_STATE} is not an rpgan training state ({e})") from None
+    return state

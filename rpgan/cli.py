@@ -1,0 +1,204 @@
+"""`rpgan` command line: options wired to library functions, nothing more.
+
+Any bad input ends in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from rpgan.config import RunConfig, expand_blocks
+from rpgan.errors import UserError
+from rpgan.presets import PRESETS, get_preset
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
+    return device
+
+
+DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed for paths and samples.")
+
+
+@click.group()
+@click.version_option(package_name="rpgan")
+def cli() -> None:
+    """RPGAN: random paths as a GAN's latent space (Voynov & Babenko, arXiv 1912.10920)."""
+
+
+# Flags that override a preset: click name -> (config section, field).
+OVERRIDES = {
+    "steps": ("train", "steps"), "batch": ("train", "batch"), "d_steps": ("train", "d_steps"),
+    "loss": ("train", "loss"), "lr": ("train", "lr"), "diversity_weight": ("train", "diversity_weight"),
+    "sample_every": ("train", "sample_every"), "checkpoint_every": ("train", "checkpoint_every"),
+    "width": ("model", "width"), "input": ("model", "input"), "linear": ("model", "linear"),
+    "routing": ("model", "routing"), "arch": ("model", "arch"), "image_size": ("model", "image_size"),
+}
+# Flags that may change when a run is resumed (the rest must match the checkpoint).
+RESUMABLE = {"steps", "sample_every", "checkpoint_every"}
+
+
+def build_config(preset: str, data: str | None, blocks: str | None, seed: int, flags: dict) -> RunConfig:
+    """The preset, with every flag the user gave applied on top."""
+    p = get_preset(preset)
+    sections = {"model": {}, "train": {"seed": seed}}
+    for name, value in flags.items():
+        if value is not None:
+            section, field = OVERRIDES[name]
+            sections[section][field] = value
+    model = dataclasses.replace(p.model, **sections["model"])
+    if blocks is not None:
+        model = dataclasses.replace(model, blocks=expand_blocks(blocks, model.natural_n_buckets))
+    train = dataclasses.replace(p.train, **sections["train"])
+    data = data or p.data
+    if not data:
+        raise UserError(f"preset {preset} has no downloadable data set; pass --data folder:PATH")
+    return RunConfig(model=model.validate(), train=train.validate(), data=data, preset=preset)
+
+
+@cli.command()
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="digits", show_default=True)
+@click.option("--data", help="digits, digits-gray, mnist, colored-mnist, cifar10, npz:PATH, folder:PATH.")
+@click.option("--blocks", help="Blocks per bucket: N for every bucket, or a list like 20,20,20,8.")
+@click.option("--steps", type=int, help="Generator steps (total, also when resuming).")
+@click.option("--batch", type=int)
+@click.option("--d-steps", type=int, help="Discriminator steps per generator step.")
+@click.option("--loss", type=click.Choice(["hinge", "wgan-gp"]))
+@click.option("--lr", type=float)
+@click.option("--diversity-weight", type=float, help="Weight of the block diversity loss.")
+@click.option("--arch", type=click.Choice(["resnet", "dcgan", "fc"]))
+@click.option("--image-size", type=int)
+@click.option("--width", type=int, help="Generator channels.")
+@click.option("--input", type=click.Choice(["learned", "fixed", "gaussian"]),
+              help="Learned Z (paper), fixed Z, or Gaussian z (standard GAN with --blocks 1).")
+@click.option("--linear/--nonlinear", default=None, help="Identity instead of every ReLU (section 4.4).")
+@click.option("--routing", type=click.Choice(["group", "gather", "loop"]))
+@click.option("--sample-every", type=int)
+@click.option("--checkpoint-every", type=int)
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/PRESET].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint, if any.")
+@DEVICE
+def train(preset: str, data: str | None, blocks: str | None, seed: int, out: Path | None, resume: bool,
+          device: str, **flags) -> None:
+    """Train an RPGAN; checkpoints and sample grids go to --out."""
+    from rpgan.checkpoint import list_checkpoints, read_config
+    from rpgan.data import load_data
+    from rpgan.train import train as run_training
+
+    out = out or Path("runs") / preset
+    device = pick_device(device)
+    found = list_checkpoints(out) if resume else []
+    if found:
+        config = _resumed_config(read_config(found[-1]), out, data, blocks, seed, flags)
+    else:
+        config = build_config(preset, data, blocks, seed, flags)
+    images = load_data(config.data, config.model.image_size, config.model.channels)
+    config = dataclasses.replace(config, dataset_size=len(images))
+    click.echo(f"training {config.preset} on {config.data} ({len(images)} images), blocks "
+               f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)
+    ckpt = run_training(config, images, out, device=device, resume=resume)
+    click.echo(f"checkpoint: {ckpt}\nsamples: {out / 'samples.png'}\nfrozen path: {out / 'frozen_path.png'}")
+
+
+def _resumed_config(saved: RunConfig, out: Path, data: str | None, blocks: str | None, seed: int,
+                    flags: dict) -> RunConfig:
+    """The checkpoint's config; flags other than RESUMABLE ones must agree with it."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    clashes = [f"--{k.replace('_', '-')}" for k, v in given.items()
+               if k not in RESUMABLE and getattr(getattr(saved, OVERRIDES[k][0]), OVERRIDES[k][1]) != v]
+    if data is not None and data != saved.data:
+        clashes.append("--data")
+    if blocks is not None and expand_blocks(blocks, saved.model.n_buckets) != saved.model.blocks:
+        clashes.append("--blocks")
+    if seed != saved.train.seed:
+        clashes.append("--seed")
+    if clashes:
+        raise UserError(f"{out} was trained with other {', '.join(clashes)}; drop them to resume, "
+                        "or choose another --out")
+    resumable = {OVERRIDES[k][1]: v for k, v in given.items() if k in RESUMABLE}
+    return dataclasses.replace(saved, train=dataclasses.replace(saved.train, **resumable).validate())
+
+
+@cli.command()
+@click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+@click.option("--n", type=click.IntRange(1, 4096), default=64, show_default=True, help="Images (random paths).")
+@click.option("--path", "path_text", help="One frozen path, e.g. 3,0,17,5,2: render its Figure 3 grid instead.")
+@click.option("--per-bucket", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="With --path: blocks shown per unfrozen bucket.")
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
+@DEVICE
+def sample(ckpt: Path, n: int, path_text: str | None, per_bucket: int, seed: int, out: Path, device: str) -> None:
+    """Render random paths as a grid, or one frozen path with each bucket unfrozen in turn."""
+    from rpgan.checkpoint import load_generator
+    from rpgan.images import render, save_frozen_path_grid, save_grid
+    from rpgan.paths import parse_path
+
+    generator, _, _ = load_generator(ckpt, pick_device(device))
+    rng = torch.Generator().manual_seed(seed)
+    if path_text is not None:
+        path = parse_path(path_text, generator.blocks)
+        z = torch.randn(generator.cfg.z_dim, generator=rng) if generator.cfg.input == "gaussian" else None
+        save_frozen_path_grid(generator, path, out, per_bucket=per_bucket, seed=seed, z=z)
+    else:
+        paths, z = generator.sample_latent(n, rng)
+        save_grid(render(generator, paths, z), out)
+        rows = "\n".join(",".join(map(str, p)) for p in paths.tolist())
+        Path(f"{out}.paths.txt").write_text(f"# path of each image, row-major, 0-based blocks\n{rows}\n")
+    click.echo(str(out))
+
+
+@cli.command()
+@click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+def info(ckpt: Path) -> None:
+    """Configuration, step, parameter counts, latent-space cardinality and coverage (Table 1)."""
+    from rpgan.checkpoint import load_generator, read_step
+    from rpgan.model import build_discriminator
+    from rpgan.paths import cardinality
+
+    generator, config, ckpt = load_generator(ckpt)
+    m = config.model
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    card = cardinality(m.blocks)
+    click.echo(f"checkpoint   {ckpt}")
+    click.echo(f"preset       {config.preset or '-'}    data {config.data} ({config.dataset_size} images)")
+    click.echo(f"step         {read_step(ckpt)} of {config.train.steps}")
+    click.echo(f"generator    {m.arch}, {m.image_size}x{m.image_size}x{m.channels}, input {m.input}, "
+               f"{'linear' if m.linear else 'ReLU'}, width {m.width}")
+    click.echo(f"training     {config.train.loss}, batch {config.train.batch}, d_steps {config.train.d_steps}, "
+               f"lr {config.train.lr}, diversity weight {config.train.diversity_weight}, seed {config.train.seed}")
+    click.echo(f"parameters   generator {count(generator):,}, discriminator {count(build_discriminator(m)):,}")
+    for i, bucket in enumerate(generator.buckets):
+        click.echo(f"  bucket {i + 1}   {type(bucket).__name__}: {m.blocks[i]} blocks x "
+                   f"{count(bucket) // m.blocks[i]:,} parameters")
+    coverage = f"{card / config.dataset_size:.4g}" if config.dataset_size else "-"
+    click.echo(f"latent space {card:.4g} paths (prod of blocks per bucket); coverage {coverage} "
+               f"(paths / training images)")
+
+
+def main() -> None:
+    """Entry point: every user error is one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        command = e.ctx.command_path if e.ctx else "rpgan"
+        click.echo(f"{command}: {e.format_message()} (see {command} --help)", err=True)
+        sys.exit(2)
+    except UserError as e:
+        click.echo(f"rpgan: {e}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("rpgan: interrupted", err=True)
+        sys.exit(130)

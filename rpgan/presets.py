@@ -1,0 +1,65 @@
+"""Presets as plain data: the paper's Table 1 and Table 3, plus a CPU-sized default.
+
+A preset is a starting point; every value can be overridden by a `rpgan train` flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rpgan.config import ModelConfig, TrainConfig
+from rpgan.errors import UserError
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: ModelConfig
+    train: TrainConfig
+    data: str  # default data set; "" means the user must pass --data folder:PATH
+    about: str
+
+
+PRESETS: dict[str, Preset] = {
+    "cifar10": Preset(
+        ModelConfig(arch="resnet", image_size=32, blocks=(40,) * 5, width=256, d_width=128),
+        TrainConfig(steps=450_000, batch=64, d_steps=5),
+        data="cifar10",
+        about="Table 1: SN-ResNet, 5 buckets x 40 blocks, 32x32, d_steps 5, batch 64",
+    ),
+    "anime": Preset(
+        ModelConfig(arch="resnet", image_size=64, blocks=(20,) * 6, width=256, d_width=64),
+        TrainConfig(steps=250_000, batch=32, d_steps=1),
+        data="",
+        about="Table 1: SN-ResNet, 6 buckets x 20 blocks, 64x64, d_steps 1, batch 32 (Anime Faces folder)",
+    ),
+    "lsun": Preset(
+        ModelConfig(arch="resnet", image_size=128, blocks=(10,) * 7, width=256, d_width=64),
+        TrainConfig(steps=250_000, batch=16, d_steps=1),
+        data="",
+        about="Table 1: SN-ResNet, 7 buckets x 10 blocks, 128x128, d_steps 1, batch 16 (LSUN-bedroom folder)",
+    ),
+    "mnist-fc": Preset(
+        ModelConfig(arch="fc", image_size=28, channels=1, blocks=(32, 32, 32, 16, 16), linear=True, d_width=64),
+        TrainConfig(steps=50_000, batch=64, d_steps=1),
+        data="mnist",
+        about="Table 3: fully-connected 128-128-256-512-1024-784, 32/32/32/16/16 blocks, no nonlinearities",
+    ),
+    "colored-mnist": Preset(
+        ModelConfig(arch="dcgan", image_size=32, blocks=(20,) * 4, width=64, d_arch="dcgan", d_width=64),
+        TrainConfig(steps=50_000, batch=64, d_steps=5, loss="wgan-gp"),
+        data="colored-mnist",
+        about="Appendix A.4: DCGAN-like 4-bucket generator, WGAN-GP, randomly colored MNIST",
+    ),
+    "digits": Preset(
+        ModelConfig(arch="resnet", image_size=16, blocks=(10,) * 4, width=64, d_width=32),
+        TrainConfig(steps=1_500, batch=32, d_steps=1, sample_every=250, checkpoint_every=500),
+        data="digits",
+        about="CPU-sized: 4 buckets x 10 blocks, 64 channels, batch 32, colored 16x16 digits; ~5 min on 2 cores",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]

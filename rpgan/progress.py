@@ -1,0 +1,37 @@
+"""A progress line for long work: step, metrics, rate and ETA, on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    """Redraws one line on a terminal; prints a line every `every` steps otherwise (logs)."""
+
+    def __init__(self, total: int, start: int = 0, label: str = "step", every: int = 50):
+        self.total, self.start, self.label, self.every = total, start, label, every
+        self.t0 = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def update(self, step: int, metrics: dict[str, float] | None = None) -> None:
+        if not self.tty and step % self.every and step != self.total:
+            return
+        elapsed = time.monotonic() - self.t0
+        done = step - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        shown = " ".join(f"{k} {v:.3f}" for k, v in (metrics or {}).items())
+        line = f"{self.label} {step}/{self.total} {shown} | {rate:.1f} {self.label}/s | ETA {_clock(eta)}"
+        sys.stderr.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")

@@ -1,0 +1,38 @@
+"""Shared helpers: tiny configurations that run in milliseconds on a CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from rpgan.config import ModelConfig, RunConfig, TrainConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+TINY_MODELS = {
+    "resnet": ModelConfig(arch="resnet", image_size=8, blocks=(3, 4, 2), width=8, z_dim=16, d_width=8),
+    "dcgan": ModelConfig(arch="dcgan", image_size=16, blocks=(3, 2, 4), width=4, z_dim=16, d_arch="dcgan",
+                         d_width=8),
+    "fc": ModelConfig(arch="fc", image_size=8, channels=1, blocks=(3, 2, 4), fc_widths=(16, 32), z_dim=8,
+                      d_width=8),
+}
+
+
+def tiny_run(arch: str = "resnet", **train) -> RunConfig:
+    t = dataclasses.replace(TrainConfig(steps=4, batch=8, d_steps=2, sample_every=0, checkpoint_every=2), **train)
+    return RunConfig(model=TINY_MODELS[arch], train=t, data="digits", dataset_size=1797, preset="test")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+
+
+def shared_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (real data for tests lives in ../shared/data)")
+    return path

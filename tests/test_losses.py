@@ -1,0 +1,67 @@
+"""Losses against direct computations on small tensors."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from rpgan.losses import d_loss, diversity_loss, diversity_term, g_loss, gradient_penalty
+from rpgan.model import Generator
+from tests.conftest import TINY_MODELS
+
+
+def all_pairs_diversity(w: torch.Tensor) -> torch.Tensor:
+    """The paper's formula written literally: -sum over ordered pairs i != j of MSE(w_i/s, w_j/s)."""
+    s = w.std(unbiased=False)
+    total = torch.zeros(())
+    for i, j in itertools.permutations(range(len(w)), 2):
+        total = total + torch.nn.functional.mse_loss(w[i] / s, w[j] / s)
+    return -total
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (4, 3, 2, 3, 3), (7, 11)])
+def test_diversity_term_equals_all_pairs(shape):
+    w = torch.randn(*shape, dtype=torch.float64) * 0.3 + torch.randn(shape[1:], dtype=torch.float64)
+    torch.testing.assert_close(diversity_term(w), all_pairs_diversity(w), rtol=1e-9, atol=1e-9)
+
+
+def test_diversity_gradient_equals_all_pairs():
+    w1 = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    diversity_term(w1).backward()
+    all_pairs_diversity(w2).backward()
+    torch.testing.assert_close(w1.grad, w2.grad, rtol=1e-9, atol=1e-9)
+
+
+def test_diversity_is_zero_for_one_block_or_identical_blocks():
+    assert diversity_term(torch.randn(1, 10)) == 0
+    same = torch.randn(1, 4).repeat(3, 1)
+    assert diversity_term(same).abs() < 1e-6
+    assert not torch.isnan(diversity_term(torch.zeros(3, 4)))
+
+
+def test_diversity_loss_sums_every_bucket_parameter():
+    G = Generator(TINY_MODELS["resnet"])
+    expected = sum(all_pairs_diversity(p.detach()) for b in G.buckets for p in b.parameters()
+                   if len(p) > 1 and p.std() > 0)
+    torch.testing.assert_close(diversity_loss(G).detach(), expected, rtol=1e-4, atol=1e-3)
+    assert diversity_loss(G) < 0
+
+
+def test_hinge_and_wgan_losses():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
+    # hinge: mean(relu(1 - real)) + mean(relu(1 + fake)) = 0.25 + 0.5
+    assert d_loss("hinge", real, fake).item() == pytest.approx(0.75)
+    assert d_loss("wgan-gp", real, fake).item() == pytest.approx(-1.5 - 1.25)
+    assert g_loss(fake).item() == pytest.approx(1.5)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """For D(x) = <a, x>, the gradient norm is |a| everywhere: penalty (|a| - 1)^2."""
+    a = torch.randn(1, 3, 4, 4)
+    critic = lambda x: (x * a).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0))
+    assert gp.item() == pytest.approx((a.norm().item() - 1) ** 2, rel=1e-5)
