@@ -62,7 +62,7 @@ class FolderData(ImageData):
             side = min(img.size)  # center crop to a square, then resize
             left, top = (img.width - side) // 2, (img.height - side) // 2
             img = img.crop((left, top, left + side, top + side)).resize((self.size, self.size), Image.BICUBIC)
-            arr = np.asarray(img, dtype=np.uint8)
+            arr = np.array(img, dtype=np.uint8)
         return torch.from_numpy(arr.reshape(self.size, self.size, -1)).permute(2, 0, 1)
 
     def batch(self, indices: Tensor) -> Tensor:
