@@ -23,6 +23,7 @@ from torch import nn
 from rpgan.atomic import atomic_dir
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
+from rpgan.extend import freeze_old_blocks
 from rpgan.model import Generator, build_discriminator
 
 CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
@@ -41,10 +42,14 @@ class TrainingState:
     step: int = 0
 
 
-def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = 3) -> Path:
-    """Write checkpoints/step_N atomically under run_dir and keep the newest `keep`. Returns it."""
+def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = 3,
+                    extra: dict[str, str] | None = None) -> Path:
+    """Write checkpoints/step_N atomically under run_dir and keep the newest `keep`. Returns it.
+    `extra` maps file names to text saved beside (e.g. how a checkpoint was derived)."""
     def fill(tmp: Path) -> None:
         (tmp / CONFIG).write_text(config.to_json())
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text)
         torch.save(state.generator.state_dict(), tmp / GENERATOR)
         torch.save(state.discriminator.state_dict(), tmp / DISCRIMINATOR)
         torch.save({"step": state.step, "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
@@ -128,9 +133,11 @@ def new_training_state(config: RunConfig, device: str) -> TrainingState:
     """Fresh models and optimizers; model initialisation is seeded by config.train.seed."""
     torch.manual_seed(config.train.seed)
     generator = Generator(config.model).to(device)
+    if config.train.frozen_blocks:
+        freeze_old_blocks(generator, config.train.frozen_blocks)
     discriminator = build_discriminator(config.model).to(device)
     t = config.train
-    opt_g = torch.optim.Adam(generator.parameters(), lr=t.lr, betas=t.betas)
+    opt_g = torch.optim.Adam([p for p in generator.parameters() if p.requires_grad], lr=t.lr, betas=t.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=t.lr, betas=t.betas)
     rng = torch.Generator().manual_seed(t.seed)
     return TrainingState(generator, discriminator, opt_g, opt_d, rng)
@@ -150,3 +157,14 @@ def load_training_state(ckpt: Path, config: RunConfig, device: str) -> TrainingS
     except (KeyError, TypeError, RuntimeError) as e:
         raise UserError(f"checkpoint {ckpt}: {TRAIN_STATE} is not an rpgan training state ({e})") from None
     return state
+
+
+def derived_training_state(ckpt: Path, generator: Generator, device: str) -> TrainingState:
+    """A new generator (compressed, extended) with the discriminator, its optimizer, the RNG
+    and the step of `ckpt`; the generator gets a fresh optimizer over its trainable parameters."""
+    config = read_config(ckpt)
+    state = load_training_state(ckpt, config, device)
+    generator = generator.to(device)
+    t = config.train
+    opt_g = torch.optim.Adam([p for p in generator.parameters() if p.requires_grad], lr=t.lr, betas=t.betas)
+    return TrainingState(generator, state.discriminator, opt_g, state.opt_d, state.rng, state.step)

@@ -68,6 +68,7 @@ def build_config(preset: str, data: str | None, blocks: str | None, seed: int, f
 @cli.command()
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="digits", show_default=True)
 @click.option("--data", help="digits, digits-gray, mnist, colored-mnist, cifar10, npz:PATH, folder:PATH.")
+@click.option("--labels", help="Train on these labels only: 0-6, or 1,3,5.")
 @click.option("--blocks", help="Blocks per bucket: N for every bucket, or a list like 20,20,20,8.")
 @click.option("--steps", type=int, help="Generator steps (total, also when resuming).")
 @click.option("--batch", type=int)
@@ -88,36 +89,44 @@ def build_config(preset: str, data: str | None, blocks: str | None, seed: int, f
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/PRESET].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint, if any.")
 @DEVICE
-def train(preset: str, data: str | None, blocks: str | None, seed: int, out: Path | None, resume: bool,
-          device: str, **flags) -> None:
+def train(preset: str, data: str | None, labels: str | None, blocks: str | None, seed: int, out: Path | None,
+          resume: bool, device: str, **flags) -> None:
     """Train an RPGAN; checkpoints and sample grids go to --out."""
     from rpgan.checkpoint import list_checkpoints, read_config
-    from rpgan.data import load_data
-    from rpgan.train import train as run_training
 
     out = out or Path("runs") / preset
     device = pick_device(device)
     found = list_checkpoints(out) if resume else []
     if found:
-        config = _resumed_config(read_config(found[-1]), out, data, blocks, seed, flags)
+        config = _resumed_config(read_config(found[-1]), out, data, labels, blocks, seed, flags)
     else:
-        config = build_config(preset, data, blocks, seed, flags)
-    images = load_data(config.data, config.model.image_size, config.model.channels)
+        config = dataclasses.replace(build_config(preset, data, blocks, seed, flags), labels=labels or "")
+    _run_training(config, out, device, resume)
+
+
+def _run_training(config: RunConfig, out: Path, device: str, resume: bool, start=None) -> None:
+    from rpgan.data import load_data, select_labels
+    from rpgan.train import train as run_training
+
+    images = select_labels(load_data(config.data, config.model.image_size, config.model.channels), config.labels)
     config = dataclasses.replace(config, dataset_size=len(images))
-    click.echo(f"training {config.preset} on {config.data} ({len(images)} images), blocks "
+    subset = f" labels {config.labels}" if config.labels else ""
+    click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "
                f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)
-    ckpt = run_training(config, images, out, device=device, resume=resume)
+    ckpt = run_training(config, images, out, device=device, resume=resume, start=start)
     click.echo(f"checkpoint: {ckpt}\nsamples: {out / 'samples.png'}\nfrozen path: {out / 'frozen_path.png'}")
 
 
-def _resumed_config(saved: RunConfig, out: Path, data: str | None, blocks: str | None, seed: int,
-                    flags: dict) -> RunConfig:
+def _resumed_config(saved: RunConfig, out: Path, data: str | None, labels: str | None, blocks: str | None,
+                    seed: int, flags: dict) -> RunConfig:
     """The checkpoint's config; flags other than RESUMABLE ones must agree with it."""
     given = {k: v for k, v in flags.items() if v is not None}
     clashes = [f"--{k.replace('_', '-')}" for k, v in given.items()
                if k not in RESUMABLE and getattr(getattr(saved, OVERRIDES[k][0]), OVERRIDES[k][1]) != v]
     if data is not None and data != saved.data:
         clashes.append("--data")
+    if labels is not None and labels != saved.labels:
+        clashes.append("--labels")
     if blocks is not None and expand_blocks(blocks, saved.model.n_buckets) != saved.model.blocks:
         clashes.append("--blocks")
     if seed != saved.train.seed:
@@ -184,6 +193,66 @@ def info(ckpt: Path) -> None:
     coverage = f"{card / config.dataset_size:.4g}" if config.dataset_size else "-"
     click.echo(f"latent space {card:.4g} paths (prod of blocks per bucket); coverage {coverage} "
                f"(paths / training images)")
+
+
+@cli.command()
+@click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+@click.option("--add-blocks", required=True, help="New blocks per bucket, e.g. 5,5,0,0.")
+@click.option("--data", help="Data set of the new training [default: the checkpoint's].")
+@click.option("--labels", default="", help="Train on these labels only: 0-9, or 7,8,9 [default: all].")
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Generator steps to train.")
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory for the result.")
+@DEVICE
+def extend(ckpt: Path, add_blocks: str, data: str | None, labels: str, steps: int, seed: int, out: Path,
+           device: str) -> None:
+    """Incremental learning (section 4.3): add blocks, then train only the new blocks."""
+    from rpgan.checkpoint import derived_training_state, list_checkpoints, load_generator, read_step
+    from rpgan.extend import add_blocks as grow
+    from rpgan.extend import freeze_old_blocks
+
+    if list_checkpoints(out):
+        raise UserError(f"{out} already holds a run; choose another --out")
+    device = pick_device(device)
+    generator, config, source = load_generator(ckpt)
+    try:
+        add = [int(v) for v in add_blocks.split(",")]
+    except ValueError:
+        raise UserError(f"--add-blocks takes one count per bucket like 5,5,0,0, got {add_blocks!r}") from None
+    torch.manual_seed(seed)  # initialises the new blocks
+    grown = grow(generator, add)
+    freeze_old_blocks(grown, config.model.blocks)
+    train = dataclasses.replace(config.train, frozen_blocks=config.model.blocks, steps=read_step(source) + steps,
+                                seed=seed)
+    config = dataclasses.replace(config, model=grown.cfg, train=train, data=data or config.data, labels=labels)
+    _run_training(config, out, device, resume=False, start=derived_training_state(source, grown.train(), device))
+
+
+@cli.command()
+@click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+@click.option("--merge", required=True, help="Consecutive buckets to merge, 1-based as in the paper: 3-5.")
+@click.option("--blocks", "k", type=int, required=True, help="Blocks of the merged bucket (random products).")
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory for the result.")
+def compress(ckpt: Path, merge: str, k: int, seed: int, out: Path) -> None:
+    """Merge consecutive linear buckets of a fully-connected generator into one (section 4.4)."""
+    import json
+
+    from rpgan.checkpoint import derived_training_state, list_checkpoints, load_generator, save_checkpoint
+    from rpgan.compress import merge_buckets, parse_merge
+
+    if list_checkpoints(out):
+        raise UserError(f"{out} already holds a run; choose another --out")
+    generator, config, source = load_generator(ckpt)
+    first, last = parse_merge(merge)
+    compressed, tuples = merge_buckets(generator, first, last, k, torch.Generator().manual_seed(seed))
+    state = derived_training_state(source, compressed, "cpu")
+    merged = {"source": str(source), "merged_buckets": [first + 1, last + 1], "seed": seed,
+              "tuples": tuples.tolist()}
+    new_config = dataclasses.replace(config, model=compressed.cfg)
+    saved = save_checkpoint(out, new_config, state, extra={"merge.json": json.dumps(merged)})
+    click.echo(f"buckets {first + 1}-{last + 1} -> one bucket of {k} blocks; blocks now "
+               f"{list(compressed.blocks)}\ncheckpoint: {saved}")
 
 
 def main() -> None:

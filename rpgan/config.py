@@ -37,6 +37,7 @@ class ModelConfig:
     blocks: tuple[int, ...] = (40, 40, 40, 40, 40)
     width: int = 256  # generator feature channels (dcgan: channels of the last hidden layer)
     fc_widths: tuple[int, ...] = (128, 256, 512, 1024)  # arch="fc": hidden widths (Table 3)
+    plain_buckets: tuple[int, ...] = ()  # arch="fc": 0-based buckets without BN (made by compression)
     z_dim: int = 128
     input: InputMode = "learned"  # learned Z (paper), fixed Z, or Gaussian z per sample
     linear: bool = False  # every nonlinearity inside the generator replaced by identity (4.4)
@@ -108,6 +109,7 @@ class TrainConfig:
     diversity_weight: float = 0.1  # weight of the block diversity loss in the generator loss
     gp_weight: float = 10.0  # WGAN-GP gradient penalty weight
     seed: int = 0
+    frozen_blocks: tuple[int, ...] = ()  # incremental learning: blocks [0, n_i) of bucket i stay fixed
     sample_every: int = 500  # steps between sample grids (0: only at the end)
     checkpoint_every: int = 1000  # steps between checkpoints (0: only at the end)
 
@@ -129,6 +131,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: str = "digits"
+    labels: str = ""  # train on these labels only, e.g. "0-6" or "1,3,5" ("" = all)
     dataset_size: int = 0  # images in the training set, for the coverage figure (Table 1)
     preset: str = ""
 

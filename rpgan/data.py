@@ -158,3 +158,27 @@ def _random_colors(n: int) -> Tensor:
     rng = np.random.default_rng(COLOR_SEED)
     hues, sats = rng.random(n), rng.uniform(0.6, 1.0, n)
     return torch.tensor([colorsys.hsv_to_rgb(h, s, 1.0) for h, s in zip(hues, sats)], dtype=torch.float32)
+
+
+def parse_labels(text: str) -> list[int]:
+    """`"0-6"`, `"1,3,5"` or `"0-2,7"` -> sorted label list."""
+    labels: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            labels.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise UserError(f"--labels takes ranges like 0-6 or lists like 1,3,5, got {text!r}") from None
+    return sorted(labels)
+
+
+def select_labels(data: ImageData, text: str) -> ImageData:
+    """The images whose label is in `text` (all when text is empty)."""
+    if not text:
+        return data
+    if data.labels is None:
+        raise UserError("--labels needs a labelled data set (digits, mnist, colored-mnist, cifar10, npz with y)")
+    keep = torch.isin(data.labels, torch.tensor(parse_labels(text)))
+    if not keep.any():
+        raise UserError(f"--labels {text}: no image has these labels")
+    return ImageData(data.images[keep], data.labels[keep])

@@ -109,7 +109,8 @@ def build_buckets(cfg: ModelConfig) -> tuple[list[Bucket], nn.Module]:
         return buckets, nn.Identity()
     # fc
     dims = [cfg.z_dim, *cfg.fc_widths, cfg.channels * cfg.image_size**2]
-    buckets = [DenseBucket(m[i], dims[i], dims[i + 1], norm_act=None if i == cfg.n_buckets - 1 else act)
+    plain = {cfg.n_buckets - 1, *cfg.plain_buckets}
+    buckets = [DenseBucket(m[i], dims[i], dims[i + 1], norm_act=None if i in plain else act)
                for i in range(cfg.n_buckets)]
     return buckets, nn.Identity()
 
@@ -127,6 +128,7 @@ class Generator(nn.Module):
         self.cfg = cfg.validate()
         buckets, self.pre_output = build_buckets(cfg)
         self.buckets = nn.ModuleList(buckets)
+        self.frozen_statistics = False  # incremental learning: BatchNorm keeps its running statistics
         if cfg.input == "learned":
             self.z = nn.Parameter(torch.randn(cfg.z_dim))
         elif cfg.input == "fixed":
@@ -135,6 +137,15 @@ class Generator(nn.Module):
     @property
     def blocks(self) -> tuple[int, ...]:
         return self.cfg.blocks
+
+    def train(self, mode: bool = True) -> Generator:
+        """As nn.Module.train; with frozen_statistics every BatchNorm stays in eval mode."""
+        super().train(mode)
+        if self.frozen_statistics:
+            for m in self.modules():
+                if isinstance(m, RoutedBatchNorm | nn.modules.batchnorm._BatchNorm):
+                    m.train(False)
+        return self
 
     def sample_latent(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
         """Random paths [n, n_buckets] (and Gaussian z [n, z_dim] for input="gaussian"), on CPU."""

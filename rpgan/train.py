@@ -53,13 +53,15 @@ def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: 
     return {"d_loss": loss_d.item(), "g_loss": adversarial.item(), "diversity": diversity.item()}
 
 
-def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str) -> TrainingState:
-    """A fresh state, or the latest checkpoint of run_dir when resuming. Refuses to mix runs."""
+def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str,
+                start: TrainingState | None = None) -> TrainingState:
+    """`start` (or a fresh state), or the latest checkpoint of run_dir when resuming.
+    Refuses to mix runs."""
     found = list_checkpoints(run_dir)
     if found and not resume:
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if not found:
-        return new_training_state(config, device)
+        return start or new_training_state(config, device)
     saved = read_config(found[-1])
     if saved.model != config.model or saved.data != config.data:
         raise UserError(f"{run_dir} was trained with another model or data set; drop the differing flags "
@@ -68,12 +70,12 @@ def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str) -> 
 
 
 def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu", resume: bool = False,
-          quiet: bool = False) -> Path:
+          quiet: bool = False, start: TrainingState | None = None) -> Path:
     """Train until config.train.steps, checkpointing and saving sample grids under run_dir.
-    Returns the final checkpoint directory."""
+    `start` is the state of a new run (default: fresh models). Returns the final checkpoint."""
     run_dir = Path(run_dir)
     cfg = config.train
-    state = prepare_run(config, run_dir, resume, device)
+    state = prepare_run(config, run_dir, resume, device, start)
     preview = state.generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
     progress = Progress(cfg.steps, start=state.step, label="step")
     ckpt = list_checkpoints(run_dir)[-1] if state.step >= cfg.steps else None
