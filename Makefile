@@ -26,7 +26,7 @@ demo: setup
 	@echo "demo: look at runs/demo/sample_grid.png and runs/demo/frozen_path_0000.png"
 
 test: setup
-	$(BIN)/ruff check rpgan tests bench
+	$(BIN)/ruff check rpgan analysis sweeps tests bench
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from rpgan.cli import main
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -36,3 +38,20 @@ def shared_data(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} is absent (real data for tests lives in ../shared/data)")
     return path
+
+
+@pytest.fixture
+def rpgan(capsys, monkeypatch):
+    """Run the `rpgan` command line in-process: rpgan(*args) -> (exit code, stdout, stderr)."""
+    def run(*args) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["rpgan", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

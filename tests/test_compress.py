@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 import pytest
 import torch
 
 from rpgan.checkpoint import load_generator
-from rpgan.cli import main
 from rpgan.compress import merge_buckets
 from rpgan.errors import UserError
 from rpgan.model import Generator
@@ -69,19 +67,11 @@ def test_refusals(cfg, first, last, message):
         merge_buckets(Generator(cfg), first, last, 4, torch.Generator())
 
 
-def test_cli_compress_gives_a_normal_checkpoint(tmp_path, capsys, monkeypatch):
-    def rpgan(*args):
-        monkeypatch.setattr(sys, "argv", ["rpgan", *map(str, args)])
-        try:
-            main()
-        except SystemExit as e:
-            return e.code
-        return 0
-
+def test_cli_compress_gives_a_normal_checkpoint(tmp_path, rpgan):
     assert rpgan("train", "--preset", "mnist-fc", "--data", "digits-gray", "--blocks", "3,3,3,2,2",
-                 "--batch", "8", "--steps", "2", "--out", tmp_path / "fc") == 0
+                 "--batch", "8", "--steps", "2", "--out", tmp_path / "fc")[0] == 0
     assert rpgan("compress", "--ckpt", tmp_path / "fc", "--merge", "3-5", "--blocks", "16",
-                 "--out", tmp_path / "small") == 0
+                 "--out", tmp_path / "small")[0] == 0
     small, config, ckpt = load_generator(tmp_path / "small")
     assert config.model.blocks == (3, 3, 16) and config.model.fc_widths == (128, 256)
     merged = json.loads((ckpt / "merge.json").read_text())
@@ -91,9 +81,8 @@ def test_cli_compress_gives_a_normal_checkpoint(tmp_path, capsys, monkeypatch):
     original = torch.tensor([[1, 2, *merged["tuples"][5]]])
     with torch.no_grad():
         torch.testing.assert_close(small(path), big(original), rtol=1e-4, atol=1e-5)
-    assert rpgan("sample", "--ckpt", tmp_path / "small", "--out", tmp_path / "s.png") == 0
-    assert rpgan("info", "--ckpt", tmp_path / "small") == 0
-    capsys.readouterr()
-    assert rpgan("compress", "--ckpt", tmp_path / "small", "--merge", "1-2", "--blocks", "4",
-                 "--out", tmp_path / "small") == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert rpgan("sample", "--ckpt", tmp_path / "small", "--out", tmp_path / "s.png")[0] == 0
+    assert rpgan("info", "--ckpt", tmp_path / "small")[0] == 0
+    code, _, err = rpgan("compress", "--ckpt", tmp_path / "small", "--merge", "1-2", "--blocks", "4",
+                         "--out", tmp_path / "small")
+    assert code == 2 and "already holds a run" in err

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import pytest
 import torch
 
 from rpgan.checkpoint import derived_training_state, load_generator
-from rpgan.cli import main
 from rpgan.data import load_data, parse_labels, select_labels
 from rpgan.errors import UserError
 from rpgan.extend import add_blocks, freeze_old_blocks
@@ -81,22 +79,24 @@ def test_labels_select_a_subset():
         select_labels(load_data("digits", 8, 3), "42")
 
 
-def test_cli_extend(tmp_path, capsys, monkeypatch):
-    def rpgan(*args):
-        monkeypatch.setattr(sys, "argv", ["rpgan", *map(str, args)])
-        try:
-            main()
-        except SystemExit as e:
-            return e.code
-        return 0
-
+def test_cli_extend(tmp_path, rpgan):
     tiny = ["--blocks", "2", "--width", "8", "--batch", "4"]
-    assert rpgan("train", *tiny, "--steps", "2", "--labels", "0-6", "--out", tmp_path / "a") == 0
+    assert rpgan("train", *tiny, "--steps", "2", "--labels", "0-6", "--out", tmp_path / "a")[0] == 0
     assert rpgan("extend", "--ckpt", tmp_path / "a", "--add-blocks", "1,1,0,0", "--steps", "2",
-                 "--out", tmp_path / "b") == 0
+                 "--out", tmp_path / "b")[0] == 0
     G, config, _ = load_generator(tmp_path / "b")
     assert G.blocks == (3, 3, 2, 2) and config.train.frozen_blocks == (2, 2, 2, 2) and config.labels == ""
     assert config.dataset_size == 1797
-    capsys.readouterr()
-    assert rpgan("extend", "--ckpt", tmp_path / "a", "--add-blocks", "1,1", "--out", tmp_path / "c") == 2
-    assert "needs 4 non-negative counts" in capsys.readouterr().err
+    code, _, err = rpgan("extend", "--ckpt", tmp_path / "a", "--add-blocks", "1,1", "--out", tmp_path / "c")
+    assert code == 2 and "needs 4 non-negative counts" in err
+
+
+def test_digit_classifier_learns_real_mnist():
+    from analysis.classifier import classify, train_classifier
+    from rpgan.data import ImageData, to_float
+    from tests.conftest import shared_data
+
+    mnist = load_data(f"npz:{shared_data('mnist_t10k.npz')}", 16, 1)
+    clf = train_classifier(ImageData(mnist.images[:4000], mnist.labels[:4000]), steps=200)
+    predicted = classify(clf, to_float(mnist.images[9000:]))
+    assert (predicted == mnist.labels[9000:]).float().mean() > 0.9
