@@ -20,13 +20,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from analysis.classifier import classify, train_classifier  # noqa: E402
-from rpgan.checkpoint import derived_training_state, load_generator  # noqa: E402
+from rpgan.checkpoint import load_generator  # noqa: E402
 from rpgan.config import RunConfig  # noqa: E402
 from rpgan.data import ImageData, load_data, select_labels, to_float  # noqa: E402
-from rpgan.extend import add_blocks, freeze_old_blocks  # noqa: E402
 from rpgan.images import render, save_grid  # noqa: E402
 from rpgan.presets import get_preset  # noqa: E402
-from rpgan.train import train  # noqa: E402
+from rpgan.train import start_extension, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,14 +59,9 @@ def main() -> None:
                       resume=True)
     base, _, _ = load_generator(base_ckpt)
 
-    torch.manual_seed(args.seed)
-    grown = add_blocks(base, [5, 5, 0, 0])
-    freeze_old_blocks(grown, base.blocks)
-    ext_cfg = dataclasses.replace(base_cfg, model=grown.cfg, labels="", dataset_size=len(mnist),
-                                  train=dataclasses.replace(base_cfg.train, frozen_blocks=base.blocks,
-                                                            steps=args.steps + args.extend_steps))
-    ext_ckpt = train(ext_cfg, mnist, args.out / "extended", resume=True,
-                     start=derived_training_state(base_ckpt, grown.train(), "cpu"))
+    ext_cfg, start = start_extension(base_ckpt, [5, 5, 0, 0], args.extend_steps, args.seed)
+    ext_ckpt = train(dataclasses.replace(ext_cfg, dataset_size=len(mnist)), mnist, args.out / "extended",
+                     resume=True, start=start)
     extended, _, _ = load_generator(ext_ckpt)
 
     g = torch.Generator().manual_seed(args.seed + 1)

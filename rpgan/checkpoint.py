@@ -137,10 +137,15 @@ def new_training_state(config: RunConfig, device: str) -> TrainingState:
         freeze_old_blocks(generator, config.train.frozen_blocks)
     discriminator = build_discriminator(config.model).to(device)
     t = config.train
-    opt_g = torch.optim.Adam([p for p in generator.parameters() if p.requires_grad], lr=t.lr, betas=t.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=t.lr, betas=t.betas)
     rng = torch.Generator().manual_seed(t.seed)
-    return TrainingState(generator, discriminator, opt_g, opt_d, rng)
+    return TrainingState(generator, discriminator, generator_optimizer(generator, config), opt_d, rng)
+
+
+def generator_optimizer(generator: Generator, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam over the generator's trainable parameters (all but frozen ones)."""
+    t = config.train
+    return torch.optim.Adam([p for p in generator.parameters() if p.requires_grad], lr=t.lr, betas=t.betas)
 
 
 def load_training_state(ckpt: Path, config: RunConfig, device: str) -> TrainingState:
@@ -165,6 +170,5 @@ def derived_training_state(ckpt: Path, generator: Generator, device: str) -> Tra
     config = read_config(ckpt)
     state = load_training_state(ckpt, config, device)
     generator = generator.to(device)
-    t = config.train
-    opt_g = torch.optim.Adam([p for p in generator.parameters() if p.requires_grad], lr=t.lr, betas=t.betas)
-    return TrainingState(generator, state.discriminator, opt_g, state.opt_d, state.rng, state.step)
+    return TrainingState(generator, state.discriminator, generator_optimizer(generator, config), state.opt_d,
+                         state.rng, state.step)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import torch
@@ -15,6 +16,9 @@ import torch
 from rpgan.config import RunConfig, expand_blocks
 from rpgan.errors import UserError
 from rpgan.presets import PRESETS, get_preset
+
+if TYPE_CHECKING:
+    from rpgan.checkpoint import TrainingState
 
 
 def pick_device(device: str) -> str:
@@ -104,7 +108,8 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
     _run_training(config, out, device, resume)
 
 
-def _run_training(config: RunConfig, out: Path, device: str, resume: bool, start=None) -> None:
+def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
+                  start: TrainingState | None = None) -> None:
     from rpgan.data import load_data, select_labels
     from rpgan.train import train as run_training
 
@@ -207,25 +212,15 @@ def info(ckpt: Path) -> None:
 def extend(ckpt: Path, add_blocks: str, data: str | None, labels: str, steps: int, seed: int, out: Path,
            device: str) -> None:
     """Incremental learning (section 4.3): add blocks, then train only the new blocks."""
-    from rpgan.checkpoint import derived_training_state, list_checkpoints, load_generator, read_step
-    from rpgan.extend import add_blocks as grow
-    from rpgan.extend import freeze_old_blocks
+    from rpgan.train import start_extension
 
-    if list_checkpoints(out):
-        raise UserError(f"{out} already holds a run; choose another --out")
-    device = pick_device(device)
-    generator, config, source = load_generator(ckpt)
     try:
         add = [int(v) for v in add_blocks.split(",")]
     except ValueError:
         raise UserError(f"--add-blocks takes one count per bucket like 5,5,0,0, got {add_blocks!r}") from None
-    torch.manual_seed(seed)  # initialises the new blocks
-    grown = grow(generator, add)
-    freeze_old_blocks(grown, config.model.blocks)
-    train = dataclasses.replace(config.train, frozen_blocks=config.model.blocks, steps=read_step(source) + steps,
-                                seed=seed)
-    config = dataclasses.replace(config, model=grown.cfg, train=train, data=data or config.data, labels=labels)
-    _run_training(config, out, device, resume=False, start=derived_training_state(source, grown.train(), device))
+    device = pick_device(device)
+    config, start = start_extension(ckpt, add, steps, seed, device, data=data, labels=labels)
+    _run_training(config, out, device, resume=False, start=start)
 
 
 @cli.command()

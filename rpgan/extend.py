@@ -27,7 +27,10 @@ def add_blocks(generator: Generator, add: Sequence[int]) -> Generator:
     new_state = grown.state_dict()
     with torch.no_grad():
         for name, old in generator.state_dict().items():
-            new_state[name][: len(old)].copy_(old) if old.dim() else new_state[name].copy_(old)
+            if old.dim():  # stacked block weights grow along dim 0; shared tensors keep their size
+                new_state[name][: len(old)].copy_(old)
+            else:
+                new_state[name].copy_(old)
     return grown
 
 
@@ -38,11 +41,10 @@ def freeze_old_blocks(generator: Generator, frozen: Sequence[int]) -> None:
     for bucket, n in zip(generator.buckets, frozen):
         if n >= bucket.n_blocks:
             continue
-        mask_shape = (bucket.n_blocks,)
         for p in bucket.parameters():
-            mask = torch.ones(mask_shape, device=p.device)
+            mask = torch.ones(bucket.n_blocks, *[1] * (p.dim() - 1), device=p.device)
             mask[:n] = 0
             p.requires_grad_(True)
-            p.register_hook(lambda g, m=mask.view(-1, *[1] * (p.dim() - 1)): g * m)
+            p.register_hook(lambda g, m=mask: g * m)
     generator.frozen_statistics = True
     generator.train(generator.training)

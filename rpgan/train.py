@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from rpgan.checkpoint import (
     TrainingState,
+    derived_training_state,
     list_checkpoints,
+    load_generator,
     load_training_state,
     new_training_state,
     read_config,
+    read_step,
     save_checkpoint,
 )
 from rpgan.config import RunConfig, TrainConfig
 from rpgan.data import ImageData, to_float
 from rpgan.errors import UserError
+from rpgan.extend import add_blocks, freeze_old_blocks
 from rpgan.images import render, save_frozen_path_grid, save_grid
 from rpgan.losses import d_loss, diversity_loss, g_loss, gradient_penalty
 from rpgan.progress import Progress
@@ -94,3 +100,19 @@ def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu"
     save_grid(render(state.generator, paths, z), run_dir / "samples.png")
     save_frozen_path_grid(state.generator, paths[0], run_dir / "frozen_path.png", z=None if z is None else z[0])
     return ckpt
+
+
+def start_extension(source: Path, add: Sequence[int], steps: int, seed: int, device: str = "cpu",
+                    data: str | None = None, labels: str = "") -> tuple[RunConfig, TrainingState]:
+    """Incremental learning (section 4.3): the generator of checkpoint `source` with add[i] new
+    blocks in bucket i (initialised from `seed`), only those trainable, for `steps` more steps
+    on `data` (default: the checkpoint's). Returns the run's config and its start state, for
+    `train(config, images, out, start=state)`."""
+    generator, config, source = load_generator(source)
+    torch.manual_seed(seed)  # initialises the new blocks
+    grown = add_blocks(generator, add)
+    freeze_old_blocks(grown, config.model.blocks)
+    schedule = dataclasses.replace(config.train, frozen_blocks=config.model.blocks,
+                                   steps=read_step(source) + steps, seed=seed)
+    config = dataclasses.replace(config, model=grown.cfg, train=schedule, data=data or config.data, labels=labels)
+    return config, derived_training_state(source, grown.train(), device)

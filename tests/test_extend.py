@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from rpgan.checkpoint import derived_training_state, load_generator
+from rpgan.checkpoint import load_generator
 from rpgan.data import load_data, parse_labels, select_labels
 from rpgan.errors import UserError
-from rpgan.extend import add_blocks, freeze_old_blocks
+from rpgan.extend import add_blocks
 from rpgan.model import Generator
-from rpgan.train import train
+from rpgan.train import start_extension, train
 from tests.conftest import TINY_MODELS, tiny_run
 
 
@@ -36,12 +36,8 @@ def _extended_run(tmp_path, steps: int):
     data = load_data("digits", 8, 3)
     source = train(base, data, tmp_path / "base", quiet=True)
     old, _, _ = load_generator(source)
-    torch.manual_seed(5)
-    grown = add_blocks(old, [2, 1, 0])
-    freeze_old_blocks(grown, old.blocks)
-    cfg = dataclasses.replace(base, model=grown.cfg,
-                              train=dataclasses.replace(base.train, frozen_blocks=old.blocks, steps=2 + steps))
-    return old, cfg, data, derived_training_state(source, grown.train(), "cpu")
+    cfg, start = start_extension(source, [2, 1, 0], steps, seed=5)
+    return old, cfg, data, start
 
 
 def test_only_new_blocks_train(tmp_path):
