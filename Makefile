@@ -23,7 +23,8 @@ demo: setup
 	$(BIN)/rpgan sample --ckpt runs/demo --n 64 --seed 0 --out runs/demo/sample_grid.png
 	$(BIN)/rpgan sample --ckpt runs/demo --path 0,0,0,0 --seed 0 --out runs/demo/frozen_path_0000.png
 	$(BIN)/rpgan info --ckpt runs/demo
-	@echo "demo: look at runs/demo/sample_grid.png and runs/demo/frozen_path_0000.png"
+	$(BIN)/rpgan analyze --ckpt runs/demo --evaluations 30 --seed 0
+	@echo "demo: look at runs/demo/sample_grid.png, runs/demo/analysis/responsibility.png and runs/demo/analysis/frozen_paths/"
 
 test: setup
 	$(BIN)/ruff check rpgan analysis sweeps tests bench

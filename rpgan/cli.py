@@ -6,6 +6,7 @@ Any bad input ends in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +34,24 @@ DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), de
 SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed for paths and samples.")
 
 
-@click.group()
+# Commands owned by the packages above the core, imported only when called: the core never
+# imports analysis or sweeps.
+ELSEWHERE = {"analyze": "analysis.commands:analyze", "fid": "analysis.commands:fid",
+             "fid-stats": "analysis.commands:fid_stats"}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *ELSEWHERE])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in ELSEWHERE:
+            module, attr = ELSEWHERE[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="rpgan")
 def cli() -> None:
     """RPGAN: random paths as a GAN's latent space (Voynov & Babenko, arXiv 1912.10920)."""
@@ -266,3 +284,7 @@ def main() -> None:
     except click.Abort:
         click.echo("rpgan: interrupted", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""`rpgan analyze`: the paper's section 4.1 for one checkpoint.
+
+Writes, under the output directory:
+  frozen_paths/path_*.png        Figure 3: per base path, a row per bucket with that bucket unfrozen
+  responsibility/                Parquet, one row per evaluation x layer x distance
+  responsibility_summary/        Parquet, one row per method x layer x distance (mean, std)
+  responsibility.png             Figure 4: mean D_{l->1} per bucket with std, semantic and color
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from analysis.fanout import run_calls
+from analysis.inception import resolve_weights
+from analysis.plots import plot_responsibility
+from analysis.responsibility import make_plan
+from analysis.results import context, run_id, write_table
+from rpgan.checkpoint import load_generator, read_step
+from rpgan.errors import UserError
+from rpgan.images import save_frozen_path_grid
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    evaluations: int = 100  # the paper averages D_{l->1} over 100 random base paths
+    seed: int = 0
+    grids: int = 4  # Figure 3 PNGs, one per base path
+    per_bucket: int = 10  # blocks shown per bucket in a Figure 3 row
+    noise_scales: tuple[float, ...] = ()  # noise injection: W + scale * std(W) * N(0, 1) per layer
+    chunk: int = 10  # evaluations per task sent to a worker
+    workers: int | None = None  # Ray actors; None: as many as the cluster holds; 0: in-process
+    gpus_per_worker: float = 0.0
+
+    def validate(self) -> AnalyzeConfig:
+        if self.evaluations < 1 or self.chunk < 1 or self.grids < 0 or self.per_bucket < 1:
+            raise UserError("--evaluations, --chunk and --per-bucket must be >= 1 and --grids >= 0")
+        if any(s <= 0 for s in self.noise_scales):
+            raise UserError("--noise-scales must be positive, e.g. 0.1,0.5")
+        return self
+
+
+def methods(blocks: tuple[int, ...], noise_scales: tuple[float, ...]) -> list[tuple[str, str, float]]:
+    """(name, mode, noise scale) of each way of varying a layer that applies to this generator."""
+    found = [("buckets", "buckets", 0.0)] if max(blocks) > 1 else []
+    found += [(f"noise-{s:g}", "noise", s) for s in noise_scales]
+    if not found:
+        raise UserError("this generator has one block per bucket (a standard GAN): its buckets cannot vary; "
+                        "pass --noise-injection")
+    return found
+
+
+def summarise(long: pd.DataFrame) -> pd.DataFrame:
+    """Per method x layer x distance: evaluations with a defined ratio, ratio and spread mean/std."""
+    g = long.groupby(["method", "layer", "distance"], sort=False)
+    return pd.DataFrame({
+        "evaluations": g["ratio"].count(), "ratio_mean": g["ratio"].mean(), "ratio_std": g["ratio"].std(),
+        "spread_mean": g["spread"].mean(), "spread_std": g["spread"].std(),
+    }).reset_index()
+
+
+def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, device: str = "cpu",
+            inception_weights: Path | None = None) -> dict[str, Path]:
+    """Run the analysis; returns the paths written, by name."""
+    cfg.validate()
+    generator, config, ckpt = load_generator(ckpt, device)
+    out = Path(out) if out else ckpt.parent.parent / "analysis"
+    todo = methods(generator.blocks, cfg.noise_scales)
+    state, _ = resolve_weights(inception_weights)
+    written: dict[str, Path] = {}
+
+    rng = torch.Generator().manual_seed(cfg.seed)
+    paths, z = generator.sample_latent(cfg.grids, rng)
+    for g in range(cfg.grids):
+        name = "-".join(map(str, paths[g].tolist()))
+        written[f"grid_{g}"] = save_frozen_path_grid(generator, paths[g], out / "frozen_paths" / f"path_{name}.png",
+                                                     cfg.per_bucket, cfg.seed, None if z is None else z[g])
+
+    plan = make_plan(generator, cfg.evaluations, cfg.seed)
+    starts = range(0, cfg.evaluations, cfg.chunk)
+    calls = [("responsibility", (plan.chunk(a, a + cfg.chunk), a, mode, scale))
+             for _, mode, scale in todo for a in starts]
+    results = run_calls(calls, ckpt=ckpt, inception_state=state, workers=cfg.workers, device=device,
+                        gpus_per_worker=cfg.gpus_per_worker, label="task")
+    per_method = len(starts)
+    rows = [{**row, "method": todo[i // per_method][0]} for i, chunk in enumerate(results) for row in chunk]
+    long = pd.DataFrame(rows)
+    summary = summarise(long)
+
+    options = {"ckpt": str(ckpt), **dataclasses.asdict(dataclasses.replace(cfg, workers=None, gpus_per_worker=0))}
+    ctx = context(run_id(options), ckpt, read_step(ckpt), config, cfg.seed)
+    written["responsibility"] = write_table(out, "responsibility", ctx, rows)
+    written["responsibility_summary"] = write_table(out, "responsibility_summary", ctx,
+                                                    summary.to_dict("records"))
+    title = (f"{config.preset or config.model.arch}: blocks {list(generator.blocks)}, step {ctx['step']}, "
+             f"{cfg.evaluations} evaluations")
+    written["plot"] = plot_responsibility(summary, out / "responsibility.png", title)
+    return written

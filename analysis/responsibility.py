@@ -1,0 +1,129 @@
+"""Layer responsibility, the paper's D_{l->1} (section 4.1), for RPGAN buckets and for noise
+injection into a standard GAN's layers (section 4.2, Figure 5).
+
+One evaluation: a random base path (and z for a Gaussian-input generator); for each layer l,
+K = 4 images that differ only in layer l (other blocks of bucket l, or 4 independent noise draws
+on layer l's weights). Its spreads are mean pairwise distances of those K images; the ratio
+divides by layer 1's. Everything random is drawn up front from the seed into a `Plan`, so the
+numbers do not depend on how evaluations are split across workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from analysis.distances import CHANNELS, color_histograms, color_spread, ratio_to_first, semantic_spread
+from rpgan.data import to_uint8
+from rpgan.images import render
+from rpgan.model import Generator
+from rpgan.paths import frozen_path_variations, sample_paths
+
+IMAGES_PER_LAYER = 4  # the paper's four images per bucket
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The random choices of evaluations; index [e] for evaluation e."""
+
+    base_paths: Tensor  # Long [E, L]
+    z: Tensor | None  # [E, z_dim] for a Gaussian-input generator
+    blocks: Tensor  # Long [E, L, K]: block of each varied image (bucket variation)
+    noise_seeds: Tensor  # Long [E, L, K]: seed of each noise draw (noise injection)
+
+    def __len__(self) -> int:
+        return len(self.base_paths)
+
+    def chunk(self, start: int, stop: int) -> Plan:
+        return Plan(self.base_paths[start:stop], None if self.z is None else self.z[start:stop],
+                    self.blocks[start:stop], self.noise_seeds[start:stop])
+
+
+def make_plan(generator: Generator, evaluations: int, seed: int) -> Plan:
+    """Base paths, varied blocks (distinct within a bucket; all of them when a bucket has fewer
+    than 4) and noise seeds for `evaluations` evaluations, all drawn from `seed`."""
+    rng = torch.Generator().manual_seed(seed)
+    blocks = generator.blocks
+    base = sample_paths(blocks, evaluations, rng)
+    z = torch.randn(evaluations, generator.cfg.z_dim, generator=rng) if generator.cfg.input == "gaussian" else None
+    k = IMAGES_PER_LAYER
+    chosen = torch.zeros(evaluations, len(blocks), k, dtype=torch.long)
+    for e in range(evaluations):
+        for i, m in enumerate(blocks):
+            # a bucket of m < K blocks shows all m; the rest repeat and are left out of its spread
+            chosen[e, i] = torch.randperm(m, generator=rng)[:k] if m >= k else torch.arange(k) % m
+    seeds = torch.randint(0, 2**62, (evaluations, len(blocks), k), generator=rng)
+    return Plan(base, z, chosen, seeds)
+
+
+@torch.no_grad()
+def bucket_variations(generator: Generator, plan: Plan) -> Tensor:
+    """Images [E, L, K, C, S, S] (uint8): evaluation e, bucket l, its k-th chosen block."""
+    n_eval, n_layers, k = plan.blocks.shape
+    paths = torch.cat([frozen_path_variations(plan.base_paths[e], i, plan.blocks[e, i])
+                       for e in range(n_eval) for i in range(n_layers)])
+    z = None if plan.z is None else plan.z.repeat_interleave(n_layers * k, dim=0)
+    images = to_uint8(render(generator, paths, z))
+    return images.view(n_eval, n_layers, k, *images.shape[1:])
+
+
+@torch.no_grad()
+def noise_variations(generator: Generator, plan: Plan, scale: float) -> Tensor:
+    """Images [E, L, K, C, S, S] (uint8): the base path rendered by the generator with layer l's
+    weights perturbed, W + scale * std(W) * N(0, 1) per block, one fresh draw per image.
+    Only weight matrices and kernels are perturbed, not biases or normalisation parameters."""
+    n_eval, n_layers, k = plan.noise_seeds.shape
+    out = []
+    for e in range(n_eval):
+        z = None if plan.z is None else plan.z[e : e + 1]
+        for i, bucket in enumerate(generator.buckets):
+            weights = [p for p in bucket.parameters() if p.dim() >= 3]  # stacked [m, out, in, ...]
+            originals = [w.detach().clone() for w in weights]
+            for j in range(k):
+                rng = torch.Generator().manual_seed(int(plan.noise_seeds[e, i, j]))
+                for w, w0 in zip(weights, originals):
+                    std = w0.flatten(1).std(dim=1).view(-1, *[1] * (w0.dim() - 1))
+                    noise = torch.randn(w0.shape, generator=rng).to(w0.device)
+                    w.copy_(w0 + scale * std * noise)
+                out.append(render(generator, plan.base_paths[e : e + 1], z))
+            for w, w0 in zip(weights, originals):
+                w.copy_(w0)
+    images = to_uint8(torch.cat(out))
+    return images.view(n_eval, n_layers, k, *images.shape[1:])
+
+
+def distinct_images(blocks: tuple[int, ...], mode: str) -> list[int]:
+    """How many of a layer's K images differ by construction: min(m, K) blocks, or K noise draws."""
+    return [IMAGES_PER_LAYER if mode == "noise" else min(m, IMAGES_PER_LAYER) for m in blocks]
+
+
+def spreads(images: Tensor, embed: Callable[[Tensor], Tensor], distinct: list[int]) -> dict[str, Tensor]:
+    """Spreads [E, L] per distance for images [E, L, K, C, S, S], of the first distinct[l] images
+    of layer l: "semantic" (Euclidean between Inception pool3 features, `embed`: uint8
+    [N, C, S, S] -> [N, 2048]), "color_r/g/b" (Hellinger) and "color" (their mean)."""
+    n_eval, n_layers, k = images.shape[:3]
+    flat = images.flatten(0, 2)
+    feats = embed(flat).view(n_eval, n_layers, k, -1)
+    hists = color_histograms(flat).view(n_eval, n_layers, k, 3, -1)
+    semantic = torch.stack([semantic_spread(feats[:, i, : distinct[i]]) for i in range(n_layers)], 1)
+    color = torch.stack([color_spread(hists[:, i, : distinct[i]]) for i in range(n_layers)], 1)  # [E, L, 3]
+    out = {"semantic": semantic}
+    out.update({f"color_{c}": color[..., i] for i, c in enumerate(CHANNELS)})
+    out["color"] = color.mean(-1)
+    return out
+
+
+def evaluation_rows(images: Tensor, embed: Callable[[Tensor], Tensor], distinct: list[int],
+                    first_evaluation: int) -> list[dict]:
+    """Long-format rows, one per evaluation x layer x distance: spread and D_{l->1} ratio."""
+    rows = []
+    for distance, spread in spreads(images, embed, distinct).items():
+        ratio = ratio_to_first(spread)
+        for e in range(spread.shape[0]):
+            for layer in range(spread.shape[1]):
+                rows.append({"evaluation": first_evaluation + e, "layer": layer + 1, "distance": distance,
+                             "spread": float(spread[e, layer]), "ratio": float(ratio[e, layer])})
+    return rows

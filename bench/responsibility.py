@@ -1,0 +1,49 @@
+"""Analysis throughput (D_{l->1} evaluations/s): in-process vs 1 and 2 Ray workers, side by side
+in one process, on the same checkpoint and plan. Ray start-up is excluded; actor start-up
+(loading the generator and Inception) is included, as a user pays it.
+
+    python bench/responsibility.py --ckpt runs/demo [--evaluations 20] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from analysis.fanout import run_calls
+from analysis.inception import resolve_weights
+from analysis.responsibility import make_plan
+from rpgan.checkpoint import load_generator
+from rpgan.ray_session import connect
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--evaluations", type=int, default=20)
+    ap.add_argument("--chunk", type=int, default=5)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = ap.parse_args()
+    generator, _, ckpt = load_generator(args.ckpt)
+    plan = make_plan(generator, args.evaluations, seed=0)
+    calls = [("responsibility", (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
+             for a in range(0, args.evaluations, args.chunk)]
+    state, source = resolve_weights()
+    print(connect(), f"| Inception weights: {source}")
+    gpus = 1.0 if args.device == "cuda" else 0.0
+    images = args.evaluations * len(generator.blocks) * 4
+    rates = {}
+    for name, workers in (("in-process", 0), ("1 Ray worker", 1), ("2 Ray workers", 2)):
+        t0 = time.perf_counter()
+        run_calls(calls, ckpt=ckpt, inception_state=state, workers=workers, device=args.device,
+                  gpus_per_worker=gpus if workers else 0.0)
+        seconds = time.perf_counter() - t0
+        rates[name] = args.evaluations / seconds
+        print(f"{name:14s} {seconds:7.1f} s  {rates[name]:6.3f} evaluations/s  {images / seconds:6.1f} images/s")
+    base = rates["in-process"]
+    print("ratios vs in-process: " + ", ".join(f"{k} {v / base:.2f}x" for k, v in rates.items()))
+
+
+if __name__ == "__main__":
+    main()

