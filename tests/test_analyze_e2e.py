@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -107,7 +106,6 @@ def test_a_killed_analysis_leaves_no_partial_file(ckpt, tmp_path):
     for line in proc.stderr:  # kill once it is mid-way through the evaluations
         if "task 2/" in line:
             break
-    time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
