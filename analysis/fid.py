@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,11 @@ class Fanout:
     chunk: int = 250  # images per task
     inception_weights: Path | None = None
 
+    @cached_property
+    def inception_state(self) -> dict[str, torch.Tensor]:
+        """The Inception weights, resolved once per job."""
+        return resolve_weights(self.inception_weights)[0]
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("RPGAN_CACHE", Path.home() / ".cache" / "rpgan")) / "fid_stats"
@@ -61,9 +67,8 @@ def reference_features(data: str, size: int, channels: int, n: int | None, fan: 
     images = load_data(data, size, channels)
     index = torch.arange(len(images)) if n is None or n >= len(images) else \
         torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-    state, _ = resolve_weights(fan.inception_weights)
     calls = [("image_features", (images.batch(index[i : i + fan.chunk]),)) for i in range(0, len(index), fan.chunk)]
-    feats = np.concatenate(run_calls(calls, ckpt=None, inception_state=state, workers=fan.workers,
+    feats = np.concatenate(run_calls(calls, ckpt=None, inception_state=fan.inception_state, workers=fan.workers,
                                      device=fan.device, gpus_per_worker=fan.gpus_per_worker, label="real chunk"))
     mu, sigma = statistics(feats)
 
@@ -79,10 +84,9 @@ def generated_features(ckpt: Path, n: int, seed: int, fan: Fanout) -> np.ndarray
     """Pool3 features [n, 2048] of n images of random paths drawn from `seed`."""
     generator, _, ckpt = load_generator(ckpt)
     paths, z = generator.sample_latent(n, torch.Generator().manual_seed(seed))
-    state, _ = resolve_weights(fan.inception_weights)
     calls = [("sample_features", (paths[i : i + fan.chunk], None if z is None else z[i : i + fan.chunk]))
              for i in range(0, n, fan.chunk)]
-    return np.concatenate(run_calls(calls, ckpt=ckpt, inception_state=state, workers=fan.workers,
+    return np.concatenate(run_calls(calls, ckpt=ckpt, inception_state=fan.inception_state, workers=fan.workers,
                                     device=fan.device, gpus_per_worker=fan.gpus_per_worker, label="sample chunk"))
 
 
