@@ -16,8 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis.fanout import run_calls
-from analysis.inception import resolve_weights
+from analysis.fanout import Fanout
 from analysis.plots import plot_responsibility
 from analysis.responsibility import make_plan
 from analysis.results import context, run_id, write_table
@@ -34,8 +33,6 @@ class AnalyzeConfig:
     per_bucket: int = 10  # blocks shown per bucket in a Figure 3 row
     noise_scales: tuple[float, ...] = ()  # noise injection: W + scale * std(W) * N(0, 1) per layer
     chunk: int = 10  # evaluations per task sent to a worker
-    workers: int | None = None  # Ray actors; None: as many as the cluster holds; 0: in-process
-    gpus_per_worker: float = 0.0
 
     def validate(self) -> AnalyzeConfig:
         if self.evaluations < 1 or self.chunk < 1 or self.grids < 0 or self.per_bucket < 1:
@@ -64,14 +61,12 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
-def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, device: str = "cpu",
-            inception_weights: Path | None = None) -> dict[str, Path]:
-    """Run the analysis; returns the paths written, by name."""
+def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, fan: Fanout) -> dict[str, Path]:
+    """Run the analysis where `fan` says; returns the paths written, by name."""
     cfg.validate()
-    generator, config, ckpt = load_generator(ckpt, device)
+    generator, config, ckpt = load_generator(ckpt, fan.device)
     out = Path(out) if out else ckpt.parent.parent / "analysis"
     todo = methods(generator.blocks, cfg.noise_scales)
-    state, _ = resolve_weights(inception_weights)
     written: dict[str, Path] = {}
 
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -85,14 +80,13 @@ def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, device: str = "cpu
     starts = range(0, cfg.evaluations, cfg.chunk)
     calls = [("responsibility", (plan.chunk(a, a + cfg.chunk), a, mode, scale))
              for _, mode, scale in todo for a in starts]
-    results = run_calls(calls, ckpt=ckpt, inception_state=state, workers=cfg.workers, device=device,
-                        gpus_per_worker=cfg.gpus_per_worker, label="task")
+    results = fan.run(calls, ckpt)
     per_method = len(starts)
     rows = [{**row, "method": todo[i // per_method][0]} for i, chunk in enumerate(results) for row in chunk]
     long = pd.DataFrame(rows)
     summary = summarise(long)
 
-    options = {"ckpt": str(ckpt), **dataclasses.asdict(dataclasses.replace(cfg, workers=None, gpus_per_worker=0))}
+    options = {"ckpt": str(ckpt), **dataclasses.asdict(cfg)}
     ctx = context(run_id(options), ckpt, read_step(ckpt), config, cfg.seed)
     written["responsibility"] = write_table(out, "responsibility", ctx, rows)
     written["responsibility_summary"] = write_table(out, "responsibility_summary", ctx,

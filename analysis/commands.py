@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
@@ -28,10 +27,14 @@ def cluster_options(command):
     return command
 
 
-def _placement(workers: int | None, gpus: float | None, address: str | None, device: str) -> tuple[float, str]:
-    """Connect to Ray unless in-process; returns (GPUs per worker, in-process device)."""
+def _fanout(workers: int | None, gpus: float | None, address: str | None, device: str,
+            inception_weights: Path | None):
+    """Where the job runs: in-process on `device`, or on Ray (connected here), with GPUs per
+    worker defaulting to 1 when the cluster has GPUs and --device is not cpu."""
+    from analysis.fanout import Fanout
+
     if workers == 0:
-        return 0.0, pick_device(device)
+        return Fanout(workers=0, device=pick_device(device), inception_weights=inception_weights)
     import ray
 
     from rpgan.ray_session import connect
@@ -39,15 +42,7 @@ def _placement(workers: int | None, gpus: float | None, address: str | None, dev
     click.echo(connect(address), err=True)
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and device != "cpu" else 0.0
-    return gpus, "cpu"
-
-
-def _fanout(workers: int | None, gpus: float | None, address: str | None, device: str,
-            inception_weights: Path | None):
-    from analysis.fid import Fanout
-
-    gpus, device = _placement(workers, gpus, address, device)
-    return Fanout(workers=workers, gpus_per_worker=gpus, device=device, inception_weights=inception_weights)
+    return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights)
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -78,9 +73,8 @@ def analyze(ckpt: Path, evaluations: int, grids: int, per_bucket: int, noise_inj
 
     scales = _floats(noise_scales, "--noise-scales") if noise_injection else ()
     cfg = AnalyzeConfig(evaluations=evaluations, seed=seed, grids=grids, per_bucket=per_bucket,
-                        noise_scales=scales, chunk=chunk, workers=workers).validate()
-    gpus, device = _placement(workers, gpus_per_worker, address, device)
-    written = run_analysis(ckpt, out, dataclasses.replace(cfg, gpus_per_worker=gpus), device, inception_weights)
+                        noise_scales=scales, chunk=chunk).validate()
+    written = run_analysis(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
     import pandas as pd
 
     summary = pd.read_parquet(written["responsibility_summary"])

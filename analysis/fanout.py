@@ -2,11 +2,13 @@
 
 A job is a list of calls `(method, args)` on `AnalysisWorker`; results come back in call order,
 so the same seed gives the same numbers whatever the number of workers. `workers=0` runs the
-calls in this process (debugging, tests of the numbers).
+calls in this process (debugging, tests of the numbers). `Fanout` says where a job runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from analysis.inception import InceptionFeatures, features
+from analysis.inception import InceptionFeatures, features, resolve_weights
 from analysis.responsibility import Plan, bucket_variations, distinct_images, evaluation_rows, noise_variations
 from rpgan.checkpoint import load_generator
 from rpgan.data import to_uint8
@@ -30,7 +32,6 @@ class AnalysisWorker:
     def __init__(self, ckpt: str | None, inception_state: dict[str, Tensor], device: str, threads: int = 0):
         if threads:
             torch.set_num_threads(threads)
-        self.device = device
         self.generator = load_generator(Path(ckpt), device)[0] if ckpt else None
         self.inception = InceptionFeatures(inception_state).to(device)
 
@@ -54,13 +55,32 @@ class AnalysisWorker:
         return self.embed(images).numpy()
 
 
-def run_calls(calls: list[Call], *, ckpt: Path | None, inception_state: dict[str, Tensor], workers: int | None,
-              device: str, gpus_per_worker: float = 0.0, label: str = "task") -> list[Any]:
-    """Run the calls on `workers` Ray actors (None: as many as the cluster holds; 0: in-process)
-    and return their results in call order, with a progress line."""
+@dataclass(frozen=True)
+class Fanout:
+    """Where a job's calls run: Ray actors (workers None: as many as fit; 0: in-process)."""
+
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    device: str = "cpu"  # of the in-process worker; actors use cuda exactly when given GPUs
+    chunk: int = 250  # images per task, for jobs over images
+    inception_weights: Path | None = None
+
+    @cached_property
+    def inception_state(self) -> dict[str, Tensor]:
+        """The Inception weights, resolved once per job."""
+        return resolve_weights(self.inception_weights)[0]
+
+    def run(self, calls: list[Call], ckpt: Path | None, label: str = "task") -> list[Any]:
+        """Run the calls on AnalysisWorkers for `ckpt`; their results in call order."""
+        return _run_calls(calls, str(ckpt) if ckpt else None, self.inception_state, self.workers, self.device,
+                          self.gpus_per_worker, label)
+
+
+def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, Tensor], workers: int | None,
+               device: str, gpus_per_worker: float, label: str) -> list[Any]:
     progress = Progress(len(calls), label=label, every=1)
     if workers == 0:
-        worker = AnalysisWorker(str(ckpt) if ckpt else None, inception_state, device)
+        worker = AnalysisWorker(ckpt, inception_state, device)
         results = []
         for i, (method, args) in enumerate(calls):
             results.append(getattr(worker, method)(*args))
@@ -79,7 +99,7 @@ def run_calls(calls: list[Call], *, ckpt: Path | None, inception_state: dict[str
     # Each actor gets the CPU threads its share of this node allows (Ray sets no torch threads).
     threads = max(1, int(ray.available_resources().get("CPU", 1) // n)) if gpus_per_worker == 0 else 0
     actor_device = "cuda" if gpus_per_worker > 0 else "cpu"
-    actors = [remote.remote(str(ckpt) if ckpt else None, state_ref, actor_device, threads) for _ in range(n)]
+    actors = [remote.remote(ckpt, state_ref, actor_device, threads) for _ in range(n)]
     try:
         pool = ActorPool(actors)
         results = []

@@ -8,39 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from analysis.fanout import run_calls
+from analysis.fanout import Fanout
 from analysis.frechet import frechet_distance, statistics
-from analysis.inception import resolve_weights
 from analysis.plots import plot_prd
 from analysis.prd import compute_prd
 from analysis.results import context, run_id, write_table
 from rpgan.atomic import atomic_write
-from rpgan.checkpoint import load_generator, read_step
+from rpgan.checkpoint import load_generator, read_config, read_step, resolve_checkpoint
 from rpgan.data import load_data
 from rpgan.errors import UserError
-
-
-@dataclass(frozen=True)
-class Fanout:
-    """Where feature extraction runs: Ray actors (None: as many as fit; 0: in-process)."""
-
-    workers: int | None = None
-    gpus_per_worker: float = 0.0
-    device: str = "cpu"
-    chunk: int = 250  # images per task
-    inception_weights: Path | None = None
-
-    @cached_property
-    def inception_state(self) -> dict[str, torch.Tensor]:
-        """The Inception weights, resolved once per job."""
-        return resolve_weights(self.inception_weights)[0]
 
 
 def cache_dir() -> Path:
@@ -68,8 +49,7 @@ def reference_features(data: str, size: int, channels: int, n: int | None, fan: 
     index = torch.arange(len(images)) if n is None or n >= len(images) else \
         torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     calls = [("image_features", (images.batch(index[i : i + fan.chunk]),)) for i in range(0, len(index), fan.chunk)]
-    feats = np.concatenate(run_calls(calls, ckpt=None, inception_state=fan.inception_state, workers=fan.workers,
-                                     device=fan.device, gpus_per_worker=fan.gpus_per_worker, label="real chunk"))
+    feats = np.concatenate(fan.run(calls, ckpt=None, label="real chunk"))
     mu, sigma = statistics(feats)
 
     def save(tmp: Path) -> None:
@@ -86,8 +66,7 @@ def generated_features(ckpt: Path, n: int, seed: int, fan: Fanout) -> np.ndarray
     paths, z = generator.sample_latent(n, torch.Generator().manual_seed(seed))
     calls = [("sample_features", (paths[i : i + fan.chunk], None if z is None else z[i : i + fan.chunk]))
              for i in range(0, n, fan.chunk)]
-    return np.concatenate(run_calls(calls, ckpt=ckpt, inception_state=fan.inception_state, workers=fan.workers,
-                                    device=fan.device, gpus_per_worker=fan.gpus_per_worker, label="sample chunk"))
+    return np.concatenate(fan.run(calls, ckpt=ckpt, label="sample chunk"))
 
 
 def fid(ckpt: Path, n: int, seed: int, fan: Fanout, data: str | None = None, reference_n: int | None = None,
@@ -96,7 +75,8 @@ def fid(ckpt: Path, n: int, seed: int, fan: Fanout, data: str | None = None, ref
     the `quality` and `prd_curve` tables and prd.png to `out` (default: the run's analysis/)."""
     if n < 2:
         raise UserError("--n must be at least 2 (FID needs a covariance)")
-    generator, config, ckpt = load_generator(ckpt)
+    ckpt = resolve_checkpoint(ckpt)  # the config is enough here; the workers load the generator
+    config = read_config(ckpt)
     data = data or config.data
     m = config.model
     ref, ref_path = reference_features(data, m.image_size, m.channels, reference_n, fan, seed, stats)

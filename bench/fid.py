@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis.fid import Fanout, reference_features
+from analysis.fanout import Fanout
+from analysis.fid import reference_features
 from analysis.frechet import frechet_distance, statistics
 from analysis.inception import hub_cache_file, resolve_weights
 from rpgan.checkpoint import load_generator

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from analysis.fanout import run_calls
+from analysis.fanout import Fanout
 from analysis.inception import resolve_weights
 from analysis.responsibility import make_plan
 from rpgan.checkpoint import load_generator
@@ -29,15 +29,15 @@ def main() -> None:
     plan = make_plan(generator, args.evaluations, seed=0)
     calls = [("responsibility", (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
              for a in range(0, args.evaluations, args.chunk)]
-    state, source = resolve_weights()
-    print(connect(), f"| Inception weights: {source}")
+    print(connect(), f"| Inception weights: {resolve_weights()[1]}")
     gpus = 1.0 if args.device == "cuda" else 0.0
     images = args.evaluations * len(generator.blocks) * 4
     rates = {}
     for name, workers in (("in-process", 0), ("1 Ray worker", 1), ("2 Ray workers", 2)):
+        fan = Fanout(workers=workers, gpus_per_worker=gpus if workers else 0.0, device=args.device)
+        _ = fan.inception_state  # resolved before timing: the candidates differ in placement only
         t0 = time.perf_counter()
-        run_calls(calls, ckpt=ckpt, inception_state=state, workers=workers, device=args.device,
-                  gpus_per_worker=gpus if workers else 0.0)
+        fan.run(calls, ckpt)
         seconds = time.perf_counter() - t0
         rates[name] = args.evaluations / seconds
         print(f"{name:14s} {seconds:7.1f} s  {rates[name]:6.3f} evaluations/s  {images / seconds:6.1f} images/s")
