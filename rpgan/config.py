@@ -112,9 +112,10 @@ class TrainConfig:
     frozen_blocks: tuple[int, ...] = ()  # incremental learning: blocks [0, n_i) of bucket i stay fixed
     sample_every: int = 500  # steps between sample grids (0: only at the end)
     checkpoint_every: int = 1000  # steps between checkpoints (0: only at the end)
+    log_every: int = 10  # steps between rows of the run's metrics (Parquet, TensorBoard)
 
     def validate(self) -> TrainConfig:
-        for name in ("steps", "batch", "d_steps"):
+        for name in ("steps", "batch", "d_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.loss not in ("hinge", "wgan-gp"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from rpgan.atomic import atomic_write
 from rpgan.checkpoint import (
     TrainingState,
     derived_training_state,
@@ -25,9 +27,18 @@ from rpgan.errors import UserError
 from rpgan.extend import add_blocks, freeze_old_blocks
 from rpgan.images import render, save_frozen_path_grid, save_grid
 from rpgan.losses import d_loss, diversity_loss, g_loss, gradient_penalty
+from rpgan.model import Generator
 from rpgan.progress import Progress
+from rpgan.replica import SOLO, Replica
+from rpgan.run_log import METRICS, RunLog, read_rows
 
 PREVIEW_SEED = 1234  # the paths shown in the sample grids during training
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The training RNG's seed for one worker's step: a resumed run, and the same step on any
+    worker count, draws the same numbers whether or not it was interrupted."""
+    return int(np.random.SeedSequence([seed % 2**64, rank, step]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def real_batch(data: ImageData, n: int, rng: torch.Generator, device: str) -> torch.Tensor:
@@ -35,28 +46,70 @@ def real_batch(data: ImageData, n: int, rng: torch.Generator, device: str) -> to
     return to_float(data.batch(torch.randint(len(data), (n,), generator=rng))).to(device)
 
 
-def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: str) -> dict[str, float]:
-    """`cfg.d_steps` discriminator updates, then one generator update. Returns the losses."""
-    G, D, rng = state.generator, state.discriminator, state.rng
+def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: str,
+               replica: Replica = SOLO) -> dict[str, float]:
+    """`cfg.d_steps` discriminator updates, then one generator update, on this replica's share
+    of the global batch `cfg.batch` with gradients averaged over replicas. Returns its losses."""
+    G, D = state.generator, state.discriminator
+    rng = state.rng.manual_seed(step_seed(cfg.seed, replica.rank, state.step))
+    n = replica.share(cfg.batch)
     for _ in range(cfg.d_steps):
-        real = real_batch(data, cfg.batch, rng, device)
+        real = real_batch(data, n, rng, device)
         with torch.no_grad():
-            fake = G(*state.generator.sample_latent(cfg.batch, rng))
+            fake = G(*G.sample_latent(n, rng))
         loss_d = d_loss(cfg.loss, D(real), D(fake))
         if cfg.loss == "wgan-gp":
             loss_d = loss_d + cfg.gp_weight * gradient_penalty(D, real, fake, rng)
         state.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        replica.average_gradients(D, cfg.batch)
         state.opt_d.step()
 
-    fake = G(*G.sample_latent(cfg.batch, rng))
+    fake = G(*G.sample_latent(n, rng))
     adversarial = g_loss(D(fake))
     diversity = diversity_loss(G) if cfg.diversity_weight else torch.zeros((), device=device)
     state.opt_g.zero_grad(set_to_none=True)
     (adversarial + cfg.diversity_weight * diversity).backward()
+    replica.average_gradients(G, cfg.batch)
     state.opt_g.step()
+    replica.broadcast_buffers(G, D)
     state.step += 1
     return {"d_loss": loss_d.item(), "g_loss": adversarial.item(), "diversity": diversity.item()}
+
+
+def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
+        save: Callable[[TrainingState], object], log: RunLog | None = None, replica: Replica = SOLO,
+        samples: Path | None = None, after_step: Callable[[int], None] | None = None, quiet: bool = False) -> None:
+    """Train from state.step to config.train.steps. Every `log_every` steps a metrics row goes to
+    `log` (losses averaged over replicas); every `sample_every` steps a grid of fixed preview
+    paths goes to `samples`; every `checkpoint_every` steps and at the end, after checking that
+    the replicas agree, every replica calls save(state). `after_step(step)` runs after each step."""
+    cfg = config.train
+    preview = state.generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
+    progress = None if quiet else Progress(cfg.steps, start=state.step, label="step")
+    if log:
+        log.tick(state.step)
+    while state.step < cfg.steps:
+        losses = train_step(state, data, cfg, device, replica)
+        if after_step:
+            after_step(state.step)
+        done = state.step == cfg.steps
+        if done or state.step % cfg.log_every == 0:
+            losses = replica.mean(losses, cfg.batch, device)
+            if log:
+                log.record(state.step, losses)
+        if progress:
+            progress.update(state.step, losses)
+        if samples and (done or (cfg.sample_every and state.step % cfg.sample_every == 0)):
+            save_grid(render(state.generator, *preview), samples / f"step_{state.step:08d}.png")
+            state.generator.train()
+        if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
+            replica.check_in_sync(state.generator, state.discriminator)
+            save(state)
+        if log and (done or state.step % cfg.log_every == 0):
+            log.tick(state.step)  # the next row times steps only, not grids or checkpoints
+    if progress:
+        progress.close()
 
 
 def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str,
@@ -77,29 +130,34 @@ def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str,
 
 def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu", resume: bool = False,
           quiet: bool = False, start: TrainingState | None = None) -> Path:
-    """Train until config.train.steps, checkpointing and saving sample grids under run_dir.
-    `start` is the state of a new run (default: fresh models). Returns the final checkpoint."""
+    """Train in this process until config.train.steps, writing checkpoints, sample grids, the
+    metrics (metrics.parquet, tensorboard/) under run_dir. `start` is the state of a new run
+    (default: fresh models). Returns the final checkpoint."""
     run_dir = Path(run_dir)
-    cfg = config.train
     state = prepare_run(config, run_dir, resume, device, start)
-    preview = state.generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
-    progress = Progress(cfg.steps, start=state.step, label="step")
-    ckpt = list_checkpoints(run_dir)[-1] if state.step >= cfg.steps else None
-    while state.step < cfg.steps:
-        metrics = train_step(state, data, cfg, device)
-        if not quiet:
-            progress.update(state.step, metrics)
-        done = state.step == cfg.steps
-        if done or (cfg.sample_every and state.step % cfg.sample_every == 0):
-            save_grid(render(state.generator, *preview), run_dir / "samples" / f"step_{state.step:08d}.png")
-        if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
-            ckpt = save_checkpoint(run_dir, config, state)
-    if not quiet:
-        progress.close()
-    paths, z = preview
-    save_grid(render(state.generator, paths, z), run_dir / "samples.png")
-    save_frozen_path_grid(state.generator, paths[0], run_dir / "frozen_path.png", z=None if z is None else z[0])
-    return ckpt
+    found = list_checkpoints(run_dir)
+    rows = read_rows(found[-1], state.step) if found else []
+    log = RunLog(run_dir.name, config, workers=1, rows=rows, tensorboard=str(run_dir / "tensorboard"))
+    saved = [found[-1]] if found else []
+
+    def save(state: TrainingState) -> None:
+        metrics = log.to_parquet()
+        saved.append(save_checkpoint(run_dir, config, state, extra={METRICS: metrics}))
+        atomic_write(run_dir / METRICS, lambda tmp: tmp.write_bytes(metrics))
+
+    try:
+        fit(config, data, state, device, save, log, samples=run_dir / "samples", quiet=quiet)
+    finally:
+        log.close()
+    save_final_grids(state.generator, run_dir)
+    return saved[-1]
+
+
+def save_final_grids(generator: Generator, run_dir: Path) -> None:
+    """samples.png (the preview paths) and frozen_path.png (the first preview path, Figure 3)."""
+    paths, z = generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
+    save_grid(render(generator, paths, z), run_dir / "samples.png")
+    save_frozen_path_grid(generator, paths[0], run_dir / "frozen_path.png", z=None if z is None else z[0])
 
 
 def start_extension(source: Path, add: Sequence[int], steps: int, seed: int, device: str = "cpu",

@@ -1,0 +1,193 @@
+"""Distributed training on Ray Train (V2): a TorchTrainer whose workers each run `rpgan.train.fit`.
+
+Each worker holds a whole G and D, samples its own random paths for its share of the global
+batch (`Replica.share`), and gradients are averaged over workers after every backward
+(`rpgan.replica`), over gloo on CPU and NCCL on GPU. Rank 0 writes the checkpoint directory of
+an in-process run and reports it as the Ray Checkpoint under checkpoints/step_N of the run, so
+`rpgan sample --ckpt STORAGE/NAME` reads a distributed run like any other. A crashed worker
+makes Ray restart the group (FailureConfig); the group resumes from the last reported
+checkpoint, metrics included. Re-running the same STORAGE/NAME continues it (Ray Train resumes
+a run by its RunConfig name and storage path).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+# isort: off
+import rpgan.ray_session  # noqa: F401  (before ray: a local Ray binds to loopback only)
+import ray
+import ray.train
+import ray.train.torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+# isort: on
+
+from rpgan.checkpoint import (
+    STEP_DIR,
+    TrainingState,
+    load_generator,
+    load_training_state,
+    new_training_state,
+    step_dir_name,
+    write_checkpoint,
+)
+from rpgan.config import RunConfig
+from rpgan.data import load_data, select_labels
+from rpgan.errors import UserError
+from rpgan.replica import Replica
+from rpgan.run_log import METRICS, RunLog, read_rows
+from rpgan.run_store import RUN_CONFIG, RunStore
+from rpgan.train import fit, save_final_grids
+
+KEEP_CHECKPOINTS = 3
+
+
+@dataclass(frozen=True)
+class Workers:
+    """The worker group of a run: how many, and what each one holds."""
+
+    count: int
+    gpus: float = 0.0  # per worker; fractions share a GPU
+    cpus: float = 1.0  # per worker; also its torch threads
+    max_failures: int = 3  # worker-group restarts from the last checkpoint before the run fails
+
+    def validate(self) -> Workers:
+        if self.count < 1 or self.cpus <= 0 or self.gpus < 0 or self.max_failures < 0:
+            raise UserError("--workers must be at least 1, --cpus-per-worker positive, --gpus-per-worker and "
+                            "--max-failures non-negative")
+        return self
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A crash injected once into the last worker after `step`, to check recovery end to end:
+    `raise` raises an error, `exit` ends the worker process at once (os._exit)."""
+
+    mode: str
+    step: int
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        mode, _, step = text.partition("@")
+        if mode not in ("raise", "exit") or not step.isdigit() or int(step) < 1:
+            raise UserError(f"--inject-fault takes raise@STEP or exit@STEP, got {text!r}")
+        return cls(mode, int(step))
+
+    def hook(self, replica: Replica, store: RunStore) -> Callable[[int], None]:
+        marker = f".fault-{self.mode}-{self.step}"  # in shared storage: fires once per run, not per attempt
+
+        def after_step(step: int) -> None:
+            if step != self.step or replica.rank != replica.world - 1 or store.exists(marker):
+                return
+            store.write_bytes(marker, b"")
+            if self.mode == "exit":
+                os._exit(1)
+            raise RuntimeError(f"fault injected after step {step} (--inject-fault)")
+
+        return after_step
+
+
+def finished_checkpoint(store: RunStore, config: RunConfig) -> str | None:
+    """The final checkpoint of the run if it already reached config.train.steps, else None."""
+    steps = store.checkpoint_steps()
+    if steps and steps[-1] >= config.train.steps:
+        return f"{store.uri}/checkpoints/{step_dir_name(steps[-1])}"
+    return None
+
+
+def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fault | None = None) -> str:
+    """Train config on the connected Ray cluster into store, resuming the run if it exists.
+    Returns the final checkpoint's path or URI. Raises RuntimeError (one line) if it fails."""
+    store.write_bytes(RUN_CONFIG, config.to_json().encode())
+    resources = {"CPU": workers.cpus, **({"GPU": workers.gpus} if workers.gpus else {})}
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config={"config": config.to_json(), "storage": store.storage, "name": store.name,
+                           "cpus": workers.cpus, "fault": fault},
+        scaling_config=ScalingConfig(num_workers=workers.count, use_gpu=workers.gpus > 0,
+                                     resources_per_worker=resources),
+        run_config=ray.train.RunConfig(name=store.name, storage_path=store.storage,
+                                       failure_config=FailureConfig(max_failures=workers.max_failures),
+                                       checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                                       logging_config=ray.train.LoggingConfig(log_level="WARNING")),
+    )
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        raise RuntimeError(f"training failed after {workers.max_failures} restarts: {_cause(e)}; run the same "
+                           "command again to resume from the last checkpoint") from None
+    except ray.exceptions.RayError as e:  # e.g. a run directory Ray cannot resume
+        raise RuntimeError(f"Ray could not run the training: {_cause(e)}") from None
+    if store.local is not None:
+        save_final_grids(load_generator(Path(result.checkpoint.path))[0], store.local)
+    return result.checkpoint.path if store.local is not None else f"{store.uri}/{Path(result.checkpoint.path).name}"
+
+
+def _cause(e: BaseException) -> str:
+    """The innermost error line of a Ray exception (its text nests the worker's traceback)."""
+    lines = [line.strip() for line in str(e).splitlines() if "Error" in line or "error" in line]
+    return (lines[-1] if lines else type(e).__name__)[:300]
+
+
+def _restore(store: RunStore, config: RunConfig, device: str) -> tuple[TrainingState, list[dict]]:
+    """The newest loadable checkpoint of the run, with its metrics rows; a fresh state if none.
+
+    Ray's own record (get_checkpoint) can miss the newest checkpoint: Ray collects reports by
+    polling the workers, and a worker that dies right after a report takes the unpolled report
+    with it. Rank 0 has persisted that checkpoint before anyone passed the next step, so the
+    run directory is searched too; one cut short by a crash fails to load and is skipped."""
+    known = ray.train.get_checkpoint()
+    known_step = int(STEP_DIR.match(Path(known.path).name).group(1)) if known else 0
+    newer = [Checkpoint(f"{store.path}/checkpoints/{step_dir_name(step)}", store.fs)
+             for step in reversed(store.checkpoint_steps()) if step > known_step]
+    for checkpoint in [*newer, *([known] if known else [])]:
+        try:
+            with checkpoint.as_directory() as folder:
+                state = load_training_state(Path(folder), config, device)
+                return state, read_rows(Path(folder), state.step)
+        except UserError:
+            continue
+    return new_training_state(config, device), []
+
+
+def _worker(loop: dict) -> None:
+    """One Ray Train worker: restore or build the state, then `fit` with Ray checkpoints."""
+    import torch
+
+    torch.set_num_threads(max(1, int(loop["cpus"])))
+    context = ray.train.get_context()
+    replica = Replica(context.get_world_rank(), context.get_world_size())
+    lead = replica.rank == 0
+    config = RunConfig.from_json(loop["config"])
+    store = RunStore(loop["storage"], loop["name"])
+    device = str(ray.train.torch.get_device())
+    data = select_labels(load_data(config.data, config.model.image_size, config.model.channels), config.labels)
+    state, rows = _restore(store, config, device)
+    tensorboard = str(store.local / "tensorboard") if store.local else f"{store.uri}/tensorboard"
+    log = RunLog(store.name, config, replica.world, rows, tensorboard) if lead else None
+
+    def save(state) -> None:
+        report = {"step": state.step}
+        if not lead:
+            ray.train.report(report)
+            return
+        metrics = log.to_parquet()
+        with tempfile.TemporaryDirectory() as folder:
+            write_checkpoint(Path(folder), config, state, extra={METRICS: metrics})
+            ray.train.report(report, checkpoint=Checkpoint.from_directory(folder),
+                             checkpoint_dir_name=f"checkpoints/{step_dir_name(state.step)}")
+        store.write_bytes(METRICS, metrics)  # after the checkpoint: never ahead of what a resume restores
+
+    fault: Fault | None = loop["fault"]
+    samples = store.local / "samples" if lead and store.local else None
+    try:
+        fit(config, data, state, device, save, log, replica, samples=samples,
+            after_step=fault.hook(replica, store) if fault else None, quiet=not lead)
+    finally:
+        if log:
+            log.close()

@@ -1,0 +1,88 @@
+"""A run's metrics: one row per logged step, saved as Parquet and mirrored to TensorBoard.
+
+The rows live in memory and are saved inside every checkpoint (metrics.parquet), so a run that
+resumes from a checkpoint resumes its metrics from the same step: steps re-run after a crash
+replace the lost ones instead of adding duplicates. TensorBoard gets `purge_step` on resume,
+TensorBoard's own way to drop events past the checkpoint. Schema: docs/results.md.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rpgan.config import RunConfig
+
+METRICS = "metrics.parquet"
+LOSSES = ("d_loss", "g_loss", "diversity")
+SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("preset", pa.string()),
+    ("data", pa.string()), ("arch", pa.string()), ("blocks", pa.string()), ("batch", pa.int64()),
+    ("seed", pa.int64()), ("workers", pa.int64()), ("step", pa.int64()),
+    *[(name, pa.float64()) for name in LOSSES],
+    ("step_time_s", pa.float64()), ("images_per_s", pa.float64()),
+])
+
+
+class RunLog:
+    """Metrics of one run. `record` once per logged step; `tick` after work that is not a step."""
+
+    def __init__(self, run_id: str, config: RunConfig, workers: int, rows: list[dict] | None = None,
+                 tensorboard: str | None = None):
+        self.rows = list(rows or [])
+        m, t = config.model, config.train
+        self.context = {"run_id": run_id, "preset": config.preset, "data": config.data, "arch": m.arch,
+                        "blocks": ",".join(map(str, m.blocks)), "batch": t.batch, "seed": t.seed, "workers": workers}
+        self.batch = t.batch
+        self.writer = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            resume_at = self.rows[-1]["step"] + 1 if self.rows else None
+            # a unique suffix: a resume within the same second would otherwise reuse the file name
+            self.writer = SummaryWriter(tensorboard, purge_step=resume_at, flush_secs=30,
+                                        filename_suffix=f".{uuid.uuid4().hex[:8]}")
+        self.tick()
+
+    def tick(self, step: int | None = None) -> None:
+        """Restart the step clock (after start-up, checkpoints, sample grids)."""
+        self._t0, self._step0 = time.perf_counter(), step if step is not None else self.last_step
+
+    @property
+    def last_step(self) -> int:
+        return self.rows[-1]["step"] if self.rows else 0
+
+    def record(self, step: int, losses: dict[str, float]) -> dict:
+        """Append the row of `step`: losses, mean step time and images/s since the last tick."""
+        seconds = (time.perf_counter() - self._t0) / max(step - self._step0, 1)
+        row = {**self.context, "created_at": datetime.now(UTC), "step": step, **{k: losses[k] for k in LOSSES},
+               "step_time_s": seconds, "images_per_s": self.batch / seconds}
+        self.rows.append(row)
+        if self.writer:
+            for name in (*LOSSES, "step_time_s", "images_per_s"):
+                self.writer.add_scalar(f"train/{name}", row[name], step)
+        self.tick(step)
+        return row
+
+    def to_parquet(self) -> bytes:
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(self.rows, schema=SCHEMA), buffer)
+        return buffer.getvalue()
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def read_rows(ckpt: Path, up_to_step: int) -> list[dict]:
+    """The metrics rows saved in checkpoint `ckpt`, up to its step ([] if it has none)."""
+    file = Path(ckpt) / METRICS
+    if not file.is_file():
+        return []
+    return [r for r in pq.read_table(file).to_pylist() if r["step"] <= up_to_step]

@@ -1,0 +1,77 @@
+"""A named run under a storage root: a local path (one machine, NFS) or a URI such as s3://...
+
+Ray Train writes the checkpoints there (checkpoints/step_N, the same layout as an in-process
+run); rpgan adds run.json (the run's configuration, to refuse another configuration under the
+same name) and metrics.parquet. Files go through pyarrow.fs, Ray's own storage layer, so local
+paths and cloud URIs behave alike; each is written to a temporary name, then moved into place.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from rpgan.checkpoint import STEP_DIR
+from rpgan.config import RunConfig
+from rpgan.errors import UserError
+
+RUN_CONFIG = "run.json"
+
+
+class RunStore:
+    """The directory STORAGE/NAME of one run."""
+
+    def __init__(self, storage: str, name: str):
+        if not name or "/" in name or name.startswith("."):
+            raise UserError(f"--name {name!r}: use a plain directory name like cifar10-blocks40")
+        self.name = name
+        if "://" in storage:
+            try:
+                self.fs, root = pafs.FileSystem.from_uri(storage)
+            except (ValueError, OSError) as e:
+                raise UserError(f"--storage {storage}: {e}; pass a local path or an s3:// URI") from None
+            self.storage, self.local = storage.rstrip("/"), None
+        else:
+            root = str(Path(storage).expanduser().resolve())
+            self.fs, self.storage = pafs.LocalFileSystem(), root
+            self.local = Path(root) / name
+        self.path = f"{root.rstrip('/')}/{name}"
+        self.uri = f"{self.storage}/{name}"
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            with self.fs.open_input_stream(f"{self.path}/{name}") as f:
+                return f.read().decode()
+        except FileNotFoundError:
+            return None
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(f"{self.path}/{name}").type != pafs.FileType.NotFound
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.fs.create_dir(self.path, recursive=True)
+        tmp = f"{self.path}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(data)
+        self.fs.move(tmp, f"{self.path}/{name}")
+
+    def checkpoint_steps(self) -> list[int]:
+        """Steps of the run's persisted checkpoints, ascending."""
+        found = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/checkpoints", allow_not_found=True))
+        return sorted(int(m.group(1)) for info in found
+                      if info.type == pafs.FileType.Directory and (m := STEP_DIR.match(info.base_name)))
+
+    def saved_config(self) -> RunConfig | None:
+        """The configuration the run was started with, or None for a new name."""
+        text = self.read_text(RUN_CONFIG)
+        if text is None:
+            if self.checkpoint_steps():
+                raise UserError(f"{self.uri} holds an in-process run (rpgan train without --workers); continue it "
+                                "with rpgan train --resume --out, or choose another --name")
+            return None
+        try:
+            return RunConfig.from_json(text)
+        except UserError as e:
+            raise UserError(f"{self.uri}/{RUN_CONFIG}: {e}") from None

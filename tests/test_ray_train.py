@@ -1,0 +1,125 @@
+"""`rpgan train --workers N` on a two-node local Ray cluster: it trains, its checkpoint loads, a
+crashed worker resumes from the last checkpoint with every metrics row exactly once, and a
+run's name cannot be reused for another configuration."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from rpgan.run_log import SCHEMA
+
+# Small and fast: 12 steps, a checkpoint every 4, a metrics row every 2.
+RUN = ["train", "--preset", "digits", "--blocks", "3", "--width", "16", "--batch", "8", "--d-steps", "1",
+       "--steps", "12", "--checkpoint-every", "4", "--log-every", "2", "--sample-every", "0", "--seed", "3",
+       "--workers", "2"]
+LOGGED = list(range(2, 13, 2))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two Ray nodes of one CPU each: a 2-worker run puts one worker on each node."""
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    ray.init(address=c.address, log_to_driver=False)
+    os.environ["RAY_ADDRESS"] = c.address
+    yield c
+    del os.environ["RAY_ADDRESS"]
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory):
+    return tmp_path_factory.mktemp("storage")
+
+
+@pytest.fixture(scope="module")
+def clean_run(cluster, storage):
+    """One uninterrupted 2-worker run, shared by the tests below (it takes half a minute)."""
+    from rpgan.cli import main  # noqa: F401  (the fixture below runs the CLI in-process)
+
+    return storage / "clean"
+
+
+def _metrics(run) -> pd.DataFrame:
+    table = pq.read_table(run / "metrics.parquet")
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    return table.to_pandas()
+
+
+def test_two_workers_on_two_nodes_train_and_sample(rpgan, cluster, storage, tmp_path):
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    code, out, err = rpgan(*RUN, "--storage", storage, "--name", "clean")
+    assert code == 0, err
+    run = storage / "clean"
+    assert f"checkpoint: {run / 'checkpoints' / 'step_00000012'}" in out
+    metrics = _metrics(run)
+    assert metrics.step.tolist() == LOGGED and set(metrics.workers) == {2} and set(metrics.run_id) == {"clean"}
+    assert (metrics.images_per_s > 0).all() and metrics.d_loss.notna().all()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    code, out, err = rpgan("sample", "--ckpt", run, "--n", "8", "--out", tmp_path / "s.png")
+    assert code == 0, err and (tmp_path / "s.png").stat().st_size > 0
+    code, out, err = rpgan("info", "--ckpt", run)
+    assert "step         12 of 12" in out
+
+
+@pytest.mark.parametrize("mode", ["raise", "exit"])
+def test_a_crashed_worker_resumes_from_the_last_checkpoint(rpgan, cluster, storage, mode):
+    name = f"fault-{mode}"
+    code, out, err = rpgan(*RUN, "--storage", storage, "--name", name, "--inject-fault", f"{mode}@7")
+    assert code == 0, err
+    run = storage / name
+    crashed_at = datetime.fromtimestamp((run / f".fault-{mode}-7").stat().st_mtime, UTC)
+    metrics = _metrics(run)
+    assert metrics.step.tolist() == LOGGED  # every logged step exactly once
+    # steps up to the checkpoint at 4 were logged before the crash and kept; the rest re-ran after it
+    before = metrics[metrics.step <= 4].created_at
+    after = metrics[metrics.step > 4].created_at
+    assert (before < crashed_at).all() and (after > crashed_at).all()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1] == "step_00000012"
+    # per-step seeding: the resumed run computes what an uninterrupted one computes
+    if (storage / "clean" / "metrics.parquet").exists():
+        clean = _metrics(storage / "clean")
+        assert metrics.d_loss.tolist() == pytest.approx(clean.d_loss.tolist(), rel=1e-6)
+
+
+def test_rerunning_a_finished_run_does_nothing(rpgan, cluster, storage):
+    run = storage / "clean"
+    if not run.exists():
+        assert rpgan(*RUN, "--storage", storage, "--name", "clean")[0] == 0
+    before = (run / "metrics.parquet").stat().st_mtime_ns
+    code, out, err = rpgan(*RUN, "--storage", storage, "--name", "clean")
+    assert code == 0 and "nothing to do" in out
+    assert (run / "metrics.parquet").stat().st_mtime_ns == before
+
+
+def test_another_configuration_under_a_used_name_is_refused(rpgan, cluster, storage):
+    run = storage / "clean"
+    if not run.exists():
+        assert rpgan(*RUN, "--storage", storage, "--name", "clean")[0] == 0
+    code, out, err = rpgan(*[a if a != "3" else "4" for a in RUN], "--storage", storage, "--name", "clean")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--blocks" in err and "--name" in err
+
+
+def test_a_run_out_of_retries_fails_with_one_line(rpgan, cluster, storage):
+    code, out, err = rpgan(*RUN, "--storage", storage, "--name", "no-retries", "--max-failures", "0",
+                           "--inject-fault", "raise@3")
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("rpgan: training failed") and "fault injected" in last
+
+
+def test_bad_worker_flags_are_refused_before_anything_starts(rpgan, storage):
+    code, _, err = rpgan(*RUN, "--storage", storage, "--name", "bad", "--inject-fault", "boom@3")
+    assert code == 2 and "--inject-fault" in err
+    code, _, err = rpgan(*RUN, "--out", storage / "x", "--name", "y")
+    assert code == 2 and "either --out or --storage/--name" in err
+    assert not (storage / "bad").exists()

@@ -1,0 +1,52 @@
+"""Data-parallel training on torch.distributed (gloo, 2 processes, no Ray): after each step all
+replicas hold identical generator and discriminator weights although they saw different data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from rpgan.checkpoint import new_training_state
+from rpgan.data import ImageData
+from rpgan.replica import Replica, fingerprint
+from rpgan.train import train_step
+from tests.conftest import tiny_run
+
+
+def _replica_steps(rank: int, world: int, folder: str, arch: str, loss: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    config = tiny_run(arch, loss=loss, batch=9)  # 9 = 5 + 4: unequal shares
+    m = config.model
+    data = ImageData(torch.randint(0, 256, (64, m.channels, m.image_size, m.image_size), dtype=torch.uint8,
+                                   generator=torch.Generator().manual_seed(0)))
+    state = new_training_state(config, "cpu")
+    replica = Replica(rank, world)
+    prints, losses = [], []
+    for _ in range(3):
+        losses.append(train_step(state, data, config.train, "cpu", replica))
+        prints.append(fingerprint(state.generator, state.discriminator))
+    torch.save({"fingerprints": prints, "losses": losses}, Path(folder) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("arch,loss", [("resnet", "hinge"), ("dcgan", "wgan-gp"), ("fc", "hinge")])
+def test_replicas_hold_identical_weights_after_every_step(tmp_path, arch, loss):
+    mp.spawn(_replica_steps, args=(2, str(tmp_path), arch, loss), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for step in range(3):
+        assert torch.equal(ranks[0]["fingerprints"][step], ranks[1]["fingerprints"][step]), f"step {step + 1}"
+        # they trained on different shares of the batch, so the equality comes from the sync
+        assert ranks[0]["losses"][step]["d_loss"] != ranks[1]["losses"][step]["d_loss"]
+    assert not torch.equal(ranks[0]["fingerprints"][0], ranks[0]["fingerprints"][2])  # and they did train
+
+
+def test_shares_split_the_global_batch():
+    for batch in (1, 8, 9, 64):
+        for world in (1, 2, 3, 5):
+            shares = [Replica(r, world).share(batch) for r in range(world)]
+            assert sum(shares) == batch and max(shares) - min(shares) <= 1
