@@ -85,7 +85,7 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
     paths goes to `samples`; every `checkpoint_every` steps and at the end, after checking that
     the replicas agree, every replica calls save(state). `after_step(step)` runs after each step."""
     cfg = config.train
-    preview = state.generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
+    preview = preview_latent(state.generator)
     progress = None if quiet else Progress(cfg.steps, start=state.step, label="step")
     if log:
         log.tick(state.step)
@@ -94,7 +94,8 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         if after_step:
             after_step(state.step)
         done = state.step == cfg.steps
-        if done or state.step % cfg.log_every == 0:
+        logged = done or state.step % cfg.log_every == 0
+        if logged:
             losses = replica.mean(losses, cfg.batch, device)
             if log:
                 log.record(state.step, losses)
@@ -106,7 +107,7 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
             replica.check_in_sync(state.generator, state.discriminator)
             save(state)
-        if log and (done or state.step % cfg.log_every == 0):
+        if log and logged:
             log.tick(state.step)  # the next row times steps only, not grids or checkpoints
     if progress:
         progress.close()
@@ -153,9 +154,14 @@ def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu"
     return saved[-1]
 
 
+def preview_latent(generator: Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The 64 fixed paths (and z) shown in a run's sample grids: paths [64, n_buckets]."""
+    return generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
+
+
 def save_final_grids(generator: Generator, run_dir: Path) -> None:
     """samples.png (the preview paths) and frozen_path.png (the first preview path, Figure 3)."""
-    paths, z = generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
+    paths, z = preview_latent(generator)
     save_grid(render(generator, paths, z), run_dir / "samples.png")
     save_frozen_path_grid(generator, paths[0], run_dir / "frozen_path.png", z=None if z is None else z[0])
 
