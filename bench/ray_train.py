@@ -26,7 +26,7 @@ import pandas as pd
 
 import rpgan.ray_session  # noqa: F401  (before ray, which pandas does not import)
 from rpgan.config import RunConfig
-from rpgan.data import load_data
+from rpgan.data import training_images
 from rpgan.presets import get_preset
 from rpgan.ray_session import connect
 from rpgan.ray_train import Workers, train_on_ray
@@ -67,8 +67,7 @@ def main() -> None:
                 run = Path(tmp) / f"{label.replace(' ', '-')}-{round_}"
                 t0 = time.perf_counter()
                 if workers is None:
-                    data = load_data(config.data, config.model.image_size, config.model.channels)
-                    train(config, data, run, device=args.device, quiet=True)
+                    train(config, training_images(config), run, device=args.device, quiet=True)
                 else:
                     train_on_ray(config, RunStore(tmp, run.name), workers)
                 measured = (*steady(run, args.batch), time.perf_counter() - t0)

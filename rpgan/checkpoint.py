@@ -27,6 +27,7 @@ from rpgan.extend import freeze_old_blocks
 from rpgan.model import Generator, build_discriminator
 
 CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
+CHECKPOINTS = "checkpoints"  # a run directory's folder of step_N checkpoints
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -59,20 +60,21 @@ def write_checkpoint(folder: Path, config: RunConfig, state: TrainingState,
 def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = 3,
                     extra: dict[str, str | bytes] | None = None) -> Path:
     """Write checkpoints/step_N atomically under run_dir and keep the newest `keep`. Returns it."""
-    ckpt = atomic_dir(Path(run_dir) / "checkpoints" / step_dir_name(state.step),
+    ckpt = atomic_dir(Path(run_dir) / checkpoint_name(state.step),
                       lambda tmp: write_checkpoint(tmp, config, state, extra))
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return ckpt
 
 
-def step_dir_name(step: int) -> str:
-    return f"step_{step:08d}"
+def checkpoint_name(step: int) -> str:
+    """Where the checkpoint of `step` lives inside a run directory: checkpoints/step_NNNNNNNN."""
+    return f"{CHECKPOINTS}/step_{step:08d}"
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """A run's checkpoint directories, oldest first."""
-    folder = Path(run_dir) / "checkpoints"
+    folder = Path(run_dir) / CHECKPOINTS
     if not folder.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]

@@ -177,7 +177,9 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
         click.echo(f"run {store.uri} already reached step {config.train.steps}: nothing to do (pass a larger "
                    f"--steps to train it further)\ncheckpoint: {done}")
         return
-    images = _training_images(config)
+    from rpgan.data import training_images
+
+    images = training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
     address = address or os.environ.get("RAY_ADDRESS")
     click.echo(connect(address, log_to_driver=True), err=True)
@@ -200,17 +202,12 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
     click.echo(f"checkpoint: {ckpt}\nmetrics: {store.uri}/metrics.parquet\ntensorboard: {store.uri}/tensorboard")
 
 
-def _training_images(config: RunConfig):
-    from rpgan.data import load_data, select_labels
-
-    return select_labels(load_data(config.data, config.model.image_size, config.model.channels), config.labels)
-
-
 def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
                   start: TrainingState | None = None) -> None:
+    from rpgan.data import training_images
     from rpgan.train import train as run_training
 
-    images = _training_images(config)
+    images = training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
     subset = f" labels {config.labels}" if config.labels else ""
     click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "

@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rpgan.errors import UserError
+
+if TYPE_CHECKING:
+    from rpgan.config import RunConfig
 
 DATA_SPECS = ("digits", "digits-gray", "mnist", "colored-mnist", "cifar10", "npz:PATH", "folder:PATH")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -182,3 +186,8 @@ def select_labels(data: ImageData, text: str) -> ImageData:
     if not keep.any():
         raise UserError(f"--labels {text}: no image has these labels")
     return ImageData(data.images[keep], data.labels[keep])
+
+
+def training_images(config: RunConfig) -> ImageData:
+    """The training set of a run: its data set at the model's size and channels, its labels only."""
+    return select_labels(load_data(config.data, config.model.image_size, config.model.channels), config.labels)

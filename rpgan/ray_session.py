@@ -50,7 +50,6 @@ def cluster_resources() -> dict[str, float]:
 
 def cluster_slots(gpus_per_worker: float, cpus_per_worker: float = 1.0) -> int:
     """How many workers of this size the connected cluster holds at once (at least 1)."""
-
     res = cluster_resources()
     if gpus_per_worker > 0:
         return max(1, int(res.get("GPU", 0) // gpus_per_worker))

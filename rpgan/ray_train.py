@@ -30,14 +30,14 @@ from ray.train.torch import TorchTrainer
 from rpgan.checkpoint import (
     STEP_DIR,
     TrainingState,
+    checkpoint_name,
     load_generator,
     load_training_state,
     new_training_state,
-    step_dir_name,
     write_checkpoint,
 )
 from rpgan.config import RunConfig
-from rpgan.data import load_data, select_labels
+from rpgan.data import training_images
 from rpgan.errors import UserError
 from rpgan.replica import Replica
 from rpgan.run_log import METRICS, RunLog, read_rows
@@ -96,7 +96,7 @@ def finished_checkpoint(store: RunStore, config: RunConfig) -> str | None:
     """The final checkpoint of the run if it already reached config.train.steps, else None."""
     steps = store.checkpoint_steps()
     if steps and steps[-1] >= config.train.steps:
-        return f"{store.uri}/checkpoints/{step_dir_name(steps[-1])}"
+        return f"{store.uri}/{checkpoint_name(steps[-1])}"
     return None
 
 
@@ -123,9 +123,11 @@ def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fa
                            "command again to resume from the last checkpoint") from None
     except ray.exceptions.RayError as e:  # e.g. a run directory Ray cannot resume
         raise RuntimeError(f"Ray could not run the training: {_cause(e)}") from None
-    if store.local is not None:
-        save_final_grids(load_generator(Path(result.checkpoint.path))[0], store.local)
-    return result.checkpoint.path if store.local is not None else f"{store.uri}/{Path(result.checkpoint.path).name}"
+    final = checkpoint_name(int(STEP_DIR.match(Path(result.checkpoint.path).name).group(1)))
+    if store.local is None:
+        return f"{store.uri}/{final}"
+    save_final_grids(load_generator(store.local / final)[0], store.local)
+    return str(store.local / final)
 
 
 def _cause(e: BaseException) -> str:
@@ -143,7 +145,7 @@ def _restore(store: RunStore, config: RunConfig, device: str) -> tuple[TrainingS
     run directory is searched too; one cut short by a crash fails to load and is skipped."""
     known = ray.train.get_checkpoint()
     known_step = int(STEP_DIR.match(Path(known.path).name).group(1)) if known else 0
-    newer = [Checkpoint(f"{store.path}/checkpoints/{step_dir_name(step)}", store.fs)
+    newer = [Checkpoint(f"{store.path}/{checkpoint_name(step)}", store.fs)
              for step in reversed(store.checkpoint_steps()) if step > known_step]
     for checkpoint in [*newer, *([known] if known else [])]:
         try:
@@ -166,7 +168,7 @@ def _worker(loop: dict) -> None:
     config = RunConfig.from_json(loop["config"])
     store = RunStore(loop["storage"], loop["name"])
     device = str(ray.train.torch.get_device())
-    data = select_labels(load_data(config.data, config.model.image_size, config.model.channels), config.labels)
+    data = training_images(config)
     state, rows = _restore(store, config, device)
     tensorboard = str(store.local / "tensorboard") if store.local else f"{store.uri}/tensorboard"
     log = RunLog(store.name, config, replica.world, rows, tensorboard) if lead else None
@@ -180,7 +182,7 @@ def _worker(loop: dict) -> None:
         with tempfile.TemporaryDirectory() as folder:
             write_checkpoint(Path(folder), config, state, extra={METRICS: metrics})
             ray.train.report(report, checkpoint=Checkpoint.from_directory(folder),
-                             checkpoint_dir_name=f"checkpoints/{step_dir_name(state.step)}")
+                             checkpoint_dir_name=checkpoint_name(state.step))
         store.write_bytes(METRICS, metrics)  # after the checkpoint: never ahead of what a resume restores
 
     fault: Fault | None = loop["fault"]

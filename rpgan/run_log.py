@@ -39,30 +39,25 @@ class RunLog:
         m, t = config.model, config.train
         self.context = {"run_id": run_id, "preset": config.preset, "data": config.data, "arch": m.arch,
                         "blocks": ",".join(map(str, m.blocks)), "batch": t.batch, "seed": t.seed, "workers": workers}
-        self.batch = t.batch
+        last = self.rows[-1]["step"] if self.rows else 0
         self.writer = None
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            resume_at = self.rows[-1]["step"] + 1 if self.rows else None
             # a unique suffix: a resume within the same second would otherwise reuse the file name
-            self.writer = SummaryWriter(tensorboard, purge_step=resume_at, flush_secs=30,
+            self.writer = SummaryWriter(tensorboard, purge_step=last + 1 if last else None, flush_secs=30,
                                         filename_suffix=f".{uuid.uuid4().hex[:8]}")
-        self.tick()
+        self.tick(last)
 
-    def tick(self, step: int | None = None) -> None:
-        """Restart the step clock (after start-up, checkpoints, sample grids)."""
-        self._t0, self._step0 = time.perf_counter(), step if step is not None else self.last_step
-
-    @property
-    def last_step(self) -> int:
-        return self.rows[-1]["step"] if self.rows else 0
+    def tick(self, step: int) -> None:
+        """Restart the step clock at `step` (after start-up, checkpoints, sample grids)."""
+        self._t0, self._step0 = time.perf_counter(), step
 
     def record(self, step: int, losses: dict[str, float]) -> dict:
         """Append the row of `step`: losses, mean step time and images/s since the last tick."""
         seconds = (time.perf_counter() - self._t0) / max(step - self._step0, 1)
         row = {**self.context, "created_at": datetime.now(UTC), "step": step, **{k: losses[k] for k in LOSSES},
-               "step_time_s": seconds, "images_per_s": self.batch / seconds}
+               "step_time_s": seconds, "images_per_s": self.context["batch"] / seconds}
         self.rows.append(row)
         if self.writer:
             for name in (*LOSSES, "step_time_s", "images_per_s"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from rpgan.checkpoint import STEP_DIR
+from rpgan.checkpoint import CHECKPOINTS, STEP_DIR
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
 
@@ -59,7 +59,7 @@ class RunStore:
 
     def checkpoint_steps(self) -> list[int]:
         """Steps of the run's persisted checkpoints, ascending."""
-        found = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/checkpoints", allow_not_found=True))
+        found = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{CHECKPOINTS}", allow_not_found=True))
         return sorted(int(m.group(1)) for info in found
                       if info.type == pafs.FileType.Directory and (m := STEP_DIR.match(info.base_name)))
 

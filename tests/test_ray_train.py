@@ -40,12 +40,13 @@ def storage(tmp_path_factory):
     return tmp_path_factory.mktemp("storage")
 
 
-@pytest.fixture(scope="module")
-def clean_run(cluster, storage):
-    """One uninterrupted 2-worker run, shared by the tests below (it takes half a minute)."""
-    from rpgan.cli import main  # noqa: F401  (the fixture below runs the CLI in-process)
-
-    return storage / "clean"
+def clean_run(rpgan, storage):
+    """The uninterrupted 2-worker run that several tests compare with: made once per module."""
+    run = storage / "clean"
+    if not (run / "metrics.parquet").exists():
+        code, _, err = rpgan(*RUN, "--storage", storage, "--name", "clean")
+        assert code == 0, err
+    return run
 
 
 def _metrics(run) -> pd.DataFrame:
@@ -65,7 +66,8 @@ def test_two_workers_on_two_nodes_train_and_sample(rpgan, cluster, storage, tmp_
     assert (metrics.images_per_s > 0).all() and metrics.d_loss.notna().all()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     code, out, err = rpgan("sample", "--ckpt", run, "--n", "8", "--out", tmp_path / "s.png")
-    assert code == 0, err and (tmp_path / "s.png").stat().st_size > 0
+    assert code == 0, err
+    assert (tmp_path / "s.png").stat().st_size > 0
     code, out, err = rpgan("info", "--ckpt", run)
     assert "step         12 of 12" in out
 
@@ -85,15 +87,12 @@ def test_a_crashed_worker_resumes_from_the_last_checkpoint(rpgan, cluster, stora
     assert (before < crashed_at).all() and (after > crashed_at).all()
     assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1] == "step_00000012"
     # per-step seeding: the resumed run computes what an uninterrupted one computes
-    if (storage / "clean" / "metrics.parquet").exists():
-        clean = _metrics(storage / "clean")
-        assert metrics.d_loss.tolist() == pytest.approx(clean.d_loss.tolist(), rel=1e-6)
+    clean = _metrics(clean_run(rpgan, storage))
+    assert metrics.d_loss.tolist() == pytest.approx(clean.d_loss.tolist(), rel=1e-6)
 
 
 def test_rerunning_a_finished_run_does_nothing(rpgan, cluster, storage):
-    run = storage / "clean"
-    if not run.exists():
-        assert rpgan(*RUN, "--storage", storage, "--name", "clean")[0] == 0
+    run = clean_run(rpgan, storage)
     before = (run / "metrics.parquet").stat().st_mtime_ns
     code, out, err = rpgan(*RUN, "--storage", storage, "--name", "clean")
     assert code == 0 and "nothing to do" in out
@@ -101,9 +100,7 @@ def test_rerunning_a_finished_run_does_nothing(rpgan, cluster, storage):
 
 
 def test_another_configuration_under_a_used_name_is_refused(rpgan, cluster, storage):
-    run = storage / "clean"
-    if not run.exists():
-        assert rpgan(*RUN, "--storage", storage, "--name", "clean")[0] == 0
+    clean_run(rpgan, storage)
     code, out, err = rpgan(*[a if a != "3" else "4" for a in RUN], "--storage", storage, "--name", "clean")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--blocks" in err and "--name" in err
