@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--preset", default="digits")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
+    if args.steps < 20:
+        ap.error("--steps must be at least 20: images/s is measured over the metrics rows after the first")
     cores = os.cpu_count() or 1
     p = get_preset(args.preset)
     config = RunConfig(model=p.model, data=p.data, preset=args.preset,
