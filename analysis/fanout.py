@@ -7,6 +7,7 @@ calls in this process (debugging, tests of the numbers). `Fanout` says where a j
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,7 @@ from rpgan.checkpoint import load_generator
 from rpgan.data import to_uint8
 from rpgan.images import render
 from rpgan.progress import Progress
+from rpgan.run_store import local_copy
 
 Call = tuple[str, tuple]
 
@@ -32,7 +34,8 @@ class AnalysisWorker:
     def __init__(self, ckpt: str | None, inception_state: dict[str, Tensor], device: str, threads: int = 0):
         if threads:
             torch.set_num_threads(threads)
-        self.generator = load_generator(Path(ckpt), device)[0] if ckpt else None
+        self._copy = tempfile.TemporaryDirectory()  # a checkpoint in cloud storage is read from here
+        self.generator = load_generator(local_copy(ckpt, Path(self._copy.name)), device)[0] if ckpt else None
         self.inception = InceptionFeatures(inception_state).to(device)
 
     def embed(self, images: Tensor) -> Tensor:
@@ -70,8 +73,9 @@ class Fanout:
         """The Inception weights, resolved once per job."""
         return resolve_weights(self.inception_weights)[0]
 
-    def run(self, calls: list[Call], ckpt: Path | None, label: str = "task") -> list[Any]:
-        """Run the calls on AnalysisWorkers for `ckpt`; their results in call order."""
+    def run(self, calls: list[Call], ckpt: Path | str | None, label: str = "task") -> list[Any]:
+        """Run the calls on AnalysisWorkers for `ckpt` (a path, or a URI each worker copies);
+        their results in call order."""
         return _run_calls(calls, str(ckpt) if ckpt else None, self.inception_state, self.workers, self.device,
                           self.gpus_per_worker, label)
 
@@ -94,7 +98,9 @@ def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, T
     from rpgan.ray_session import cluster_slots
 
     n = min(workers or cluster_slots(gpus_per_worker), len(calls))
-    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(AnalysisWorker)
+    # "DEFAULT": outside any placement group, also when called from a Tune trial (whose group
+    # holds only the trial function's own sliver of a CPU).
+    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT")(AnalysisWorker)
     state_ref = ray.put(inception_state)
     # Each actor gets the CPU threads its share of this node allows (Ray sets no torch threads).
     threads = max(1, int(ray.available_resources().get("CPU", 1) // n)) if gpus_per_worker == 0 else 0

@@ -16,12 +16,13 @@ import torch
 from analysis.fanout import Fanout
 from analysis.frechet import frechet_distance, statistics
 from analysis.plots import plot_prd
-from analysis.prd import compute_prd
+from analysis.prd import PRD, compute_prd
 from analysis.results import context, run_id, write_table
 from rpgan.atomic import atomic_write
-from rpgan.checkpoint import load_generator, read_config, read_step, resolve_checkpoint
+from rpgan.checkpoint import load_generator, read_step
 from rpgan.data import load_data
 from rpgan.errors import UserError
+from rpgan.model import Generator
 
 
 def cache_dir() -> Path:
@@ -60,13 +61,27 @@ def reference_features(data: str, size: int, channels: int, n: int | None, fan: 
     return feats, path
 
 
-def generated_features(ckpt: Path, n: int, seed: int, fan: Fanout) -> np.ndarray:
-    """Pool3 features [n, 2048] of n images of random paths drawn from `seed`."""
-    generator, _, ckpt = load_generator(ckpt)
+def generated_features(generator: Generator, ckpt: Path | str, n: int, seed: int, fan: Fanout) -> np.ndarray:
+    """Pool3 features [n, 2048] of n images of random paths drawn from `seed`; the workers
+    render them with the generator of `ckpt` (the same as `generator`)."""
     paths, z = generator.sample_latent(n, torch.Generator().manual_seed(seed))
     calls = [("sample_features", (paths[i : i + fan.chunk], None if z is None else z[i : i + fan.chunk]))
              for i in range(0, n, fan.chunk)]
     return np.concatenate(fan.run(calls, ckpt=ckpt, label="sample chunk"))
+
+
+def score(gen: np.ndarray, ref: np.ndarray, seed: int, prd: bool = True) -> tuple[dict, PRD | None]:
+    """FID of generated features gen [N, 2048] against reference features ref [M, 2048], and
+    PRD's F_8 (recall) and F_1/8 (precision) on min(N, M) points of each (nan without prd)."""
+    value = frechet_distance(*statistics(gen), *statistics(ref))
+    row = {"n_generated": len(gen), "n_reference": len(ref), "fid": value, "prd_f8_recall": float("nan"),
+           "prd_f1_8_precision": float("nan")}
+    if not prd:
+        return row, None
+    k = min(len(gen), len(ref))  # PRD compares equally many points (reference code: enforce_balance)
+    pick = np.random.default_rng(seed)
+    result = compute_prd(gen[pick.permutation(len(gen))[:k]], ref[pick.permutation(len(ref))[:k]], seed=seed)
+    return {**row, "prd_f8_recall": result.f_8, "prd_f1_8_precision": result.f_1_8}, result
 
 
 def fid(ckpt: Path, n: int, seed: int, fan: Fanout, data: str | None = None, reference_n: int | None = None,
@@ -75,28 +90,22 @@ def fid(ckpt: Path, n: int, seed: int, fan: Fanout, data: str | None = None, ref
     the `quality` and `prd_curve` tables and prd.png to `out` (default: the run's analysis/)."""
     if n < 2:
         raise UserError("--n must be at least 2 (FID needs a covariance)")
-    ckpt = resolve_checkpoint(ckpt)  # the config is enough here; the workers load the generator
-    config = read_config(ckpt)
+    generator, config, ckpt = load_generator(ckpt)
     data = data or config.data
     m = config.model
     ref, ref_path = reference_features(data, m.image_size, m.channels, reference_n, fan, seed, stats)
-    gen = generated_features(ckpt, n, seed, fan)
-    value = frechet_distance(*statistics(gen), *statistics(ref))
-    row = {"reference": data, "n_generated": n, "n_reference": len(ref), "fid": value,
-           "prd_f8_recall": float("nan"), "prd_f1_8_precision": float("nan")}
+    measured, curve = score(generated_features(generator, ckpt, n, seed, fan), ref, seed, prd)
+    row = {"reference": data, **measured}
     out = Path(out) if out else ckpt.parent.parent / "analysis"
     options = {"ckpt": str(ckpt), "n": n, "seed": seed, "data": data, "reference_n": reference_n, "prd": prd}
     ctx = context(run_id(options), ckpt, read_step(ckpt), config, seed)
     written = {"stats": ref_path}
-    if prd:
-        k = min(len(gen), len(ref))  # PRD compares equally many points (reference code: enforce_balance)
-        pick = np.random.default_rng(seed)
-        result = compute_prd(gen[pick.permutation(len(gen))[:k]], ref[pick.permutation(len(ref))[:k]], seed=seed)
-        row.update(prd_f8_recall=result.f_8, prd_f1_8_precision=result.f_1_8)
-        curve = [{"reference": data, "angle_index": i, "precision": float(p), "recall": float(r)}
-                 for i, (p, r) in enumerate(zip(result.precision, result.recall))]
-        written["prd_curve"] = write_table(out, "prd_curve", ctx, curve)
-        written["prd_plot"] = plot_prd({f"{config.preset or m.arch} step {ctx['step']}": (result.precision,
-                                        result.recall)}, out / "prd.png", f"PRD against {data} ({k} vs {k})")
+    if curve is not None:
+        rows = [{"reference": data, "angle_index": i, "precision": float(p), "recall": float(r)}
+                for i, (p, r) in enumerate(zip(curve.precision, curve.recall))]
+        written["prd_curve"] = write_table(out, "prd_curve", ctx, rows)
+        k = min(measured["n_generated"], measured["n_reference"])
+        written["prd_plot"] = plot_prd({f"{config.preset or m.arch} step {ctx['step']}": (curve.precision,
+                                        curve.recall)}, out / "prd.png", f"PRD against {data} ({k} vs {k})")
     written["quality"] = write_table(out, "quality", ctx, [row])
     return {**row, "written": written}

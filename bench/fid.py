@@ -36,7 +36,8 @@ def _write_pngs(images: torch.Tensor, folder: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--ckpt", type=Path, default=Path("runs/demo"),
+                    help="default: rpgan train --preset digits --out runs/demo --seed 0")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()

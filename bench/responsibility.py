@@ -20,7 +20,8 @@ from rpgan.ray_session import connect
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--ckpt", type=Path, default=Path("runs/demo"),
+                    help="default: rpgan train --preset digits --out runs/demo --seed 0")
     ap.add_argument("--evaluations", type=int, default=20)
     ap.add_argument("--chunk", type=int, default=5)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -6,7 +6,7 @@ import sys
 import time
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -28,7 +28,7 @@ class Progress:
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else 0.0
         shown = " ".join(f"{k} {v:.3f}" for k, v in (metrics or {}).items())
-        line = f"{self.label} {step}/{self.total} {shown} | {rate:.1f} {self.label}/s | ETA {_clock(eta)}"
+        line = f"{self.label} {step}/{self.total} {shown} | {rate:.1f} {self.label}/s | ETA {clock(eta)}"
         sys.stderr.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
         sys.stderr.flush()
 

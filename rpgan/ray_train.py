@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,9 +100,11 @@ def finished_checkpoint(store: RunStore, config: RunConfig) -> str | None:
     return None
 
 
-def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fault | None = None) -> str:
+def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fault | None = None,
+                 callbacks: Sequence[ray.train.UserCallback] = ()) -> str:
     """Train config on the connected Ray cluster into store, resuming the run if it exists.
-    Returns the final checkpoint's path or URI. Raises RuntimeError (one line) if it fails."""
+    `callbacks` see every report (a sweep passes Tune's, to follow the steps). Returns the final
+    checkpoint's path or URI. Raises RuntimeError (one line) if it fails."""
     store.write_bytes(RUN_CONFIG, config.to_json().encode())
     resources = {"CPU": workers.cpus, **({"GPU": workers.gpus} if workers.gpus else {})}
     trainer = TorchTrainer(
@@ -114,7 +116,8 @@ def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fa
         run_config=ray.train.RunConfig(name=store.name, storage_path=store.storage,
                                        failure_config=FailureConfig(max_failures=workers.max_failures),
                                        checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-                                       logging_config=ray.train.LoggingConfig(log_level="WARNING")),
+                                       logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+                                       callbacks=list(callbacks)),
     )
     try:
         result = trainer.fit()

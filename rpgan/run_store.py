@@ -20,8 +20,8 @@ from rpgan.errors import UserError
 RUN_CONFIG = "run.json"
 
 
-class RunStore:
-    """The directory STORAGE/NAME of one run."""
+class Folder:
+    """A named directory STORAGE/NAME, local or behind a URI, read and written through pyarrow.fs."""
 
     def __init__(self, storage: str, name: str):
         if not name or "/" in name or name.startswith("."):
@@ -40,28 +40,49 @@ class RunStore:
         self.path = f"{root.rstrip('/')}/{name}"
         self.uri = f"{self.storage}/{name}"
 
-    def read_text(self, name: str) -> str | None:
+    def read_bytes(self, name: str) -> bytes | None:
+        """The file NAME (a path relative to the folder), or None if there is none."""
         try:
             with self.fs.open_input_stream(f"{self.path}/{name}") as f:
-                return f.read().decode()
+                return f.read()
         except FileNotFoundError:
             return None
+
+    def read_text(self, name: str) -> str | None:
+        data = self.read_bytes(name)
+        return None if data is None else data.decode()
 
     def exists(self, name: str) -> bool:
         return self.fs.get_file_info(f"{self.path}/{name}").type != pafs.FileType.NotFound
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        self.fs.create_dir(self.path, recursive=True)
-        tmp = f"{self.path}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+        """Write the file NAME (may hold subdirectories) under a temporary name, then move it."""
+        parent, _, base = f"{self.path}/{name}".rpartition("/")
+        self.fs.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.{base}.tmp-{uuid.uuid4().hex[:8]}"
         with self.fs.open_output_stream(tmp) as f:
             f.write(data)
-        self.fs.move(tmp, f"{self.path}/{name}")
+        self.fs.move(tmp, f"{parent}/{base}")
+
+    def files(self, subdir: str) -> list[str]:
+        """Names of the plain files in SUBDIR (hidden temporaries left out), sorted."""
+        return self._list(subdir, pafs.FileType.File)
+
+    def dirs(self, subdir: str) -> list[str]:
+        """Names of the directories in SUBDIR, sorted."""
+        return self._list(subdir, pafs.FileType.Directory)
+
+    def _list(self, subdir: str, kind: pafs.FileType) -> list[str]:
+        found = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{subdir}", allow_not_found=True))
+        return sorted(i.base_name for i in found if i.type == kind and not i.base_name.startswith("."))
+
+
+class RunStore(Folder):
+    """The directory STORAGE/NAME of one run."""
 
     def checkpoint_steps(self) -> list[int]:
         """Steps of the run's persisted checkpoints, ascending."""
-        found = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{CHECKPOINTS}", allow_not_found=True))
-        return sorted(int(m.group(1)) for info in found
-                      if info.type == pafs.FileType.Directory and (m := STEP_DIR.match(info.base_name)))
+        return sorted(int(m.group(1)) for name in self.dirs(CHECKPOINTS) if (m := STEP_DIR.match(name)))
 
     def saved_config(self) -> RunConfig | None:
         """The configuration the run was started with, or None for a new name."""
@@ -75,3 +96,12 @@ class RunStore:
             return RunConfig.from_json(text)
         except UserError as e:
             raise UserError(f"{self.uri}/{RUN_CONFIG}: {e}") from None
+
+
+def local_copy(ckpt: str, into: Path) -> Path:
+    """A checkpoint as a local directory: ckpt itself if it is a path, else a copy of the URI in `into`."""
+    if "://" not in ckpt:
+        return Path(ckpt)
+    target = Path(into) / ckpt.rstrip("/").rpartition("/")[2]
+    pafs.copy_files(ckpt, str(target))
+    return target

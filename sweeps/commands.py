@@ -1,0 +1,205 @@
+"""`rpgan sweep`, `rpgan sweeps` and `rpgan results`: options wired to the sweep runner."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from rpgan.cli import ADDRESS, SEED
+from rpgan.errors import UserError
+from rpgan.run_store import Folder
+from sweeps import NAMES, get_sweep
+from sweeps.spec import SEARCH_KEYS, Plan, plan
+
+QUICK = click.option("--quick", is_flag=True, help="The CPU-sized variant on the embedded data set.")
+STORAGE = click.option("--storage", default="runs", show_default=True,
+                       help="Where sweeps live: a path (shared by all nodes) or s3://...")
+NAME = click.option("--name", help="The sweep's folder under --storage [default: SWEEP, or SWEEP-quick].")
+# Flags that change what a sweep computes: a resumed sweep keeps the values it started with.
+PLAN_FLAGS = ("seed", "samples", "steps", "fid_samples", "evaluations", "space")
+
+
+def _folder(sweep: str, quick: bool, storage: str, name: str | None) -> Folder:
+    return Folder(storage, name or f"{sweep}{'-quick' if quick else ''}")
+
+
+def _saved_plan(folder: Folder) -> Plan | None:
+    from sweeps.runner import PLAN
+
+    text = folder.read_text(PLAN)
+    try:
+        return Plan.from_json(text) if text is not None else None
+    except (ValueError, KeyError, TypeError) as e:
+        problem = f"{folder.uri}/{PLAN} is not a sweep plan ({type(e).__name__})"
+        raise UserError(f"{problem}; choose another --name") from None
+
+
+def parse_space(items: tuple[str, ...]) -> dict[str, tuple]:
+    """`--space blocks_per_bucket=1,5,20` -> {"blocks_per_bucket": (1, 5, 20)} (ints, floats, or text)."""
+    space = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values or key not in SEARCH_KEYS:
+            raise UserError(f"--space takes KEY=V1,V2,... with KEY one of {', '.join(SEARCH_KEYS)}; got {item!r}")
+        # random_buckets values are bucket lists themselves ("1,3"): they are text, split by ";"
+        space[key] = tuple(values.split(";")) if key == "random_buckets" else tuple(map(_value, values.split(",")))
+    return space
+
+
+def _value(text: str) -> int | float | bool | str:
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+@click.command("sweeps")
+def list_sweeps() -> None:
+    """List the named sweeps (sweeps/*.py), one line each."""
+    for name in NAMES:
+        s = get_sweep(name)
+        full, quick = plan(s, False, 0), plan(s, True, 0)
+        click.echo(f"{name:16} {s.about}\n{'':16} full: {full.preset}, {len(full.trials)} trials x "
+                   f"{full.budget.steps} steps | --quick: {quick.preset}, {len(quick.trials)} trials x "
+                   f"{quick.budget.steps} steps")
+
+
+@click.command()
+@click.argument("sweep_name", metavar="SWEEP")
+@QUICK
+@click.option("--samples", type=int, help="Seeds per point of the search space [default: the sweep's].")
+@SEED
+@click.option("--steps", type=int, help="Generator steps per trial [default: the sweep's budget].")
+@click.option("--fid-samples", type=int, help="Generated (and real) images for FID and PRD per trial.")
+@click.option("--evaluations", type=int, help="Random base paths for each trial's responsibility summary.")
+@click.option("--space", multiple=True, metavar="KEY=V1,V2",
+              help="Replace or add a search key, e.g. blocks_per_bucket=5,10 (random_buckets: values split by ;).")
+@STORAGE
+@NAME
+@click.option("--resume", is_flag=True, help="Continue the sweep in --storage/--name if it exists: finished trials "
+              "are kept, failed and unfinished ones run again.")
+@click.option("--workers-per-trial", type=click.IntRange(1), default=1, show_default=True,
+              help="Ray Train workers of each trial.")
+@click.option("--gpus-per-worker", type=click.FloatRange(0), help="[default: 1 when the cluster has GPUs, else 0]")
+@click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1, show_default=True)
+@click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once [default: as many as the "
+              "cluster's resources hold].")
+@ADDRESS
+@click.pass_context
+def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None, seed: int, steps: int | None,
+          fid_samples: int | None, evaluations: int | None, space: tuple[str, ...], storage: str, name: str | None,
+          resume: bool, workers_per_trial: int, gpus_per_worker: float | None, cpus_per_worker: float,
+          max_concurrent: int | None, address: str | None) -> None:
+    """Run a named sweep on Ray Tune: each trial trains on Ray Train, then FID, PRD and responsibility."""
+    definition = get_sweep(sweep_name)
+    folder = _folder(sweep_name, quick, storage, name)
+    wanted = plan(definition, quick, seed, parse_space(space), steps=steps, fid_samples=fid_samples,
+                  evaluations=evaluations, samples=samples)
+    saved = _saved_plan(folder)
+    if saved is not None:
+        if not resume:
+            raise UserError(f"sweep {folder.uri} exists; pass --resume to continue it, or another --name")
+        given = [f"--{f.replace('_', '-')}" for f in PLAN_FLAGS
+                 if ctx.get_parameter_source(f) == click.core.ParameterSource.COMMANDLINE]
+        if saved.sweep != sweep_name or saved.quick != quick:
+            raise UserError(f"{folder.uri} holds sweep {saved.sweep} ({saved.variant}); check SWEEP, --quick, --name")
+        if given and wanted.to_json() != saved.to_json():
+            raise UserError(f"sweep {folder.uri} was started with other settings than {' '.join(given)}; resume it "
+                            "without them, or choose another --name")
+        wanted = saved
+    _run(wanted, folder, workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent, address)
+
+
+def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: float, max_concurrent: int | None,
+         address: str | None) -> None:
+    from analysis.fanout import Fanout
+    from rpgan.ray_session import cluster_resources, connect
+    from rpgan.ray_train import Workers
+    from sweeps.results import finished
+    from sweeps.runner import PLAN, concurrency, run_sweep
+
+    folder.write_bytes(PLAN, chosen.to_json().encode())
+    again = f"rpgan results {chosen.sweep}{' --quick' if chosen.quick else ''} --storage {folder.storage}"
+    if folder.name != _folder(chosen.sweep, chosen.quick, folder.storage, None).name:
+        again += f" --name {folder.name}"
+    if not set(t.key for t in chosen.trials) - set(finished(folder)):
+        click.echo(f"sweep {folder.uri}: all {len(chosen.trials)} trials have finished, nothing to do; `{again}` "
+                   "shows them")
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    click.echo(connect(address, num_cpus=None if address else (os.cpu_count() or 1) + 1), err=True)
+    if gpus is None:
+        gpus = 1.0 if cluster_resources().get("GPU", 0) > 0 else 0.0
+    workers = Workers(count, gpus, cpus).validate()
+    at_once = max_concurrent or concurrency(workers, local=not address)
+    click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
+               f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, {gpus:g} "
+               f"GPU) -> {folder.uri}", err=True)
+    failed = run_sweep(chosen, folder, workers, at_once, Fanout(gpus_per_worker=gpus))
+    click.echo(f"{len(finished(folder))} of {len(chosen.trials)} trials finished -> {folder.uri}/trials; `{again}` "
+               "prints the table and writes the summary plot")
+    if failed:
+        retry = again.replace("rpgan results", "rpgan sweep", 1) + " --resume"
+        click.echo(f"rpgan: {failed} trial(s) failed (see the error column); `{retry}` runs them again", err=True)
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("sweep_name", metavar="SWEEP")
+@QUICK
+@STORAGE
+@NAME
+@click.option("--best", is_flag=True, help="Print only the checkpoint of the trial with the lowest FID.")
+def results(sweep_name: str, quick: bool, storage: str, name: str | None, best: bool) -> None:
+    """Print a sweep's results table and write its summary plot (summary.png in the sweep folder)."""
+    get_sweep(sweep_name)
+    folder = _folder(sweep_name, quick, storage, name)
+    saved = _saved_plan(folder)
+    if saved is None:
+        raise UserError(f"no sweep at {folder.uri}; run `rpgan sweep {sweep_name}{' --quick' if quick else ''}` "
+                        "first, or check --storage/--name")
+    if best:
+        click.echo(_best(folder))
+        return
+    _show(folder, saved)
+
+
+def _best(folder: Folder) -> str:
+    from sweeps.results import read_table
+
+    rows = read_table(folder, "trials")
+    ok = rows[(rows["status"] == "ok") & rows["fid"].notna()]
+    if ok.empty:
+        raise UserError(f"no finished trial with an FID in {folder.uri} yet; run or --resume the sweep")
+    return str(ok.sort_values("fid").iloc[0]["ckpt"])
+
+
+def _show(folder: Folder, chosen: Plan) -> None:
+    """The results table, the summary over seeds, the summary plot and where everything is."""
+    import pandas as pd
+
+    from sweeps.plot import plot_summary
+    from sweeps.results import read_table, summarise
+
+    trials = read_table(folder, "trials")
+    order = {t.key: i for i, t in enumerate(chosen.trials)}
+    trials = trials.sort_values("trial", key=lambda s: s.map(order))
+    shown = [chosen.x, "seed", "blocks", "status", "step", "fid", "prd_f8_recall", "prd_f1_8_precision",
+             "train_time_s", "eval_time_s"]
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        click.echo(f"{len(trials)} of {len(chosen.trials)} trials have results:\n"
+                   f"{trials[shown].round(3).to_string(index=False)}")
+        if (trials["status"] == "ok").any():
+            click.echo(f"\nmean and std over seeds:\n{summarise(trials, chosen.x).round(3).to_string(index=False)}")
+    x_order = list(dict.fromkeys(t.point[chosen.x] for t in chosen.trials))
+    title = (f"{chosen.sweep} ({chosen.variant}: {chosen.preset}, {chosen.budget.steps} steps, FID on "
+             f"{chosen.budget.fid_samples} images)")
+    if (trials["status"] == "ok").any():
+        folder.write_bytes("summary.png", plot_summary(trials, read_table(folder, "responsibility"), chosen.x,
+                                                       x_order, title))
+        click.echo(f"\nsummary plot: {folder.uri}/summary.png\nbest checkpoint (lowest FID): {_best(folder)}")
+    click.echo(f"results: pandas.read_parquet('{folder.uri}/trials'), responsibility: "
+               f"pandas.read_parquet('{folder.uri}/responsibility')")

@@ -1,0 +1,132 @@
+"""Run a sweep's trials on Ray Tune, as many at once as the cluster's resources allow.
+
+The sweep folder STORAGE/NAME holds sweep.json (the plan's inputs), runs/KEY (each trial's
+Ray Train run), trials/ and responsibility/ (the results, sweeps.results) and tune/attempt-N
+(Tune's own records, one experiment per invocation). Each invocation runs the trials that have
+no finished row yet, so a resumed sweep skips finished trials and retries failed ones, and a
+trial interrupted mid-training continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+# isort: off
+import rpgan.ray_session  # noqa: F401  (before ray: a local Ray binds to loopback only)
+import ray
+import ray.tune
+# isort: on
+
+from analysis.fanout import Fanout
+from analysis.fid import reference_features
+from rpgan.data import training_images
+from rpgan.errors import UserError
+from rpgan.progress import clock
+from rpgan.ray_train import Workers
+from rpgan.run_store import Folder
+from sweeps.results import finished
+from sweeps.spec import Plan
+from sweeps.trial import Setup, run_trial
+
+PLAN = "sweep.json"
+TUNE = "tune"
+# A trial function only waits on its Train run and analysis actors; it asks for a sliver of a
+# CPU so that it never keeps a worker from starting. A local Ray declares one logical CPU more
+# than the machine has to hold these slivers (see `concurrency`).
+TRIAL_CPU = 0.001
+# Tune's newer console output prints its configuration box and result tables even at verbose=0;
+# the legacy one stays quiet and `Report` says what happens.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def concurrency(workers: Workers, local: bool) -> int:
+    """How many trials (each a group of `workers`) the connected cluster runs at once."""
+    have = ray.cluster_resources()
+    cpus = have.get("CPU", 0) - (1 if local else 0)  # the local Ray's extra CPU is for trial functions
+    slots = [cpus // (workers.count * workers.cpus)]
+    if workers.gpus:
+        slots.append(have.get("GPU", 0) // (workers.count * workers.gpus))
+    fits = int(min(slots))
+    if fits < 1 and local:
+        raise UserError(f"a trial's {workers.count} workers x ({workers.cpus:g} CPU, {workers.gpus:g} GPU) do not "
+                        f"fit this machine ({cpus:g} CPUs, {have.get('GPU', 0):g} GPUs); lower --workers-per-trial "
+                        "or --cpus-per-worker / --gpus-per-worker, or pass --address of a cluster")
+    return max(1, fits)  # a cluster that autoscales grows to fit the first trial
+
+
+class Report(ray.tune.Callback):
+    """Progress lines on stderr: each trial's steps, each finished or failed trial, and an ETA
+    from the mean duration of the finished trials and the ages of the running ones."""
+
+    def __init__(self, plan: Plan, todo: int, at_once: int):
+        self.plan, self.todo, self.at_once = plan, todo, at_once
+        self.start = time.monotonic()
+        self.running: dict[str, float] = {}  # trial key -> start time
+        self.durations: list[float] = []
+        self.failed = 0
+
+    def _say(self, text: str) -> None:
+        now = time.monotonic()
+        ended = len(self.durations) + self.failed
+        eta = ""
+        if self.durations:
+            mean = sum(self.durations) / len(self.durations)
+            waiting = self.todo - ended - len(self.running)
+            left = waiting * mean + sum(max(0.0, mean - (now - t)) for t in self.running.values())
+            eta = f" | ETA {clock(left / self.at_once)}"
+        sys.stderr.write(f"[{self.plan.sweep} {ended}/{self.todo} trials, {clock(now - self.start)}] {text}{eta}\n")
+        sys.stderr.flush()
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.running[trial.config["trial"]] = time.monotonic()
+        self._say(f"{trial.config['trial']}: training")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if "fid" not in result and "step" in result:  # a Train checkpoint report
+            self._say(f"{trial.config['trial']}: step {result['step']}/{self.plan.budget.steps}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.durations.append(time.monotonic() - self.running.pop(trial.config["trial"]))
+        r = trial.last_result
+        self._say(f"{trial.config['trial']}: done, FID {r.get('fid', math.nan):.2f}, train "
+                  f"{clock(r.get('train_time_s', 0))}, evaluation {clock(r.get('eval_time_s', 0))}")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.running.pop(trial.config["trial"], None)
+        self.failed += 1
+        self._say(f"{trial.config['trial']}: FAILED (its row in trials/ holds the error)")
+
+
+def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, fan: Fanout) -> int:
+    """Run the plan's unfinished trials on the connected Ray, at most max_concurrent at once;
+    `fan` computes the reference features. Returns how many trials failed."""
+    done = finished(sweep)
+    # The biggest generators first: the long trials start early, so the sweep ends sooner.
+    todo = [t.key for t in sorted(plan.trials, key=lambda t: -sum(t.config.model.blocks)) if t.key not in done]
+    if not todo:
+        return 0
+    first = plan.trials[0].config
+    dataset_size = len(training_images(first))
+    reference = None
+    if "fid" in plan.metrics:
+        m = first.model
+        reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan,
+                                       plan.seed)[0]
+    setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size)
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, setup=setup, reference=reference),
+                                        {"CPU": TRIAL_CPU})
+    attempt = len(sweep.dirs(TUNE)) + 1
+    tuner = ray.tune.Tuner(
+        trainable,
+        param_space={"trial": ray.tune.grid_search(todo)},
+        tune_config=ray.tune.TuneConfig(max_concurrent_trials=max_concurrent,
+                                        trial_dirname_creator=lambda t: t.config["trial"]),
+        run_config=ray.tune.RunConfig(name=f"attempt-{attempt}", storage_path=f"{sweep.uri}/{TUNE}", verbose=0,
+                                      callbacks=[Report(plan, len(todo), max_concurrent)],
+                                      failure_config=ray.tune.FailureConfig(max_failures=0)),
+    )
+    results = tuner.fit()
+    return sum(1 for r in results if r.error is not None)

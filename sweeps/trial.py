@@ -1,0 +1,103 @@
+"""One trial of a sweep, as Ray Tune runs it: train with Ray Train, evaluate, write its rows.
+
+The trial function only coordinates (it holds a sliver of a CPU): training runs on a Ray Train
+worker group, and the evaluation (FID, PRD, responsibility summary) on as many analysis actors
+of the same size once training has given its resources back. Everything it writes is keyed by
+the trial, so running a trial again (a retry, a resumed sweep) replaces, never duplicates:
+its Train run resumes from its last checkpoint, and its result rows replace the old ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import rpgan.ray_session  # noqa: F401  (before ray: a local Ray binds to loopback only)
+from analysis.analyze import AnalyzeConfig, measure
+from analysis.fanout import Fanout
+from analysis.fid import generated_features, score
+from rpgan.checkpoint import load_generator, read_step
+from rpgan.model import Generator
+from rpgan.ray_train import Workers, finished_checkpoint, train_on_ray
+from rpgan.run_store import Folder, RunStore, local_copy
+from sweeps.results import write_rows
+from sweeps.spec import Plan, Trial
+
+RUNS = "runs"  # the trials' training runs, inside the sweep folder
+TRAIN_TIME = "train_time.json"  # in a trial's run: the wall time of the training that finished it
+REPORTED = ("fid", "prd_f8_recall", "prd_f1_8_precision", "step", "train_time_s", "eval_time_s")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every trial of one sweep run shares."""
+
+    plan: Plan
+    storage: str  # the sweep folder's storage root (a path or a URI)
+    name: str  # the sweep folder
+    workers: Workers  # each trial's Train worker group; its evaluation uses as many actors
+    dataset_size: int  # images in the training set (recorded in each checkpoint)
+
+
+def run_trial(params: dict, setup: Setup, reference: np.ndarray | None) -> None:
+    """Tune function: train and evaluate the trial `params["trial"]` (a key of setup.plan), and
+    write its rows; a failure writes an error row and raises. `reference`: Inception features
+    [M, 2048] of M real images, for FID and PRD."""
+    import ray.tune
+
+    trial = setup.plan.trial(params["trial"])
+    sweep = Folder(setup.storage, setup.name)
+    try:
+        row = _train_and_evaluate(trial, setup, sweep, reference)
+    except Exception as e:
+        error = (str(e).strip().splitlines() or [type(e).__name__])[-1][:500]
+        write_rows(sweep, "trials", setup.plan, trial, [{"status": "error", "error": error}])
+        raise
+    ray.tune.report({k: row.get(k, float("nan")) for k in REPORTED})
+
+
+def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np.ndarray | None) -> dict:
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    plan = setup.plan
+    config = dataclasses.replace(trial.config, dataset_size=setup.dataset_size)
+    store = RunStore(f"{sweep.uri}/{RUNS}", trial.key)
+    ckpt = finished_checkpoint(store, config)
+    if ckpt is None:
+        start = time.monotonic()
+        ckpt = train_on_ray(config, store, setup.workers, callbacks=[TuneReportCallback()])
+        store.write_bytes(TRAIN_TIME, json.dumps({"train_time_s": time.monotonic() - start}).encode())
+    saved = store.read_text(TRAIN_TIME)
+    row = {"status": "ok", "train_time_s": json.loads(saved)["train_time_s"] if saved else float("nan"),
+           "ckpt": ckpt}
+
+    start = time.monotonic()
+    fan = Fanout(workers=setup.workers.count, gpus_per_worker=setup.workers.gpus)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = local_copy(ckpt, Path(tmp))
+        measured, summary = evaluate(plan, load_generator(local)[0], ckpt, config.train.seed, reference, fan)
+        row.update(measured, step=read_step(local))
+    row["eval_time_s"] = time.monotonic() - start
+    write_rows(sweep, "responsibility", plan, trial, summary)
+    write_rows(sweep, "trials", plan, trial, [row])  # last: a trial row means the trial is complete
+    return row
+
+
+def evaluate(plan: Plan, generator: Generator, ckpt: Path | str, seed: int, reference: np.ndarray | None,
+             fan: Fanout) -> tuple[dict, list[dict]]:
+    """The plan's metrics of a trained generator (its checkpoint `ckpt`, which the workers of
+    `fan` load): FID and PRD columns of its trials row, and its responsibility summary rows."""
+    row, summary = {}, []
+    if "fid" in plan.metrics:
+        features = generated_features(generator, ckpt, plan.budget.fid_samples, seed, fan)
+        row = score(features, reference, seed, prd="prd" in plan.metrics)[0]
+    if "responsibility" in plan.metrics and max(generator.blocks) > 1:  # one path has nothing to vary
+        cfg = AnalyzeConfig(evaluations=plan.budget.evaluations, seed=seed, grids=0)
+        summary = measure(generator, ckpt, cfg, fan)[1].to_dict("records")
+    return row, summary

@@ -1,0 +1,180 @@
+"""Named sweeps: plans built and validated up front, Parquet results with one row per trial,
+a quick sweep end to end on a local Ray, and a killed sweep resumed without running a finished
+trial again or writing any row twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from rpgan.errors import UserError
+from rpgan.run_store import Folder
+from sweeps import NAMES, get_sweep
+from sweeps.results import SCHEMAS, read_table, summarise, write_rows
+from sweeps.spec import Plan, plan
+
+# The quick ablation with a tiny budget: 3 trials, seconds of training each.
+TINY = ["--quick", "--steps", "4", "--fid-samples", "10", "--evaluations", "1", "--space", "blocks_per_bucket=1,2,3"]
+KEYS = [f"blocks_per_bucket-{b}_seed-0" for b in (1, 2, 3)]
+
+
+def test_every_sweep_plans_valid_trials_on_both_variants():
+    for name in NAMES:
+        sweep = get_sweep(name)
+        for quick in (False, True):
+            p = plan(sweep, quick, seed=5)
+            keys = [t.key for t in p.trials]
+            assert len(keys) == len(set(keys)) >= 3
+            assert {t.config.train.seed for t in p.trials} == {5 + s for s in range(p.budget.samples)}
+            assert all(t.config.train.steps == p.budget.steps for t in p.trials)
+            assert Plan.from_json(p.to_json()) == p and [t.config for t in Plan.from_json(p.to_json()).trials] == \
+                [t.config for t in p.trials]
+    full = plan(get_sweep("ablation_blocks"), False, 0)
+    assert full.preset == "cifar10" and [t.point["blocks_per_bucket"] for t in full.trials[::3]] == \
+        [1, 2, 5, 10, 20, 40, 80]
+    assert full.trials[-1].config.model.blocks == (80,) * 5
+
+
+def test_search_keys_set_the_blocks_of_every_bucket():
+    depth = plan(get_sweep("bucket_counts"), True, 0)
+    assert [t.config.model.blocks for t in depth.trials] == [
+        (10, 10, 10, 10), (8, 8, 8, 8, 8), (7, 7, 7, 7, 6, 6), (6, 6, 6, 6, 6, 5, 5)]
+    ablations = {t.point["random_buckets"]: t.config.model.blocks
+                 for t in plan(get_sweep("block_ablations"), True, 0).trials}
+    assert ablations["all"] == (10, 10, 10, 10)
+    assert ablations["2"] == (1, 10, 1, 1)
+    assert ablations["all-but-2"] == (10, 1, 10, 10)
+    lr = plan(get_sweep("ablation_blocks"), True, 0, {"lr": (1e-4, 2e-4), "blocks_per_bucket": (4,)})
+    assert [(t.config.train.lr, t.config.model.blocks) for t in lr.trials] == [(1e-4, (4,) * 4), (2e-4, (4,) * 4)]
+
+
+@pytest.mark.parametrize("name, space, message", [
+    ("ablation_blocks", {"blocks_per_bucket": (0, 5)}, "at least 1 block"),
+    ("block_ablations", {"random_buckets": ("9",)}, "random_buckets '9'"),
+    ("bucket_counts", {"n_buckets": (3,)}, "needs at least 4 buckets"),
+    ("ablation_blocks", {"momentum": (0.9,)}, "unknown search key 'momentum'"),
+    ("ablation_blocks", {"blocks_per_bucket": ()}, "at least one value"),
+])
+def test_impossible_search_values_are_refused_while_planning(name, space, message):
+    with pytest.raises(UserError, match=message):
+        plan(get_sweep(name), True, 0, space)
+
+
+def test_bad_input_is_refused_before_any_trial_starts(rpgan, tmp_path):
+    for args, message in [
+        (["sweep", "no_such_sweep"], "unknown sweep 'no_such_sweep'"),
+        (["sweep", "ablation_blocks", "--quick", "--space", "blocks_per_bucket=0,5"], "at least 1 block"),
+        (["sweep", "ablation_blocks", "--quick", "--space", "blocks=3"], "--space takes KEY=V1,V2"),
+        (["sweep", "ablation_blocks", "--quick", "--fid-samples", "1"], "--fid-samples must be at least 2"),
+        (["sweep", "ablation_blocks", "--quick", "--samples", "0"], "--samples must be at least 1"),
+        (["results", "ablation_blocks", "--quick"], "no sweep at"),
+    ]:
+        code, out, err = rpgan(*args, "--storage", tmp_path / "storage")
+        assert code == 2, (args, err)
+        assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "storage").exists()  # nothing written, no Ray started
+    code, out, _ = rpgan("sweeps")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()[::2]] == list(NAMES)
+
+
+def test_trial_rows_replace_their_part_and_keep_the_schema(tmp_path):
+    p = plan(get_sweep("ablation_blocks"), True, 0, {"blocks_per_bucket": (2, 3)})
+    folder = Folder(str(tmp_path), "s")
+    write_rows(folder, "trials", p, p.trials[0], [{"status": "error", "error": "boom"}])
+    write_rows(folder, "trials", p, p.trials[0], [{"status": "ok", "fid": 50.0, "step": 600}])
+    write_rows(folder, "trials", p, p.trials[1], [{"status": "ok", "fid": 40.0, "step": 600}])
+    assert pq.read_table(tmp_path / "s" / "trials").schema.equals(SCHEMAS["trials"], check_metadata=False)
+    rows = read_table(folder, "trials")
+    assert sorted(rows["trial"]) == sorted(t.key for t in p.trials) and set(rows["status"]) == {"ok"}
+    summary = summarise(rows, "blocks_per_bucket")
+    assert summary.set_index("blocks_per_bucket")["fid_mean"].to_dict() == {2: 50.0, 3: 40.0}
+
+
+def _rpgan_process(*args, cache: Path) -> subprocess.Popen:
+    """`rpgan ARGS` in its own process (and process group), with its own local Ray."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RPGAN_CACHE": str(cache)}
+    return subprocess.Popen([str(Path(sys.executable).with_name("rpgan")), *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _ok_rows(sweep: Path) -> pd.DataFrame:
+    parts = list((sweep / "trials").glob("part-*.parquet"))
+    rows = pd.concat([pd.read_parquet(p) for p in parts]) if parts else pd.DataFrame({"status": []})
+    return rows[rows["status"] == "ok"]
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    """A tiny quick sweep whose driver is killed (SIGKILL) once a trial has finished, then resumed."""
+    storage = tmp_path_factory.mktemp("sweeps")
+    sweep = storage / "ablation_blocks-quick"
+    driver = _rpgan_process("sweep", "ablation_blocks", *TINY, "--storage", storage, cache=storage / "cache")
+    deadline = time.monotonic() + 400
+    while _ok_rows(sweep).empty and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert driver.poll() is None, f"the sweep ended before it could be killed:\n{driver.stdout.read()}"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = _ok_rows(sweep)
+    resumed = _rpgan_process("sweep", "ablation_blocks", "--quick", "--resume", "--storage", storage,
+                             cache=storage / "cache")
+    out = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, out
+    return storage, sweep, before, out
+
+
+def test_killed_sweep_resumes_with_exactly_one_row_per_trial(killed_and_resumed):
+    _, sweep, before, out = killed_and_resumed
+    assert 1 <= len(before) < len(KEYS)
+    rows = pd.read_parquet(sweep / "trials")
+    assert sorted(rows["trial"]) == sorted(KEYS) and set(rows["status"]) == {"ok"}
+    assert sorted(p.name for p in (sweep / "trials").iterdir()) == sorted(f"part-{k}.parquet" for k in KEYS)
+    # a trial that had finished was not run again: its row is the one written before the kill
+    kept = rows.set_index("trial").loc[before["trial"], "created_at"]
+    assert (kept.to_numpy() == before.set_index("trial")["created_at"].to_numpy()).all()
+    assert f"/{len(KEYS) - len(before)} trials" in out  # the progress lines count only the trials left
+    for key in KEYS:  # every trial's training logged each step once, across the kill
+        steps = pd.read_parquet(sweep / "runs" / key / "metrics.parquet")["step"]
+        assert steps.is_unique and steps.max() == 4
+
+
+def test_quick_sweep_results_schema_filter_and_plot(killed_and_resumed, rpgan):
+    storage, sweep, _, _ = killed_and_resumed
+    trials = pq.read_table(sweep / "trials")
+    assert trials.schema.equals(SCHEMAS["trials"], check_metadata=False)
+    df = trials.to_pandas()
+    three = df[df["blocks_per_bucket"] == 3]
+    assert len(three) == 1 and three.iloc[0]["blocks"] == "3,3,3,3" and three.iloc[0]["n_buckets"] == 4
+    assert (df["fid"] > 0).all() and (df["step"] == 4).all() and df["ckpt"].map(lambda c: Path(c).is_dir()).all()
+    resp = pq.read_table(sweep / "responsibility")
+    assert resp.schema.equals(SCHEMAS["responsibility"], check_metadata=False)
+    resp = resp.to_pandas()
+    # one block per bucket leaves nothing to vary; the others have a row per bucket and distance
+    assert set(resp["blocks_per_bucket"]) == {2, 3} and set(resp["layer"]) == {1, 2, 3, 4}
+    code, out, err = rpgan("results", "ablation_blocks", "--quick", "--storage", storage)
+    assert code == 0, err
+    assert "3 of 3 trials have results" in out and (sweep / "summary.png").stat().st_size > 10_000
+    code, best, _ = rpgan("results", "ablation_blocks", "--quick", "--storage", storage, "--best")
+    assert best.strip() == df.sort_values("fid").iloc[0]["ckpt"]
+    code, out, err = rpgan("sample", "--ckpt", best.strip(), "--n", "4", "--out", storage / "best.png")
+    assert code == 0 and (storage / "best.png").is_file(), err
+
+
+def test_resume_refuses_other_settings_and_a_finished_sweep_does_nothing(killed_and_resumed, rpgan):
+    storage, sweep, _, _ = killed_and_resumed
+    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--storage", storage)
+    assert code == 2 and "pass --resume" in err
+    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--samples", "2", "--storage", storage)
+    assert code == 2 and "--samples" in err and err.count("\n") == 1
+    stamp = pd.read_parquet(sweep / "trials")["created_at"].sort_values().to_list()
+    code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", storage)
+    assert code == 0 and "all 3 trials have finished, nothing to do" in out, err
+    assert pd.read_parquet(sweep / "trials")["created_at"].sort_values().to_list() == stamp
