@@ -103,5 +103,6 @@ def local_copy(ckpt: str, into: Path) -> Path:
     if "://" not in ckpt:
         return Path(ckpt)
     target = Path(into) / ckpt.rstrip("/").rpartition("/")[2]
+    target.mkdir(parents=True, exist_ok=True)  # pyarrow copies files into it, creating no parents
     pafs.copy_files(ckpt, str(target))
     return target

@@ -9,6 +9,7 @@ SWEEP = Sweep(
     name="ablation_blocks",
     about="FID vs blocks per bucket, 1 to 80 (paper A.1, Figure 7), CIFAR-10 preset",
     x="blocks_per_bucket",
+    metrics=("fid", "prd", "responsibility"),
     full=Variant(
         preset="cifar10",
         space={"blocks_per_bucket": (1, 2, 5, 10, 20, 40, 80)},

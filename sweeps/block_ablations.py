@@ -11,6 +11,7 @@ SWEEP = Sweep(
     name="block_ablations",
     about="only bucket B random, or all but B (the rest hold 1 block), vs all random; CIFAR-10 preset",
     x="random_buckets",
+    metrics=("fid", "prd", "responsibility"),
     full=Variant(
         preset="cifar10",  # 5 buckets x 40 blocks
         space={"random_buckets": ("all", "1", "2", "3", "4", "5",

@@ -11,6 +11,7 @@ SWEEP = Sweep(
     name="bucket_counts",
     about="FID and responsibility vs generator depth (5-7 buckets) at 200 blocks in all, CIFAR-10 preset",
     x="n_buckets",
+    metrics=("fid", "prd", "responsibility"),
     full=Variant(
         preset="cifar10",
         space={"n_buckets": (5, 6, 7), "total_blocks": (200,)},

@@ -67,9 +67,9 @@ class Sweep:
     name: str
     about: str  # one line for `rpgan sweeps`
     x: str  # the search key on the x axis of the summary plot
+    metrics: tuple[str, ...]  # what each trial evaluates after training: some of METRICS
     full: Variant  # the paper-sized experiment, for a GPU cluster
     quick: Variant  # CPU-sized, on the embedded data set
-    metrics: tuple[str, ...] = METRICS  # what each trial evaluates after training
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rpgan.errors import UserError
-from rpgan.run_store import Folder
+from rpgan.run_store import Folder, local_copy
 from sweeps import NAMES, get_sweep
 from sweeps.results import SCHEMAS, read_table, summarise, write_rows
 from sweeps.spec import Plan, plan
@@ -96,6 +96,20 @@ def test_trial_rows_replace_their_part_and_keep_the_schema(tmp_path):
     assert sorted(rows["trial"]) == sorted(t.key for t in p.trials) and set(rows["status"]) == {"ok"}
     summary = summarise(rows, "blocks_per_bucket")
     assert summary.set_index("blocks_per_bucket")["fid_mean"].to_dict() == {2: 50.0, 3: 40.0}
+
+
+def test_results_and_checkpoints_behind_a_uri(tmp_path):
+    """Cloud storage goes through pyarrow.fs; a file:// URI takes the same code path as s3://."""
+    p = plan(get_sweep("ablation_blocks"), True, 0, {"blocks_per_bucket": (2,)})
+    folder = Folder(f"file://{tmp_path}", "s")
+    assert folder.local is None and folder.uri == f"file://{tmp_path}/s"
+    write_rows(folder, "trials", p, p.trials[0], [{"status": "ok", "fid": 7.0}])
+    assert folder.files("trials") == [f"part-{p.trials[0].key}.parquet"] and folder.dirs(".") == ["trials"]
+    assert read_table(folder, "trials")["fid"].tolist() == [7.0]
+    (tmp_path / "ckpt" / "step_1").mkdir(parents=True)
+    (tmp_path / "ckpt" / "step_1" / "config.json").write_text("{}")
+    copy = local_copy(f"file://{tmp_path}/ckpt/step_1", tmp_path / "copy")
+    assert copy == tmp_path / "copy" / "step_1" and (copy / "config.json").read_text() == "{}"
 
 
 def _rpgan_process(*args, cache: Path) -> subprocess.Popen:
