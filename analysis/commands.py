@@ -129,3 +129,34 @@ def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: in
     fan = _fanout(workers, gpus_per_worker, address, device, inception_weights)
     feats, path = reference_features(data, image_size, int(channels), n, fan, seed, out)
     click.echo(f"{len(feats)} reference features: {path}")
+
+
+@click.command()
+@CKPT
+@click.option("--samples", type=int, default=200, show_default=True, help="Random paths to average over.")
+@click.option("--units", type=int, default=8, show_default=True, help="Top units ablated together per layer.")
+@click.option("--fill", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
+              help="Ablated units take their mean activation, or 0.")
+@click.option("--strips", type=int, default=4, show_default=True, help="Units shown per layer in units/layer_L.png.")
+@click.option("--chunk", type=int, default=50, show_default=True, help="Samples per worker task.")
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: RUN/analysis].")
+@cluster_options
+def dissect(ckpt: Path, samples: int, units: int, fill: str, strips: int, chunk: int, seed: int, out: Path | None,
+            workers: int | None, gpus_per_worker: float | None, address: str | None, inception_weights: Path | None,
+            device: str) -> None:
+    """Unit dissection without a segmenter: ablate each layer's most active units, measure the effect."""
+    from analysis.dissect import DissectConfig
+    from analysis.dissect import dissect as run_dissect
+
+    cfg = DissectConfig(samples=samples, units=units, fill=fill, seed=seed, strips=strips, chunk=chunk).validate()
+    written = run_dissect(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
+    import pandas as pd
+
+    effect = pd.read_parquet(written["ablation_effect"])
+    table = effect.pivot_table(index="layer", columns="distance", values=["effect_mean", "ratio_mean"])
+    click.echo(f"ablating the top {units} units of each layer ({fill}), over {samples} samples:\n"
+               f"{table.round(3).to_string()}")
+    for name, path in written.items():
+        if not name.startswith("units_") or name == "units_1":
+            click.echo(f"{name}: {path.parent if name == 'units_1' else path}")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from analysis.dissection import ablation, ablation_effects, unit_activations
 from analysis.inception import InceptionFeatures, features, resolve_weights
 from analysis.responsibility import Plan, bucket_variations, distinct_images, evaluation_rows, noise_variations
 from rpgan.checkpoint import load_generator
@@ -48,6 +49,15 @@ class AnalysisWorker:
         else:
             images = bucket_variations(self.generator, plan)
         return evaluation_rows(images, self.embed, distinct_images(self.generator.blocks, mode), first)
+
+    def unit_activations(self, paths: Tensor, z: Tensor | None, layer: int) -> Tensor:
+        """Activations [N, U] of a layer's units (see analysis.dissection)."""
+        return unit_activations(self.generator, paths, z, layer)
+
+    def ablation_effects(self, paths: Tensor, z: Tensor | None, ablations: list[tuple[int, Tensor, Tensor]]) -> Tensor:
+        """Effects [A, N, 2] of each (layer, units [k], fill [U]) ablation (see analysis.dissection)."""
+        edits = [(layer, ablation(units, fill)) for layer, units, fill in ablations]
+        return ablation_effects(self.generator, paths, z, edits, self.embed)
 
     def sample_features(self, paths: Tensor, z: Tensor | None) -> np.ndarray:
         """Features [N, 2048] of the generator's images for paths [N, L] (and z [N, z_dim])."""

@@ -36,6 +36,13 @@ SCHEMAS = {
     "quality": pa.schema(CONTEXT + [
         ("reference", pa.string()), ("n_generated", pa.int64()), ("n_reference", pa.int64()),
         ("fid", pa.float64()), ("prd_f8_recall", pa.float64()), ("prd_f1_8_precision", pa.float64())]),
+    "unit_activation": pa.schema(CONTEXT + [
+        ("layer", pa.int64()), ("unit", pa.int64()), ("units", pa.int64()), ("rank", pa.int64()),
+        ("mean", pa.float64()), ("q50", pa.float64()), ("q90", pa.float64()), ("q99", pa.float64())]),
+    "ablation_effect": pa.schema(CONTEXT + [
+        ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("samples", pa.int64()),
+        ("effect_mean", pa.float64()), ("effect_std", pa.float64()), ("ratio_mean", pa.float64()),
+        ("ratio_std", pa.float64())]),
     "prd_curve": pa.schema(CONTEXT + [
         ("reference", pa.string()), ("angle_index", pa.int64()), ("precision", pa.float64()),
         ("recall", pa.float64())]),

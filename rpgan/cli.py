@@ -40,8 +40,9 @@ ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADD
 # Commands owned by the packages above the core, imported only when called: the core never
 # imports analysis or sweeps.
 ELSEWHERE = {"analyze": "analysis.commands:analyze", "fid": "analysis.commands:fid",
-             "fid-stats": "analysis.commands:fid_stats", "sweep": "sweeps.commands:sweep",
-             "sweeps": "sweeps.commands:list_sweeps", "results": "sweeps.commands:results"}
+             "fid-stats": "analysis.commands:fid_stats", "dissect": "analysis.commands:dissect",
+             "sweep": "sweeps.commands:sweep", "sweeps": "sweeps.commands:list_sweeps",
+             "results": "sweeps.commands:results"}
 
 
 class LazyGroup(click.Group):

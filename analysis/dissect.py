@@ -1,0 +1,111 @@
+"""`rpgan dissect`: unit dissection of one checkpoint (analysis.dissection), fanned out like
+`rpgan analyze`.
+
+Writes, under the output directory:
+  unit_activation/       Parquet, one row per layer x unit: rank, mean and quantiles of its activation
+  ablation_effect/       Parquet, one row per layer x distance: effect of ablating its top units,
+                         and its ratio to layer 1's (comparable with D_{l->1})
+  dissection.png         the ratio per layer, semantic and color (the Figure 4 layout)
+  units/layer_L.png      per layer, its top units' top-activating samples, a row per unit
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from analysis.dissection import layers
+from analysis.fanout import Fanout
+from analysis.plots import plot_responsibility
+from analysis.results import context, run_id, write_table
+from rpgan.checkpoint import load_generator, read_step
+from rpgan.errors import UserError
+from rpgan.images import render, save_labeled_rows
+
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class DissectConfig:
+    samples: int = 200  # random paths the activations and effects are averaged over
+    units: int = 8  # top units ablated together in each layer
+    fill: str = "mean"  # ablated units take their mean activation ("mean") or 0 ("zero")
+    seed: int = 0
+    strips: int = 4  # units shown per layer in units/layer_L.png
+    per_strip: int = 8  # top-activating samples shown per unit
+    chunk: int = 50  # samples per task sent to a worker
+
+    def validate(self) -> DissectConfig:
+        if self.samples < 2 or self.units < 0 or self.chunk < 1 or self.strips < 0 or self.per_strip < 1:
+            raise UserError("--samples must be >= 2, --units and --strips >= 0, --chunk and --per-strip >= 1")
+        if self.fill not in ("mean", "zero"):
+            raise UserError(f"--fill takes mean or zero, got {self.fill!r}")
+        return self
+
+
+def summarise(effects: torch.Tensor, dissected: list[int], method: str) -> pd.DataFrame:
+    """Effects [layers, N, 2] -> per layer x distance: effect mean/std and the per-sample ratio
+    to layer 1's effect, mean/std (NaN where layer 1's effect is 0)."""
+    rows = []
+    for d, distance in enumerate(("semantic", "color")):
+        e = effects[..., d]
+        ratio = torch.where(e[0] > 0, e / e[0].clamp_min(1e-300), torch.full_like(e, float("nan")))
+        for i, layer in enumerate(dissected):
+            rows.append({"method": method, "layer": layer, "distance": distance, "samples": e.shape[1],
+                         "effect_mean": float(e[i].mean()), "effect_std": float(e[i].std()),
+                         "ratio_mean": float(ratio[i].nanmean()),
+                         "ratio_std": float(ratio[i][~ratio[i].isnan()].std())})
+    return pd.DataFrame(rows)
+
+
+def dissect(ckpt: Path, out: Path | None, cfg: DissectConfig, fan: Fanout) -> dict[str, Path]:
+    """Run the dissection where `fan` says; returns the paths written, by name."""
+    cfg.validate()
+    generator, config, ckpt = load_generator(ckpt, fan.device)
+    out = Path(out) if out else ckpt.parent.parent / "analysis"
+    dissected = layers(generator)
+    paths, z = generator.sample_latent(cfg.samples, torch.Generator().manual_seed(cfg.seed))
+    starts = range(0, cfg.samples, cfg.chunk)
+
+    def part(a: int) -> tuple:
+        return paths[a : a + cfg.chunk], None if z is None else z[a : a + cfg.chunk]
+
+    calls = [("unit_activations", (*part(a), layer)) for layer in dissected for a in starts]
+    results = fan.run(calls, ckpt, label="activation chunk")
+    acts = {layer: torch.cat(results[i * len(starts) : (i + 1) * len(starts)]) for i, layer in enumerate(dissected)}
+
+    unit_rows, ablations, top = [], [], {}
+    for layer, a in acts.items():
+        mean = a.mean(0)
+        order = torch.argsort(mean, descending=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order))
+        q = torch.quantile(a, torch.tensor(QUANTILES, dtype=a.dtype), dim=0)
+        unit_rows += [{"layer": layer, "unit": u, "units": a.shape[1], "rank": int(rank[u]), "mean": float(mean[u]),
+                       "q50": float(q[0, u]), "q90": float(q[1, u]), "q99": float(q[2, u])} for u in range(a.shape[1])]
+        top[layer] = order[: min(cfg.units, a.shape[1])]
+        fill = mean if cfg.fill == "mean" else torch.zeros_like(mean)
+        ablations.append((layer, top[layer], fill))
+    chunks = fan.run([("ablation_effects", (*part(a), ablations)) for a in starts], ckpt, label="ablation chunk")
+    method = f"unit-ablation-top{cfg.units}-{cfg.fill}"
+    summary = summarise(torch.cat(chunks, 1), dissected, method)
+
+    options = {"ckpt": str(ckpt), **dataclasses.asdict(cfg)}
+    ctx = context(run_id(options), ckpt, read_step(ckpt), config, cfg.seed)
+    written = {"unit_activation": write_table(out, "unit_activation", ctx, unit_rows),
+               "ablation_effect": write_table(out, "ablation_effect", ctx, summary.to_dict("records"))}
+    title = (f"{config.preset or config.model.arch}: ablating the top {cfg.units} units of each layer "
+             f"(fill {cfg.fill}), {cfg.samples} samples, step {ctx['step']}")
+    written["plot"] = plot_responsibility(summary, out / "dissection.png", title)
+    for layer, a in acts.items():
+        if cfg.strips:
+            rows = []
+            for u in top[layer][: cfg.strips].tolist():
+                best = torch.argsort(a[:, u], descending=True)[: cfg.per_strip]
+                rows.append((f"unit {u}", render(generator, paths[best], None if z is None else z[best])))
+            written[f"units_{layer}"] = save_labeled_rows(rows, out / "units" / f"layer_{layer}.png")
+    return written
