@@ -160,3 +160,36 @@ def dissect(ckpt: Path, samples: int, units: int, fill: str, strips: int, chunk:
     for name, path in written.items():
         if not name.startswith("units_") or name == "units_1":
             click.echo(f"{name}: {path.parent if name == 'units_1' else path}")
+
+
+@click.command()
+@CKPT
+@click.option("--bucket", type=int, default=1, show_default=True,
+              help="Learn directions in this bucket's input (1: z of a Gaussian-input GAN, or RPGAN's Z).")
+@click.option("--directions", "count", type=int, default=10, show_default=True, help="K directions.")
+@click.option("--steps", type=int, default=1000, show_default=True)
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--max-shift", type=float, default=6.0, show_default=True)
+@click.option("--min-shift", type=float, default=0.5, show_default=True)
+@SEED
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: RUN/analysis].")
+@cluster_options
+def directions(ckpt: Path, bucket: int, count: int, steps: int, batch: int, lr: float, max_shift: float,
+               min_shift: float, seed: int, out: Path | None, workers: int | None, gpus_per_worker: float | None,
+               address: str | None, inception_weights: Path | None, device: str) -> None:
+    """Unsupervised latent directions (Voynov & Babenko 2020): learn, draw and rate K directions."""
+    from analysis.deformator import DirectionsConfig
+    from analysis.directions import directions as run_directions
+
+    cfg = DirectionsConfig(bucket=bucket, directions=count, steps=steps, batch=batch, lr=lr, max_shift=max_shift,
+                           min_shift=min_shift, seed=seed)
+    written = run_directions(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
+    import pandas as pd
+
+    table = pd.read_parquet(written["table"])[["direction", "accuracy", "semantic_spread", "color_spread"]]
+    click.echo(f"reconstructor accuracy {table.accuracy.mean():.3f} (chance {1 / count:.3f}) over {count} "
+               f"directions in bucket {bucket}'s input:\n{table.round(3).to_string(index=False)}")
+    for name, path in written.items():
+        if not name.startswith("dir_") or name == "dir_0":
+            click.echo(f"{name}: {path.parent if name == 'dir_0' else path}")

@@ -43,6 +43,10 @@ SCHEMAS = {
         ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("samples", pa.int64()),
         ("effect_mean", pa.float64()), ("effect_std", pa.float64()), ("ratio_mean", pa.float64()),
         ("ratio_std", pa.float64())]),
+    "directions": pa.schema(CONTEXT + [
+        ("bucket", pa.int64()), ("direction", pa.int64()), ("directions", pa.int64()), ("steps", pa.int64()),
+        ("final_loss", pa.float64()), ("accuracy", pa.float64()), ("semantic_spread", pa.float64()),
+        ("color_spread", pa.float64())]),
     "prd_curve": pa.schema(CONTEXT + [
         ("reference", pa.string()), ("angle_index", pa.int64()), ("precision", pa.float64()),
         ("recall", pa.float64())]),

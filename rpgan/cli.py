@@ -41,8 +41,8 @@ ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADD
 # imports analysis or sweeps.
 ELSEWHERE = {"analyze": "analysis.commands:analyze", "fid": "analysis.commands:fid",
              "fid-stats": "analysis.commands:fid_stats", "dissect": "analysis.commands:dissect",
-             "sweep": "sweeps.commands:sweep", "sweeps": "sweeps.commands:list_sweeps",
-             "results": "sweeps.commands:results"}
+             "directions": "analysis.commands:directions", "sweep": "sweeps.commands:sweep",
+             "sweeps": "sweeps.commands:list_sweeps", "results": "sweeps.commands:results"}
 
 
 class LazyGroup(click.Group):

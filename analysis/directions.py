@@ -1,0 +1,64 @@
+"""`rpgan directions`: learn latent directions (analysis.deformator) for one checkpoint, then show
+and rate them.
+
+Writes, under the output directory:
+  directions/           Parquet, one row per direction: reconstructor accuracy, semantic and
+                        color spread of its traversals
+  directions.pt         the directions [D, K] (orthonormal columns), the shift unit, the bucket
+  directions.png        one row per direction: a latent shifted from -max to +max shift
+  traversals/dir_K.png  per direction, a row per latent
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis.deformator import DirectionsConfig, accuracy, train_directions, traversals
+from analysis.distances import color_histograms, color_spread, semantic_spread
+from analysis.fanout import Fanout
+from analysis.results import context, run_id, write_table
+from rpgan.atomic import atomic_write
+from rpgan.checkpoint import load_generator, read_step
+from rpgan.data import to_uint8
+from rpgan.images import save_labeled_rows
+
+SHOWN = 7  # shifts per traversal row
+LATENTS = 4  # latents traversed per direction, for the rows and the spreads
+HELD_OUT = 50  # fresh pairs per direction for the accuracy
+
+
+def directions(ckpt: Path, out: Path | None, cfg: DirectionsConfig, fan: Fanout) -> dict[str, Path]:
+    """Train, evaluate, draw and rate; returns the paths written, by name."""
+    generator, config, ckpt = load_generator(ckpt)
+    cfg.validate(generator)
+    out = Path(out) if out else ckpt.parent.parent / "analysis"
+    deformator, reconstructor, history = train_directions(generator, cfg)
+    per_direction = accuracy(generator, deformator, reconstructor, cfg, HELD_OUT * cfg.directions, cfg.seed + 1)
+
+    paths, z = generator.sample_latent(LATENTS, torch.Generator().manual_seed(cfg.seed + 2))
+    shifts = torch.linspace(-cfg.max_shift, cfg.max_shift, SHOWN)
+    images = traversals(generator, deformator, cfg.bucket, paths, z, shifts)  # [K, B, T, C, S, S]
+    k, b, t = images.shape[:3]
+    flat = to_uint8(images.flatten(0, 2))
+    feats = torch.from_numpy(np.concatenate(fan.run([("image_features", (flat,))], None, label="traversal")))
+    semantic = semantic_spread(feats.view(k, b, t, -1)).mean(1)  # over the shifts of a latent, then latents
+    color = color_spread(color_histograms(flat).view(k, b, t, 3, -1)).mean((1, 2))
+
+    options = {"ckpt": str(ckpt), **dataclasses.asdict(cfg)}
+    ctx = context(run_id(options), ckpt, read_step(ckpt), config, cfg.seed)
+    rows = [{"bucket": cfg.bucket, "direction": i, "directions": k, "steps": cfg.steps,
+             "final_loss": history[-1]["loss"], "accuracy": float(per_direction[i]),
+             "semantic_spread": float(semantic[i]), "color_spread": float(color[i])} for i in range(k)]
+    written = {"table": write_table(out, "directions", ctx, rows)}
+    state = {"directions": deformator.directions().detach(), "scale": torch.tensor(deformator.scale),
+             "bucket": torch.tensor(cfg.bucket)}
+    written["weights"] = atomic_write(out / "directions.pt", lambda tmp: torch.save(state, tmp))
+    written["grid"] = save_labeled_rows([(f"dir {i}", images[i, 0]) for i in range(k)], out / "directions.png")
+    for i in range(k):
+        written[f"dir_{i}"] = save_labeled_rows([(f"latent {j}", images[i, j]) for j in range(b)],
+                                                out / "traversals" / f"dir_{i}.png")
+    return written
