@@ -148,6 +148,9 @@ def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset:
         for s in range(seed, seed + budget.samples):
             key = "_".join(f"{k}-{_slug(v)}" for k, v in [*point.items(), ("seed", s)])
             trials.append(Trial(key, point, trial_config(p.model, p.train, p.data, preset, point, s, budget)))
+    shapes = {(t.config.model.image_size, t.config.model.channels) for t in trials}
+    if len(shapes) > 1:  # every trial's FID is measured against the same real images
+        raise UserError(f"the trials of a sweep share one image size and channel count, got {sorted(shapes)}")
     return Plan(sweep, quick, x, tuple(metrics), preset, space, budget, seed, tuple(trials))
 
 

@@ -62,6 +62,7 @@ def test_search_keys_set_the_blocks_of_every_bucket():
     ("bucket_counts", {"n_buckets": (3,)}, "needs at least 4 buckets"),
     ("ablation_blocks", {"momentum": (0.9,)}, "unknown search key 'momentum'"),
     ("ablation_blocks", {"blocks_per_bucket": ()}, "at least one value"),
+    ("ablation_blocks", {"image_size": (8, 16)}, "share one image size"),
 ])
 def test_impossible_search_values_are_refused_while_planning(name, space, message):
     with pytest.raises(UserError, match=message):
