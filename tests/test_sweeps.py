@@ -126,6 +126,25 @@ def _ok_rows(sweep: Path) -> pd.DataFrame:
     return rows[rows["status"] == "ok"]
 
 
+def _descendants(pid: int) -> set[int]:
+    """The processes below pid (a local Ray's raylet and workers are below its driver)."""
+    table = [line.split() for line in subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True,
+                                                     text=True).stdout.splitlines()]
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {int(c) for c, parent in table if int(parent) in frontier} - found
+        found |= frontier
+    return found
+
+
+def _wait_until_gone(pids: set[int], seconds: float = 60) -> None:
+    """Ray's workers outlive a killed driver by a moment (until they notice their raylet is
+    gone), and one could still finish writing a row: wait until they have all exited."""
+    deadline = time.monotonic() + seconds
+    while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def killed_and_resumed(tmp_path_factory):
     """A tiny quick sweep whose driver is killed (SIGKILL) once a trial has finished, then resumed."""
@@ -136,8 +155,10 @@ def killed_and_resumed(tmp_path_factory):
     while _ok_rows(sweep).empty and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert driver.poll() is None, f"the sweep ended before it could be killed:\n{driver.stdout.read()}"
+    below = _descendants(driver.pid)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
+    _wait_until_gone(below)
     before = _ok_rows(sweep)
     resumed = _rpgan_process("sweep", "ablation_blocks", "--quick", "--resume", "--storage", storage,
                              cache=storage / "cache")
