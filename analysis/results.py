@@ -25,14 +25,15 @@ CONTEXT = [  # every analysis table starts with these: who made the rows and fro
     ("blocks", pa.string()), ("n_buckets", pa.int64()), ("linear", pa.bool_()), ("input", pa.string()),
     ("seed", pa.int64()),
 ]
+RESPONSIBILITY_SUMMARY = [  # per method x layer x distance; also a sweep's per-trial rows (sweeps.results)
+    ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("evaluations", pa.int64()),
+    ("ratio_mean", pa.float64()), ("ratio_std", pa.float64()), ("spread_mean", pa.float64()),
+    ("spread_std", pa.float64())]
 SCHEMAS = {
     "responsibility": pa.schema(CONTEXT + [
         ("method", pa.string()), ("evaluation", pa.int64()), ("layer", pa.int64()), ("distance", pa.string()),
         ("spread", pa.float64()), ("ratio", pa.float64())]),
-    "responsibility_summary": pa.schema(CONTEXT + [
-        ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("evaluations", pa.int64()),
-        ("ratio_mean", pa.float64()), ("ratio_std", pa.float64()), ("spread_mean", pa.float64()),
-        ("spread_std", pa.float64())]),
+    "responsibility_summary": pa.schema(CONTEXT + RESPONSIBILITY_SUMMARY),
     "quality": pa.schema(CONTEXT + [
         ("reference", pa.string()), ("n_generated", pa.int64()), ("n_reference", pa.int64()),
         ("fid", pa.float64()), ("prd_f8_recall", pa.float64()), ("prd_f1_8_precision", pa.float64())]),

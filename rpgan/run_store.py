@@ -1,4 +1,5 @@
-"""A named run under a storage root: a local path (one machine, NFS) or a URI such as s3://...
+"""A named folder under a storage root, a local path (one machine, NFS) or a URI such as s3://...:
+a run (`RunStore`), or a sweep (sweeps/).
 
 Ray Train writes the checkpoints there (checkpoints/step_N, the same layout as an in-process
 run); rpgan adds run.json (the run's configuration, to refuse another configuration under the

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.results import RESPONSIBILITY_SUMMARY
 from rpgan.config import RunConfig
 from rpgan.run_store import Folder
 from sweeps.spec import Plan, Trial
@@ -37,10 +38,7 @@ SCHEMAS = {
         ("prd_f8_recall", pa.float64()), ("prd_f1_8_precision", pa.float64()), ("n_generated", pa.int64()),
         ("n_reference", pa.int64()), ("train_time_s", pa.float64()), ("eval_time_s", pa.float64()),
         ("ckpt", pa.string())]),
-    "responsibility": pa.schema(_CONFIG + [
-        ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("evaluations", pa.int64()),
-        ("ratio_mean", pa.float64()), ("ratio_std", pa.float64()), ("spread_mean", pa.float64()),
-        ("spread_std", pa.float64())]),
+    "responsibility": pa.schema(_CONFIG + RESPONSIBILITY_SUMMARY),
 }
 
 
