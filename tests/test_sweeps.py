@@ -5,6 +5,7 @@ trial again or writing any row twice."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -139,10 +140,35 @@ def _descendants(pid: int) -> set[int]:
 
 def _wait_until_gone(pids: set[int], seconds: float = 60) -> None:
     """Ray's workers outlive a killed driver by a moment (until they notice their raylet is
-    gone), and one could still finish writing a row: wait until they have all exited."""
-    deadline = time.monotonic() + seconds
-    while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    gone), and one could still finish writing a row: wait until they have all exited. A
+    pidfd becomes readable when its process exits."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            pass  # already gone
+    try:
+        deadline = time.monotonic() + seconds
+        waiting = list(fds)
+        while waiting and time.monotonic() < deadline:
+            ready = select.select(waiting, [], [], deadline - time.monotonic())[0]
+            waiting = [fd for fd in waiting if fd not in ready]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _wait_for_output(process: subprocess.Popen, text: str, seconds: float) -> str:
+    """Read the process's output until `text` appears in it; what was read. Fails if the
+    process ends or `seconds` pass first."""
+    seen, fd, deadline = "", process.stdout.fileno(), time.monotonic() + seconds
+    while text not in seen:
+        ready = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
+        chunk = os.read(fd, 65536).decode(errors="replace") if ready else ""
+        assert chunk, f"no {text!r} from the process before it ended or {seconds:g} s passed:\n{seen}"
+        seen += chunk
+    return seen
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +177,7 @@ def killed_and_resumed(tmp_path_factory):
     storage = tmp_path_factory.mktemp("sweeps")
     sweep = storage / "ablation_blocks-quick"
     driver = _rpgan_process("sweep", "ablation_blocks", *TINY, "--storage", storage, cache=storage / "cache")
-    deadline = time.monotonic() + 400
-    while _ok_rows(sweep).empty and driver.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert driver.poll() is None, f"the sweep ended before it could be killed:\n{driver.stdout.read()}"
+    _wait_for_output(driver, ": done, FID", 400)  # printed once a trial has written its row
     below = _descendants(driver.pid)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
