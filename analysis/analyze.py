@@ -2,6 +2,7 @@
 
 Writes, under the output directory:
   frozen_paths/path_*.png        Figure 3: per base path, a row per bucket with that bucket unfrozen
+  traversals/sample_*.png        instead, for an EigenGAN: per base sample, a row per layer x dimension
   responsibility/                Parquet, one row per evaluation x layer x distance
   responsibility_summary/        Parquet, one row per method x layer x distance (mean, std)
   responsibility.png             Figure 4: mean D_{l->1} per bucket with std, semantic and color
@@ -21,8 +22,9 @@ from analysis.plots import plot_responsibility
 from analysis.responsibility import make_plan
 from analysis.results import context, run_id, write_table
 from rpgan.checkpoint import load_generator, read_step
+from rpgan.eigengan import EigenGenerator
 from rpgan.errors import UserError
-from rpgan.images import save_frozen_path_grid
+from rpgan.images import save_frozen_path_grid, save_traversal_grid
 from rpgan.model import Generator
 
 
@@ -31,7 +33,7 @@ class AnalyzeConfig:
     evaluations: int = 100  # the paper averages D_{l->1} over 100 random base paths
     seed: int = 0
     grids: int = 4  # Figure 3 PNGs, one per base path
-    per_bucket: int = 10  # blocks shown per bucket in a Figure 3 row
+    per_bucket: int = 10  # blocks shown per bucket in a Figure 3 row (EigenGAN: steps per traversal)
     noise_scales: tuple[float, ...] = ()  # noise injection: W + scale * std(W) * N(0, 1) per layer
     chunk: int = 10  # evaluations per task sent to a worker
 
@@ -43,9 +45,12 @@ class AnalyzeConfig:
         return self
 
 
-def methods(blocks: tuple[int, ...], noise_scales: tuple[float, ...]) -> list[tuple[str, str, float]]:
+def methods(generator: Generator | EigenGenerator, noise_scales: tuple[float, ...]) -> list[tuple[str, str, float]]:
     """(name, mode, noise scale) of each way of varying a layer that applies to this generator."""
-    found = [("buckets", "buckets", 0.0)] if max(blocks) > 1 else []
+    if generator.cfg.arch == "eigengan":
+        found = [("eigen", "eigen", 0.0)]
+    else:
+        found = [("buckets", "buckets", 0.0)] if max(generator.blocks) > 1 else []
     found += [(f"noise-{s:g}", "noise", s) for s in noise_scales]
     if not found:
         raise UserError("this generator has one block per bucket (a standard GAN): its buckets cannot vary; "
@@ -65,7 +70,7 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
 def measure(generator: Generator, ckpt: Path | str, cfg: AnalyzeConfig, fan: Fanout) -> tuple[list[dict], pd.DataFrame]:
     """D_{l->1} of the checkpoint's generator, computed where `fan` says: the long rows (method x
     evaluation x layer x distance) and their summary (method x layer x distance)."""
-    todo = methods(generator.blocks, cfg.noise_scales)
+    todo = methods(generator, cfg.noise_scales)
     plan = make_plan(generator, cfg.evaluations, cfg.seed)
     starts = range(0, cfg.evaluations, cfg.chunk)
     calls = [("responsibility", (plan.chunk(a, a + cfg.chunk), a, mode, scale))
@@ -81,12 +86,16 @@ def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, fan: Fanout) -> di
     cfg.validate()
     generator, config, ckpt = load_generator(ckpt, fan.device)
     out = Path(out) if out else ckpt.parent.parent / "analysis"
-    methods(generator.blocks, cfg.noise_scales)  # refuse a generator that cannot vary before drawing grids
+    methods(generator, cfg.noise_scales)  # refuse a generator that cannot vary before drawing grids
     written: dict[str, Path] = {}
 
     rng = torch.Generator().manual_seed(cfg.seed)
     paths, z = generator.sample_latent(cfg.grids, rng)
     for g in range(cfg.grids):
+        if config.model.arch == "eigengan":
+            written[f"grid_{g}"] = save_traversal_grid(generator, z[g], out / "traversals" / f"sample_{g}.png",
+                                                       cfg.per_bucket)
+            continue
         name = "-".join(map(str, paths[g].tolist()))
         written[f"grid_{g}"] = save_frozen_path_grid(generator, paths[g], out / "frozen_paths" / f"path_{name}.png",
                                                      cfg.per_bucket, cfg.seed, None if z is None else z[g])

@@ -1,4 +1,5 @@
-"""`rpgan analyze`, `rpgan fid` and `rpgan fid-stats`: options wired to analysis functions."""
+"""`rpgan analyze`, `fid`, `fid-stats`, `dissect`, `directions` and `compare`: options wired to
+analysis functions."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ def cluster_options(command):
 
 
 def _fanout(workers: int | None, gpus: float | None, address: str | None, device: str,
-            inception_weights: Path | None):
+            inception_weights: Path | None, log_to_driver: bool = False):
     """Where the job runs: in-process on `device`, or on Ray (connected here), with GPUs per
-    worker defaulting to 1 when the cluster has GPUs and --device is not cpu."""
+    worker defaulting to 1 when the cluster has GPUs and --device is not cpu. `log_to_driver`
+    shows the workers' own progress lines here (a long task on one worker)."""
     from analysis.fanout import Fanout
 
     if workers == 0:
@@ -38,7 +40,7 @@ def _fanout(workers: int | None, gpus: float | None, address: str | None, device
 
     from rpgan.ray_session import connect
 
-    click.echo(connect(address), err=True)
+    click.echo(connect(address, log_to_driver=log_to_driver), err=True)
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and device != "cpu" else 0.0
     return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights)
@@ -55,7 +57,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @CKPT
 @click.option("--evaluations", type=int, default=100, show_default=True, help="Random base paths for D_{l->1}.")
 @click.option("--grids", type=int, default=4, show_default=True, help="Figure 3 PNGs (one per base path).")
-@click.option("--per-bucket", type=int, default=10, show_default=True, help="Blocks per row of a Figure 3 PNG.")
+@click.option("--per-bucket", type=int, default=10, show_default=True,
+              help="Blocks per row of a Figure 3 PNG (EigenGAN: steps per traversal row).")
 @click.option("--noise-injection", is_flag=True, help="Also perturb each layer's weights (paper Figure 5).")
 @click.option("--noise-scales", default="0.1,0.5", show_default=True,
               help="With --noise-injection: noise std as a fraction of each weight's std (low, high).")
@@ -184,7 +187,8 @@ def directions(ckpt: Path, bucket: int, count: int, steps: int, batch: int, lr: 
 
     cfg = DirectionsConfig(bucket=bucket, directions=count, steps=steps, batch=batch, lr=lr, max_shift=max_shift,
                            min_shift=min_shift, seed=seed)
-    written = run_directions(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
+    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, log_to_driver=True)
+    written = run_directions(ckpt, out, cfg, fan)
     import pandas as pd
 
     table = pd.read_parquet(written["table"])[["direction", "accuracy", "semantic_spread", "color_spread"]]
@@ -193,3 +197,19 @@ def directions(ckpt: Path, bucket: int, count: int, steps: int, batch: int, lr: 
     for name, path in written.items():
         if not name.startswith("dir_") or name == "dir_0":
             click.echo(f"{name}: {path.parent if name == 'dir_0' else path}")
+
+
+@click.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("comparison"), show_default=True,
+              help="Where the comparison table and plot go.")
+def compare(dirs: tuple[Path, ...], out: Path) -> None:
+    """Layer responsibility of every method (RPGAN buckets, noise injection, unit ablation,
+    EigenGAN dimensions) for every model, from the output directories of rpgan analyze / dissect."""
+    from analysis.compare import compare as run_compare
+    from analysis.compare import pivot
+
+    rows, written = run_compare(list(dirs), out)
+    click.echo(f"semantic ratio to layer 1, by layer:\n{pivot(rows).round(3).to_string()}")
+    for name, path in written.items():
+        click.echo(f"{name}: {path}")

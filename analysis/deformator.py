@@ -135,18 +135,19 @@ def pair(generator: Generator, deformator: Deformator, bucket: int, n: int, inde
 
 def train_directions(generator: Generator, cfg: DirectionsConfig, quiet: bool = False
                      ) -> tuple[Deformator, Reconstructor, list[dict]]:
-    """Train a deformator and a reconstructor on the frozen generator; returns them and the
-    loss history (one row per 50 steps: step, loss, accuracy of the batch)."""
+    """Train a deformator and a reconstructor on the frozen generator, on its device; returns
+    them and the loss history (one row per 50 steps: step, loss, accuracy of the batch)."""
     torch.manual_seed(cfg.seed)
-    rng = torch.Generator().manual_seed(cfg.seed)
+    rng = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on any device
     generator.eval().requires_grad_(False)
+    device = next(generator.parameters()).device
     dim, scale = input_scale(generator, cfg.bucket)
-    deformator = Deformator(dim, cfg.directions, scale)
-    reconstructor = Reconstructor(generator.cfg.channels, cfg.directions)
+    deformator = Deformator(dim, cfg.directions, scale).to(device)
+    reconstructor = Reconstructor(generator.cfg.channels, cfg.directions).to(device)
     opt = torch.optim.Adam([*deformator.parameters(), *reconstructor.parameters()], lr=cfg.lr)
     progress, history = Progress(cfg.steps, label="direction step", every=50), []
     for step in range(1, cfg.steps + 1):
-        index, eps = draw_shifts(cfg.batch, cfg.directions, cfg, rng)
+        index, eps = (t.to(device) for t in draw_shifts(cfg.batch, cfg.directions, cfg, rng))
         x, shifted = pair(generator, deformator, cfg.bucket, cfg.batch, index, eps, rng)
         logits, eps_hat = reconstructor(x, shifted)
         loss = F.cross_entropy(logits, index) + SHIFT_WEIGHT * (eps_hat - eps).abs().mean()
@@ -167,7 +168,8 @@ def accuracy(generator: Generator, deformator: Deformator, reconstructor: Recons
              n: int, seed: int) -> Tensor:
     """Per direction, the share of n fresh pairs whose direction the reconstructor names: [K]."""
     rng = torch.Generator().manual_seed(seed)
-    index, eps = draw_shifts(n, cfg.directions, cfg, rng)
+    device = next(reconstructor.parameters()).device
+    index, eps = (t.to(device) for t in draw_shifts(n, cfg.directions, cfg, rng))
     x, shifted = pair(generator, deformator, cfg.bucket, n, index, eps, rng)
     right = (reconstructor(x, shifted)[0].argmax(1) == index).float()
     return torch.stack([right[index == k].mean() for k in range(cfg.directions)])

@@ -1,5 +1,5 @@
-"""`rpgan directions`: learn latent directions (analysis.deformator) for one checkpoint, then show
-and rate them.
+"""`rpgan directions`: learn latent directions (analysis.deformator) for one checkpoint on an
+analysis worker (a Ray actor, on a GPU when the cluster has one), then show and rate them.
 
 Writes, under the output directory:
   directions/           Parquet, one row per direction: reconstructor accuracy, semantic and
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.deformator import DirectionsConfig, accuracy, train_directions, traversals
+from analysis.deformator import DirectionsConfig, traversals
 from analysis.distances import color_histograms, color_spread, semantic_spread
 from analysis.fanout import Fanout
 from analysis.results import context, run_id, write_table
@@ -32,12 +32,13 @@ HELD_OUT = 50  # fresh pairs per direction for the accuracy
 
 
 def directions(ckpt: Path, out: Path | None, cfg: DirectionsConfig, fan: Fanout) -> dict[str, Path]:
-    """Train, evaluate, draw and rate; returns the paths written, by name."""
+    """Train and evaluate where `fan` says (one worker), then draw and rate; returns the paths
+    written, by name."""
     generator, config, ckpt = load_generator(ckpt)
     cfg.validate(generator)
     out = Path(out) if out else ckpt.parent.parent / "analysis"
-    deformator, reconstructor, history = train_directions(generator, cfg)
-    per_direction = accuracy(generator, deformator, reconstructor, cfg, HELD_OUT * cfg.directions, cfg.seed + 1)
+    [(deformator, history, per_direction)] = fan.run([("learn_directions", (cfg, HELD_OUT * cfg.directions))], ckpt,
+                                                     label="directions training")
 
     paths, z = generator.sample_latent(LATENTS, torch.Generator().manual_seed(cfg.seed + 2))
     shifts = torch.linspace(-cfg.max_shift, cfg.max_shift, SHOWN)

@@ -27,8 +27,10 @@ Edit = Callable[[Tensor], Tensor]
 
 
 def layers(generator: Generator) -> list[int]:
-    """The dissected layers: buckets 1..n-1."""
-    return list(range(1, len(generator.buckets)))
+    """The dissected layers, those that output hidden features: RPGAN buckets 1..n-1 (bucket n
+    draws the image), every EigenGAN layer (its image comes from a separate head)."""
+    n = len(generator.buckets)
+    return list(range(1, n + 1 if generator.cfg.arch == "eigengan" else n))
 
 
 @contextmanager

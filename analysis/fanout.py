@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from analysis.deformator import Deformator, DirectionsConfig, accuracy, train_directions
 from analysis.dissection import ablation, ablation_effects, unit_activations
 from analysis.inception import InceptionFeatures, features, resolve_weights
-from analysis.responsibility import Plan, bucket_variations, distinct_images, evaluation_rows, noise_variations
+from analysis.responsibility import Plan, distinct_images, evaluation_rows, variations
 from rpgan.checkpoint import load_generator
 from rpgan.data import to_uint8
 from rpgan.images import render
@@ -44,10 +45,7 @@ class AnalysisWorker:
 
     def responsibility(self, plan: Plan, first: int, mode: str, noise_scale: float) -> list[dict]:
         """Rows of evaluations first..first+len(plan)-1 (see analysis.responsibility)."""
-        if mode == "noise":
-            images = noise_variations(self.generator, plan, noise_scale)
-        else:
-            images = bucket_variations(self.generator, plan)
+        images = variations(self.generator, plan, mode, noise_scale)
         return evaluation_rows(images, self.embed, distinct_images(self.generator.blocks, mode), first)
 
     def unit_activations(self, paths: Tensor, z: Tensor | None, layer: int) -> Tensor:
@@ -58,6 +56,14 @@ class AnalysisWorker:
         """Effects [A, N, 2] of each (layer, units [k], fill [U]) ablation (see analysis.dissection)."""
         edits = [(layer, ablation(units, fill)) for layer, units, fill in ablations]
         return ablation_effects(self.generator, paths, z, edits, self.embed)
+
+    def learn_directions(self, cfg: DirectionsConfig, held_out: int) -> tuple[Deformator, list[dict], Tensor]:
+        """Train latent directions (see analysis.deformator) on this worker's device: the
+        deformator (on CPU), the loss history, and per-direction accuracy [K] on `held_out`
+        fresh pairs."""
+        deformator, reconstructor, history = train_directions(self.generator, cfg)
+        per_direction = accuracy(self.generator, deformator, reconstructor, cfg, held_out, cfg.seed + 1)
+        return deformator.cpu(), history, per_direction.cpu()
 
     def sample_features(self, paths: Tensor, z: Tensor | None) -> np.ndarray:
         """Features [N, 2048] of the generator's images for paths [N, L] (and z [N, z_dim])."""

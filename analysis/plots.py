@@ -1,4 +1,5 @@
-"""The paper's plots as PNG: Figure 4 (layer responsibility) and Figure 11 (PRD curves)."""
+"""The paper's plots as PNG: Figure 4 (layer responsibility), Figure 11 (PRD curves), and the
+comparison of layer responsibility across methods."""
 
 from __future__ import annotations
 
@@ -42,6 +43,40 @@ def plot_responsibility(summary: pd.DataFrame, path: Path, title: str) -> Path:
         if len(methods) > 1:
             ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+FAMILY_COLORS = {"RPGAN buckets": "tab:blue", "EigenGAN dimensions": "tab:green", "noise injection": "tab:orange",
+                 "unit ablation": "tab:purple"}
+
+
+def plot_comparison(rows: pd.DataFrame, path: Path) -> Path:
+    """Layer responsibility by method: the ratio to layer 1 per layer with its std as a band,
+    one line per model x method (colour: method family, line style: model), one panel per
+    distance (rows as analysis.compare.collect)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    groups = list(rows.groupby(["model", "family", "method"], sort=False))
+    models = list(dict.fromkeys(rows["model"]))
+    styles = [("-", "o"), ("--", "s"), (":", "D"), ("-.", "^")]
+    for ax, (distance, label, _) in zip(axes, PANELS):
+        for (model, fam, method), g in groups:
+            g = g[g["distance"] == distance].sort_values("layer")
+            x, y, s = g["layer"].to_numpy(), g["ratio_mean"].to_numpy(), g["ratio_std"].fillna(0).to_numpy()
+            name = fam if method in ("buckets", "eigen") else f"{fam} ({method})"
+            ls, marker = styles[models.index(model) % len(styles)]
+            color = FAMILY_COLORS.get(fam)
+            line, = ax.plot(x, y, ls=ls, marker=marker, color=color, label=f"{name}: {model}")
+            ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.1)
+        ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+        ax.set_xticks(sorted(rows["layer"].unique()))
+        ax.set_xlabel("layer l (1 = nearest the input)")
+        ax.set_ylabel("effect of layer l / effect of layer 1")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle("Layer responsibility by method (mean and std over samples)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(groups) + 1) // 2), 1, 1))
     return _save(fig, path)
 
 

@@ -1,10 +1,11 @@
-"""Layer responsibility, the paper's D_{l->1} (section 4.1), for RPGAN buckets and for noise
-injection into a standard GAN's layers (section 4.2, Figure 5).
+"""Layer responsibility, the paper's D_{l->1} (section 4.1), for RPGAN buckets, for noise
+injection into a standard GAN's layers (section 4.2, Figure 5), and for EigenGAN layers.
 
 One evaluation: a random base path (and z for a Gaussian-input generator); for each layer l,
-K = 4 images that differ only in layer l (other blocks of bucket l, or 4 independent noise draws
-on layer l's weights). Its spreads are mean pairwise distances of those K images; the ratio
-divides by layer 1's. Everything random is drawn up front from the seed into a `Plan`, so the
+K = 4 images that differ only in layer l: other blocks of bucket l ("buckets"), 4 independent
+noise draws on layer l's weights ("noise"), or 4 independent draws of an EigenGAN layer's
+subspace coefficients z_l ("eigen"). Its spreads are mean pairwise distances of those K
+images; the ratio divides by layer 1's. Everything random is drawn up front from the seed into a `Plan`, so the
 numbers do not depend on how evaluations are split across workers.
 """
 
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from analysis.distances import CHANNELS, color_histograms, color_spread, ratio_to_first, semantic_spread
 from rpgan.data import to_uint8
+from rpgan.eigengan import EigenGenerator
 from rpgan.images import render
 from rpgan.model import Generator
 from rpgan.paths import frozen_path_variations, sample_paths
@@ -30,9 +32,9 @@ class Plan:
     """The random choices of evaluations; index [e] for evaluation e."""
 
     base_paths: Tensor  # Long [E, L]
-    z: Tensor | None  # [E, z_dim] for a Gaussian-input generator
+    z: Tensor | None  # [E, latent_dim] for a Gaussian-input generator
     blocks: Tensor  # Long [E, L, K]: block of each varied image (bucket variation)
-    noise_seeds: Tensor  # Long [E, L, K]: seed of each noise draw (noise injection)
+    noise_seeds: Tensor  # Long [E, L, K]: seed of each noise draw (noise injection, EigenGAN z_l)
 
     def __len__(self) -> int:
         return len(self.base_paths)
@@ -48,7 +50,7 @@ def make_plan(generator: Generator, evaluations: int, seed: int) -> Plan:
     rng = torch.Generator().manual_seed(seed)
     blocks = generator.blocks
     base = sample_paths(blocks, evaluations, rng)
-    z = torch.randn(evaluations, generator.cfg.z_dim, generator=rng) if generator.cfg.input == "gaussian" else None
+    z = torch.randn(evaluations, generator.cfg.latent_dim, generator=rng) if generator.cfg.input == "gaussian" else None
     k = IMAGES_PER_LAYER
     chosen = torch.zeros(evaluations, len(blocks), k, dtype=torch.long)
     for e in range(evaluations):
@@ -95,9 +97,36 @@ def noise_variations(generator: Generator, plan: Plan, scale: float) -> Tensor:
     return images.view(n_eval, n_layers, k, *images.shape[1:])
 
 
+@torch.no_grad()
+def eigen_variations(generator: EigenGenerator, plan: Plan) -> Tensor:
+    """Images [E, L, K, C, S, S] (uint8): evaluation e's z with layer l's coefficients z_l
+    replaced by the k-th fresh draw from N(0, I); everything else fixed."""
+    n_eval, n_layers, k = plan.noise_seeds.shape
+    z = plan.z.repeat_interleave(n_layers * k, dim=0).view(n_eval, n_layers, k, -1).clone()
+    for e in range(n_eval):
+        for i in range(n_layers):
+            cols = generator.coefficients(i + 1)
+            for j in range(k):
+                rng = torch.Generator().manual_seed(int(plan.noise_seeds[e, i, j]))
+                z[e, i, j, cols] = torch.randn(cols.stop - cols.start, generator=rng)
+    paths = plan.base_paths.repeat_interleave(n_layers * k, dim=0)
+    images = to_uint8(render(generator, paths, z.flatten(0, 2)))
+    return images.view(n_eval, n_layers, k, *images.shape[1:])
+
+
+def variations(generator: Generator | EigenGenerator, plan: Plan, mode: str, noise_scale: float = 0.0) -> Tensor:
+    """Images [E, L, K, C, S, S] (uint8) varying each layer the way `mode` says: "buckets",
+    "noise" (at `noise_scale`) or "eigen"."""
+    if mode == "noise":
+        return noise_variations(generator, plan, noise_scale)
+    if mode == "eigen":
+        return eigen_variations(generator, plan)
+    return bucket_variations(generator, plan)
+
+
 def distinct_images(blocks: tuple[int, ...], mode: str) -> list[int]:
-    """How many of a layer's K images differ by construction: min(m, K) blocks, or K noise draws."""
-    return [IMAGES_PER_LAYER if mode == "noise" else min(m, IMAGES_PER_LAYER) for m in blocks]
+    """How many of a layer's K images differ by construction: min(m, K) blocks, or K draws."""
+    return [min(m, IMAGES_PER_LAYER) if mode == "buckets" else IMAGES_PER_LAYER for m in blocks]
 
 
 def spreads(images: Tensor, embed: Callable[[Tensor], Tensor], distinct: list[int]) -> dict[str, Tensor]:

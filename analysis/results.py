@@ -48,6 +48,11 @@ SCHEMAS = {
         ("bucket", pa.int64()), ("direction", pa.int64()), ("directions", pa.int64()), ("steps", pa.int64()),
         ("final_loss", pa.float64()), ("accuracy", pa.float64()), ("semantic_spread", pa.float64()),
         ("color_spread", pa.float64())]),
+    "comparison": pa.schema([
+        ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("model", pa.string()),
+        ("family", pa.string()), ("source_run_id", pa.string()), ("ckpt", pa.string()), ("step", pa.int64()),
+        ("preset", pa.string()), ("arch", pa.string()), ("blocks", pa.string()), ("method", pa.string()),
+        ("layer", pa.int64()), ("distance", pa.string()), ("ratio_mean", pa.float64()), ("ratio_std", pa.float64())]),
     "prd_curve": pa.schema(CONTEXT + [
         ("reference", pa.string()), ("angle_index", pa.int64()), ("precision", pa.float64()),
         ("recall", pa.float64())]),

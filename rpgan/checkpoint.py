@@ -24,7 +24,7 @@ from rpgan.atomic import atomic_dir
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
 from rpgan.extend import freeze_old_blocks
-from rpgan.model import Generator, build_discriminator
+from rpgan.model import Generator, build_discriminator, build_generator
 
 CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
 CHECKPOINTS = "checkpoints"  # a run directory's folder of step_N checkpoints
@@ -131,7 +131,7 @@ def load_generator(path: Path, device: str = "cpu") -> tuple[Generator, RunConfi
     `path` is a checkpoint or run directory. Returns (generator, config, checkpoint dir)."""
     ckpt = resolve_checkpoint(path)
     config = read_config(ckpt)
-    generator = Generator(config.model)
+    generator = build_generator(config.model)
     _load_into(generator, _read_tensors(ckpt, GENERATOR), ckpt, GENERATOR)
     return generator.to(device).eval(), config, ckpt
 
@@ -143,7 +143,7 @@ def read_step(ckpt: Path) -> int:
 def new_training_state(config: RunConfig, device: str) -> TrainingState:
     """Fresh models and optimizers; model initialisation is seeded by config.train.seed."""
     torch.manual_seed(config.train.seed)
-    generator = Generator(config.model).to(device)
+    generator = build_generator(config.model).to(device)
     if config.train.frozen_blocks:
         freeze_old_blocks(generator, config.train.frozen_blocks)
     discriminator = build_discriminator(config.model).to(device)

@@ -41,7 +41,8 @@ ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADD
 # imports analysis or sweeps.
 ELSEWHERE = {"analyze": "analysis.commands:analyze", "fid": "analysis.commands:fid",
              "fid-stats": "analysis.commands:fid_stats", "dissect": "analysis.commands:dissect",
-             "directions": "analysis.commands:directions", "sweep": "sweeps.commands:sweep",
+             "directions": "analysis.commands:directions", "compare": "analysis.commands:compare",
+             "sweep": "sweeps.commands:sweep",
              "sweeps": "sweeps.commands:list_sweeps", "results": "sweeps.commands:results"}
 
 
@@ -67,8 +68,9 @@ OVERRIDES = {
     "steps": ("train", "steps"), "batch": ("train", "batch"), "d_steps": ("train", "d_steps"),
     "loss": ("train", "loss"), "lr": ("train", "lr"), "diversity_weight": ("train", "diversity_weight"),
     "sample_every": ("train", "sample_every"), "checkpoint_every": ("train", "checkpoint_every"),
-    "log_every": ("train", "log_every"),
-    "width": ("model", "width"), "input": ("model", "input"), "linear": ("model", "linear"),
+    "log_every": ("train", "log_every"), "orthogonality_weight": ("train", "orthogonality_weight"),
+    "width": ("model", "width"), "eigen_dims": ("model", "eigen_dims"), "input": ("model", "input"),
+    "linear": ("model", "linear"),
     "routing": ("model", "routing"), "arch": ("model", "arch"), "image_size": ("model", "image_size"),
 }
 # Flags that may change when a run is resumed (the rest must match the checkpoint).
@@ -104,9 +106,11 @@ def build_config(preset: str, data: str | None, blocks: str | None, seed: int, f
 @click.option("--loss", type=click.Choice(["hinge", "wgan-gp"]))
 @click.option("--lr", type=float)
 @click.option("--diversity-weight", type=float, help="Weight of the block diversity loss.")
-@click.option("--arch", type=click.Choice(["resnet", "dcgan", "fc"]))
+@click.option("--orthogonality-weight", type=float, help="EigenGAN: weight of the basis orthogonality regulariser.")
+@click.option("--arch", type=click.Choice(["resnet", "dcgan", "fc", "eigengan"]))
 @click.option("--image-size", type=int)
 @click.option("--width", type=int, help="Generator channels.")
+@click.option("--eigen-dims", type=int, help="EigenGAN: dimensions of each layer's subspace.")
 @click.option("--input", type=click.Choice(["learned", "fixed", "gaussian"]),
               help="Learned Z (paper), fixed Z, or Gaussian z (standard GAN with --blocks 1).")
 @click.option("--linear/--nonlinear", default=None, help="Identity instead of every ReLU (section 4.4).")
@@ -133,7 +137,8 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
           resume: bool, device: str, workers: int, gpus_per_worker: float | None, cpus_per_worker: float,
           storage: str | None, name: str | None, max_failures: int, address: str | None, inject_fault: str | None,
           **flags) -> None:
-    """Train an RPGAN in this process (--out), or on Ray Train workers (--workers, --storage, --name)."""
+    """Train an RPGAN (or an EigenGAN: --preset eigengan-*) in this process (--out), or on Ray Train
+    workers (--workers, --storage, --name)."""
     from rpgan.checkpoint import list_checkpoints, read_config
 
     given = (preset, data, labels, blocks, seed, flags)
@@ -207,6 +212,7 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
 def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
                   start: TrainingState | None = None) -> None:
     from rpgan.data import training_images
+    from rpgan.train import layer_grid_name
     from rpgan.train import train as run_training
 
     images = training_images(config)
@@ -215,7 +221,7 @@ def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
     click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "
                f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)
     ckpt = run_training(config, images, out, device=device, resume=resume, start=start)
-    click.echo(f"checkpoint: {ckpt}\nsamples: {out / 'samples.png'}\nfrozen path: {out / 'frozen_path.png'}\n"
+    click.echo(f"checkpoint: {ckpt}\nsamples: {out / 'samples.png'}\nlayers: {out / layer_grid_name(config.model)}\n"
                f"metrics: {out / 'metrics.parquet'}\ntensorboard: {out / 'tensorboard'}")
 
 
@@ -258,8 +264,11 @@ def sample(ckpt: Path, n: int, path_text: str | None, per_bucket: int, seed: int
     generator, _, _ = load_generator(ckpt, pick_device(device))
     rng = torch.Generator().manual_seed(seed)
     if path_text is not None:
+        if generator.cfg.arch == "eigengan":
+            raise UserError("an EigenGAN has no paths; its traversals are in the run's traversals.png "
+                            "and in `rpgan analyze` output")
         path = parse_path(path_text, generator.blocks)
-        z = torch.randn(generator.cfg.z_dim, generator=rng) if generator.cfg.input == "gaussian" else None
+        z = torch.randn(generator.cfg.latent_dim, generator=rng) if generator.cfg.input == "gaussian" else None
         save_frozen_path_grid(generator, path, out, per_bucket=per_bucket, seed=seed, z=z)
     else:
         paths, z = generator.sample_latent(n, rng)
@@ -289,6 +298,12 @@ def info(ckpt: Path) -> None:
     click.echo(f"training     {config.train.loss}, batch {config.train.batch}, d_steps {config.train.d_steps}, "
                f"lr {config.train.lr}, diversity weight {config.train.diversity_weight}, seed {config.train.seed}")
     click.echo(f"parameters   generator {count(generator):,}, discriminator {count(build_discriminator(m)):,}")
+    if m.arch == "eigengan":
+        for i, layer in enumerate(generator.buckets):
+            click.echo(f"  layer {i + 1}    {m.eigen_dims}-dimensional subspace of a {tuple(layer.subspace.shape)} "
+                       f"feature map, {count(layer):,} parameters")
+        click.echo(f"latent space z of {m.latent_dim} dimensions: noise {m.z_dim} + {m.n_buckets} x {m.eigen_dims}")
+        return
     for i, bucket in enumerate(generator.buckets):
         click.echo(f"  bucket {i + 1}   {type(bucket).__name__}: {m.blocks[i]} blocks x "
                    f"{count(bucket) // m.blocks[i]:,} parameters")

@@ -16,7 +16,7 @@ from rpgan.errors import UserError
 
 CONFIG_VERSION = 1
 
-Arch = Literal["resnet", "dcgan", "fc"]
+Arch = Literal["resnet", "dcgan", "fc", "eigengan"]
 DArch = Literal["resnet", "dcgan"]
 InputMode = Literal["learned", "fixed", "gaussian"]
 Routing = Literal["group", "gather", "loop"]
@@ -28,7 +28,8 @@ class ModelConfig:
     """Generator and discriminator architecture.
 
     `blocks[i]` is m_i, the number of blocks in bucket i; `len(blocks)` is the number of
-    buckets. A standard GAN is `blocks=(1, ...)` with `input="gaussian"`.
+    buckets. A standard GAN is `blocks=(1, ...)` with `input="gaussian"`. An EigenGAN
+    (`arch="eigengan"`) has one block per layer: `len(blocks)` is its number of subspace layers.
     """
 
     arch: Arch = "resnet"
@@ -38,6 +39,7 @@ class ModelConfig:
     width: int = 256  # generator feature channels (dcgan: channels of the last hidden layer)
     fc_widths: tuple[int, ...] = (128, 256, 512, 1024)  # arch="fc": hidden widths (Table 3)
     plain_buckets: tuple[int, ...] = ()  # arch="fc": 0-based buckets without BN (made by compression)
+    eigen_dims: int = 6  # arch="eigengan": dimensions of each layer's subspace (He et al. use 6)
     z_dim: int = 128
     input: InputMode = "learned"  # learned Z (paper), fixed Z, or Gaussian z per sample
     linear: bool = False  # every nonlinearity inside the generator replaced by identity (4.4)
@@ -50,6 +52,12 @@ class ModelConfig:
         return len(self.blocks)
 
     @property
+    def latent_dim(self) -> int:
+        """Length of a sample's Gaussian input z: z_dim, plus for EigenGAN every layer's subspace
+        coefficients (z = [eps, z_1, ..., z_L])."""
+        return self.z_dim + (self.n_buckets * self.eigen_dims if self.arch == "eigengan" else 0)
+
+    @property
     def n_upsamplings(self) -> int:
         """Doublings from the 4x4 seed to the image size (conv generators)."""
         return int(math.log2(max(self.image_size // 4, 1)))
@@ -59,13 +67,13 @@ class ModelConfig:
         """Buckets of the architecture without extra same-resolution buckets (Table 1 depths)."""
         if self.arch == "fc":
             return len(self.fc_widths) + 1
-        return self.n_upsamplings + (2 if self.arch == "resnet" else 1)
+        return self.n_upsamplings + {"resnet": 2, "dcgan": 1, "eigengan": 0}[self.arch]
 
     def validate(self) -> ModelConfig:
         """Return self, or raise UserError naming the impossible setting."""
         if any(m < 1 for m in self.blocks):
             raise UserError(f"every bucket needs at least 1 block, got blocks={list(self.blocks)}")
-        if self.arch in ("resnet", "dcgan"):
+        if self.arch in ("resnet", "dcgan", "eigengan"):
             size = self.image_size
             if size < 8 or size & (size - 1):
                 raise UserError(f"arch {self.arch} needs a power-of-two image size >= 8, got {size}")
@@ -79,12 +87,14 @@ class ModelConfig:
                     f"a resnet generator at {size}x{size} needs at least {need} buckets "
                     f"(linear, {self.n_upsamplings} up-blocks, conv); got {self.n_buckets}"
                 )
+            if self.arch == "eigengan":
+                self._validate_eigengan()
         elif self.arch == "fc":
             need = self.natural_n_buckets
             if self.n_buckets != need:
                 raise UserError(f"the fc generator has {need} buckets; pass --blocks with {need} values")
         else:
-            raise UserError(f"unknown arch {self.arch!r}; choose resnet, dcgan or fc")
+            raise UserError(f"unknown arch {self.arch!r}; choose resnet, dcgan, fc or eigengan")
         if self.input not in ("learned", "fixed", "gaussian"):
             raise UserError(f"unknown input {self.input!r}; choose learned, fixed or gaussian")
         if self.routing not in ("group", "gather", "loop"):
@@ -94,6 +104,16 @@ class ModelConfig:
         if self.channels not in (1, 3):
             raise UserError(f"images have 1 or 3 channels, got {self.channels}")
         return self
+
+    def _validate_eigengan(self) -> None:
+        need, size = self.natural_n_buckets, self.image_size
+        if self.n_buckets < need or set(self.blocks) != {1}:
+            raise UserError(f"an eigengan generator at {size}x{size} has at least {need} layers of one block each "
+                            f"(no random paths); pass --blocks 1,1,... with {need} or more values")
+        if self.input != "gaussian":
+            raise UserError("an eigengan generator draws its noise per sample: pass --input gaussian")
+        if self.eigen_dims < 1 or self.linear:
+            raise UserError("an eigengan generator needs --eigen-dims >= 1 and its nonlinearities (drop --linear)")
 
 
 @dataclass(frozen=True)
@@ -107,6 +127,7 @@ class TrainConfig:
     lr: float = 2.5e-4
     betas: tuple[float, float] = (0.5, 0.999)
     diversity_weight: float = 0.1  # weight of the block diversity loss in the generator loss
+    orthogonality_weight: float = 1.0  # EigenGAN: weight of sum_l ||U_l^T U_l - I||^2 in the generator loss
     gp_weight: float = 10.0  # WGAN-GP gradient penalty weight
     seed: int = 0
     frozen_blocks: tuple[int, ...] = ()  # incremental learning: blocks [0, n_i) of bucket i stay fixed
@@ -120,8 +141,8 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.loss not in ("hinge", "wgan-gp"):
             raise UserError(f"unknown loss {self.loss!r}; choose hinge or wgan-gp")
-        if self.lr <= 0 or self.diversity_weight < 0:
-            raise UserError("--lr must be positive and --diversity-weight non-negative")
+        if self.lr <= 0 or self.diversity_weight < 0 or self.orthogonality_weight < 0:
+            raise UserError("--lr must be positive, --diversity-weight and --orthogonality-weight non-negative")
         return self
 
 

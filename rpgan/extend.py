@@ -21,6 +21,8 @@ from rpgan.model import Generator
 def add_blocks(generator: Generator, add: Sequence[int]) -> Generator:
     """A generator with add[i] new blocks appended to bucket i; the old blocks are copied."""
     cfg = generator.cfg
+    if cfg.arch == "eigengan":
+        raise UserError("incremental learning adds blocks to RPGAN buckets; an EigenGAN has none")
     if len(add) != cfg.n_buckets or any(a < 0 for a in add) or not any(add):
         raise UserError(f"--add-blocks needs {cfg.n_buckets} non-negative counts, not all 0, got {list(add)}")
     grown = Generator(dataclasses.replace(cfg, blocks=tuple(m + a for m, a in zip(cfg.blocks, add))))

@@ -83,3 +83,19 @@ def save_frozen_path_grid(generator: torch.nn.Module, path: Tensor, out: Path, p
         paths = frozen_path_variations(path, i, ids)
         rows.append((f"bucket {i + 1}", render(generator, paths, None if zs is None else zs[: len(ids)])))
     return save_labeled_rows(rows, out)
+
+
+def save_traversal_grid(generator: torch.nn.Module, z: Tensor, out: Path, steps: int = 10,
+                        extent: float = 3.0) -> Path:
+    """EigenGAN's traversals for one sample z [latent_dim]: the base image, then one row per
+    layer l and dimension j with z_lj set to `steps` values evenly spaced in [-extent, extent]."""
+    paths = torch.zeros(steps, generator.cfg.n_buckets, dtype=torch.long)
+    rows = [("base", render(generator, paths[:1], z.unsqueeze(0)))]
+    values = torch.linspace(-extent, extent, steps)
+    for layer in range(1, generator.cfg.n_buckets + 1):
+        cols = generator.coefficients(layer)
+        for j in range(cols.stop - cols.start):
+            zs = z.expand(steps, -1).clone()
+            zs[:, cols.start + j] = values
+            rows.append((f"layer {layer} d{j + 1}", render(generator, paths, zs)))
+    return save_labeled_rows(rows, out)

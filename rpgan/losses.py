@@ -51,7 +51,8 @@ def diversity_term(w: Tensor) -> Tensor:
 
 
 def diversity_loss(generator: nn.Module) -> Tensor:
-    """Sum of `diversity_term` over every parameter of every bucket of the generator."""
+    """Sum of `diversity_term` over every parameter of every bucket of the generator (0 for an
+    EigenGAN, which has no buckets of blocks)."""
     terms = [diversity_term(p) for bucket in generator.modules() if isinstance(bucket, Bucket)
              for p in bucket.parameters(recurse=True)]
-    return torch.stack(terms).sum()
+    return torch.stack(terms).sum() if terms else next(generator.parameters()).new_zeros(())

@@ -10,6 +10,9 @@ s = paths[k] (0-based). Three backbones:
   one bucket each, halving the channels; 32x32: 4 buckets.
 - "fc" (Table 3): fully-connected buckets 128 -> 128 -> 256 -> 512 -> 1024 -> 784.
 
+`build_generator` also builds the EigenGAN generator (rpgan/eigengan.py), which has this
+generator's interface.
+
 `linear=True` replaces every ReLU of the generator by identity (section 4.4); the final tanh
 stays. The core model never imports Ray.
 """
@@ -22,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from rpgan.config import ModelConfig
+from rpgan.eigengan import EigenGenerator
 from rpgan.paths import sample_paths
 from rpgan.routing import Bucket, Route, RoutedBatchNorm, RoutedConv2d, RoutedLinear
 
@@ -107,7 +111,8 @@ def build_buckets(cfg: ModelConfig) -> tuple[list[Bucket], nn.Module]:
             buckets.append(ConvBucket(m[i], widths[i - 1], widths[i], 4, 2, 1, transposed=True,
                                       norm_act=None if last else act))
         return buckets, nn.Identity()
-    # fc
+    if cfg.arch != "fc":
+        raise ValueError(f"arch {cfg.arch!r} has no buckets of blocks: use build_generator")
     dims = [cfg.z_dim, *cfg.fc_widths, cfg.channels * cfg.image_size**2]
     plain = {cfg.n_buckets - 1, *cfg.plain_buckets}
     buckets = [DenseBucket(m[i], dims[i], dims[i + 1], norm_act=None if i in plain else act)
@@ -150,7 +155,7 @@ class Generator(nn.Module):
     def sample_latent(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
         """Random paths [n, n_buckets] (and Gaussian z [n, z_dim] for input="gaussian"), on CPU."""
         paths = sample_paths(self.cfg.blocks, n, generator)
-        z = torch.randn(n, self.cfg.z_dim, generator=generator) if self.cfg.input == "gaussian" else None
+        z = torch.randn(n, self.cfg.latent_dim, generator=generator) if self.cfg.input == "gaussian" else None
         return paths, z
 
     def forward(self, paths: Tensor, z: Tensor | None = None) -> Tensor:
@@ -169,6 +174,11 @@ class Generator(nn.Module):
             x = bucket(x, paths[:, i], self.cfg.routing)
         size = self.cfg.image_size
         return torch.tanh(x).view(len(paths), self.cfg.channels, size, size)
+
+
+def build_generator(cfg: ModelConfig) -> Generator | EigenGenerator:
+    """The generator `cfg` describes: RPGAN (resnet, dcgan, fc) or EigenGAN."""
+    return EigenGenerator(cfg) if cfg.arch == "eigengan" else Generator(cfg)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Presets as plain data: the paper's Table 1 and Table 3, plus a CPU-sized default.
+"""Presets as plain data: the paper's Table 1 and Table 3, a CPU-sized default, and EigenGAN
+generators (He et al. 2021) to compare layer by layer with RPGAN.
 
 A preset is a starting point; every value can be overridden by a `rpgan train` flag.
 """
@@ -55,6 +56,21 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(steps=1_500, batch=32, d_steps=1, sample_every=250, checkpoint_every=500),
         data="digits",
         about="CPU-sized: 4 buckets x 10 blocks, 64 channels, batch 32, colored 16x16 digits; ~5 min on 2 cores",
+    ),
+    "eigengan-cifar10": Preset(
+        ModelConfig(arch="eigengan", image_size=32, blocks=(1,) * 4, width=128, z_dim=128, input="gaussian",
+                    eigen_dims=6, d_width=128),
+        TrainConfig(steps=100_000, batch=64, d_steps=1, lr=2e-4, betas=(0.5, 0.99), diversity_weight=0.0),
+        data="cifar10",
+        about="EigenGAN: 3 up-layers + 1 at 32x32, 6 dims each, hinge, SN-ResNet discriminator, 32x32",
+    ),
+    "eigengan-digits": Preset(
+        ModelConfig(arch="eigengan", image_size=16, blocks=(1,) * 4, width=64, z_dim=64, input="gaussian",
+                    eigen_dims=6, d_width=32),
+        TrainConfig(steps=1_500, batch=32, d_steps=1, lr=2e-4, betas=(0.5, 0.99), diversity_weight=0.0,
+                    sample_every=250, checkpoint_every=500),
+        data="digits",
+        about="CPU-sized EigenGAN: 2 up-layers + 2 at 16x16, 6 dims each, colored 16x16 digits (the digits preset's D)",
     ),
 }
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from rpgan.config import RunConfig
 
 METRICS = "metrics.parquet"
-LOSSES = ("d_loss", "g_loss", "diversity")
+LOSSES = ("d_loss", "g_loss", "diversity", "orthogonality")
 SCHEMA = pa.schema([
     ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("preset", pa.string()),
     ("data", pa.string()), ("arch", pa.string()), ("blocks", pa.string()), ("batch", pa.int64()),

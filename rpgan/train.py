@@ -21,11 +21,12 @@ from rpgan.checkpoint import (
     read_step,
     save_checkpoint,
 )
-from rpgan.config import RunConfig, TrainConfig
+from rpgan.config import ModelConfig, RunConfig, TrainConfig
 from rpgan.data import ImageData, to_float
+from rpgan.eigengan import orthogonality_loss
 from rpgan.errors import UserError
 from rpgan.extend import add_blocks, freeze_old_blocks
-from rpgan.images import render, save_frozen_path_grid, save_grid
+from rpgan.images import render, save_frozen_path_grid, save_grid, save_traversal_grid
 from rpgan.losses import d_loss, diversity_loss, g_loss, gradient_penalty
 from rpgan.model import Generator
 from rpgan.progress import Progress
@@ -68,13 +69,15 @@ def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: 
     fake = G(*G.sample_latent(n, rng))
     adversarial = g_loss(D(fake))
     diversity = diversity_loss(G) if cfg.diversity_weight else torch.zeros((), device=device)
+    orthogonality = orthogonality_loss(G)  # EigenGAN's bases; 0 for RPGAN
     state.opt_g.zero_grad(set_to_none=True)
-    (adversarial + cfg.diversity_weight * diversity).backward()
+    (adversarial + cfg.diversity_weight * diversity + cfg.orthogonality_weight * orthogonality).backward()
     replica.average_gradients(G, cfg.batch)
     state.opt_g.step()
     replica.broadcast_buffers(G, D)
     state.step += 1
-    return {"d_loss": loss_d.item(), "g_loss": adversarial.item(), "diversity": diversity.item()}
+    return {"d_loss": loss_d.item(), "g_loss": adversarial.item(), "diversity": diversity.item(),
+            "orthogonality": orthogonality.item()}
 
 
 def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
@@ -87,6 +90,7 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
     cfg = config.train
     preview = preview_latent(state.generator)
     progress = None if quiet else Progress(cfg.steps, start=state.step, label="step")
+    unused = {"diversity"} if config.model.arch == "eigengan" else {"orthogonality"}  # not shown: always 0
     if log:
         log.tick(state.step)
     while state.step < cfg.steps:
@@ -100,7 +104,7 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
             if log:
                 log.record(state.step, losses)
         if progress:
-            progress.update(state.step, losses)
+            progress.update(state.step, {k: v for k, v in losses.items() if k not in unused})
         if samples and (done or (cfg.sample_every and state.step % cfg.sample_every == 0)):
             save_grid(render(state.generator, *preview), samples / f"step_{state.step:08d}.png")
             state.generator.train()
@@ -159,11 +163,20 @@ def preview_latent(generator: Generator) -> tuple[torch.Tensor, torch.Tensor | N
     return generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
 
 
+def layer_grid_name(model: ModelConfig) -> str:
+    """The PNG showing what each layer does for one sample: Figure 3, or EigenGAN traversals."""
+    return "traversals.png" if model.arch == "eigengan" else "frozen_path.png"
+
+
 def save_final_grids(generator: Generator, run_dir: Path) -> None:
-    """samples.png (the preview paths) and frozen_path.png (the first preview path, Figure 3)."""
+    """samples.png (the preview paths), and `layer_grid_name` for the first preview sample."""
     paths, z = preview_latent(generator)
     save_grid(render(generator, paths, z), run_dir / "samples.png")
-    save_frozen_path_grid(generator, paths[0], run_dir / "frozen_path.png", z=None if z is None else z[0])
+    out = run_dir / layer_grid_name(generator.cfg)
+    if generator.cfg.arch == "eigengan":
+        save_traversal_grid(generator, z[0], out)
+    else:
+        save_frozen_path_grid(generator, paths[0], out, z=None if z is None else z[0])
 
 
 def start_extension(source: Path, add: Sequence[int], steps: int, seed: int, device: str = "cpu",

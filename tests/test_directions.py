@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
@@ -70,3 +71,22 @@ def test_directions_command_writes_table_weights_and_traversals(rpgan, tmp_path)
     assert (tmp_path / "d" / "directions.png").is_file() and len(list((tmp_path / "d" / "traversals").iterdir())) == 3
     code, _, err = rpgan("directions", "--ckpt", ckpt, "--bucket", 9, "--workers", 0)
     assert code == 2 and "--bucket must be 1..3" in err
+
+
+def test_directions_learned_on_a_ray_worker_match_in_process(rpgan, tmp_path):
+    import ray
+
+    from rpgan.ray_session import connect
+
+    ckpt = train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path / "run", quiet=True)
+    args = ["directions", "--ckpt", ckpt, "--directions", 3, "--steps", 6, "--batch", 4, "--seed", 2]
+    assert rpgan(*args, "--workers", 0, "--out", tmp_path / "here")[0] == 0
+    connect(num_cpus=2)
+    try:
+        code, _, err = rpgan(*args, "--workers", 1, "--out", tmp_path / "ray")
+    finally:
+        ray.shutdown()
+    assert code == 0, err
+    here, there = (pq.read_table(tmp_path / d / "directions").to_pandas() for d in ("here", "ray"))
+    pd.testing.assert_series_equal(here.final_loss, there.final_loss, rtol=1e-4)
+    pd.testing.assert_series_equal(here.semantic_spread, there.semantic_spread, rtol=1e-3)

@@ -13,6 +13,8 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from rpgan.checkpoint import load_generator
+from rpgan.eigengan import EigenGenerator
 from rpgan.run_log import SCHEMA
 
 # Small and fast: 12 steps, a checkpoint every 4, a metrics row every 2.
@@ -70,6 +72,16 @@ def test_two_workers_on_two_nodes_train_and_sample(rpgan, cluster, storage, tmp_
     assert (tmp_path / "s.png").stat().st_size > 0
     code, out, err = rpgan("info", "--ckpt", run)
     assert "step         12 of 12" in out
+
+
+def test_an_eigengan_trains_on_two_workers(rpgan, cluster, storage):
+    code, out, err = rpgan("train", "--preset", "eigengan-digits", "--width", "8", "--batch", "8", "--steps", "4",
+                           "--checkpoint-every", "2", "--sample-every", "0", "--workers", "2",
+                           "--storage", storage, "--name", "eigen")
+    assert code == 0, err
+    assert isinstance(load_generator(storage / "eigen")[0], EigenGenerator)
+    assert (storage / "eigen" / "traversals.png").is_file()
+    assert _metrics(storage / "eigen").orthogonality.notna().all()
 
 
 @pytest.mark.parametrize("mode", ["raise", "exit"])

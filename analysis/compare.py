@@ -1,0 +1,72 @@
+"""`rpgan compare`: layer responsibility by every method, for every model, in one table and plot.
+
+Reads what `rpgan analyze` (responsibility_summary: RPGAN buckets, noise injection, EigenGAN
+dimensions) and `rpgan dissect` (ablation_effect: unit ablation) wrote under each given
+directory. Every method reports, per layer l and distance, the mean and std of the same ratio:
+how much varying layer l changes the image, relative to layer 1 (D_{l->1} for buckets).
+
+Writes, under the output directory:
+  comparison/       Parquet, one row per model x method x layer x distance (docs/results.md)
+  comparison.png    the ratio per layer, one line per model x method, semantic and color
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.plots import plot_comparison
+from analysis.results import run_id, write_table
+from rpgan.errors import UserError
+
+SOURCES = ("responsibility_summary", "ablation_effect")
+KEPT = ["run_id", "ckpt", "step", "preset", "arch", "blocks", "method", "layer", "distance", "ratio_mean", "ratio_std"]
+
+
+def family(method: str) -> str:
+    """The method family of a table's `method` value, in the words of the papers."""
+    if method == "buckets":
+        return "RPGAN buckets"
+    if method == "eigen":
+        return "EigenGAN dimensions"
+    if method.startswith("noise-"):
+        return "noise injection"
+    if method.startswith("unit-ablation"):
+        return "unit ablation"
+    return method
+
+
+def collect(dirs: list[Path]) -> pd.DataFrame:
+    """The semantic and color rows of every SOURCES table under `dirs`, with `family` and a
+    `model` label (preset or arch, and blocks). Refuses directories with none of them."""
+    frames = []
+    for d in dirs:
+        found = [Path(d) / t for t in SOURCES if (Path(d) / t).is_dir()]
+        if not found:
+            raise UserError(f"{d} holds no {' or '.join(SOURCES)} table; run rpgan analyze or rpgan dissect "
+                            "with --out there first")
+        frames += [pd.read_parquet(path)[KEPT] for path in found]
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[rows["distance"].isin(["semantic", "color"])].rename(columns={"run_id": "source_run_id"})
+    rows.insert(0, "family", rows["method"].map(family))
+    name = rows["preset"].where(rows["preset"] != "", rows["arch"])
+    rows.insert(0, "model", name + " [" + rows["blocks"] + "]")
+    return rows.sort_values(["model", "family", "method", "distance", "layer"], kind="stable").reset_index(drop=True)
+
+
+def compare(dirs: list[Path], out: Path) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Collect, write the comparison table and plot under `out`; returns the rows and paths."""
+    rows = collect(dirs)
+    ctx = {"run_id": run_id({"dirs": sorted(str(Path(d).resolve()) for d in dirs)}),
+           "created_at": dt.datetime.now(dt.UTC)}
+    written = {"comparison": write_table(out, "comparison", ctx, rows.to_dict("records")),
+               "plot": plot_comparison(rows, Path(out) / "comparison.png")}
+    return rows, written
+
+
+def pivot(rows: pd.DataFrame, distance: str = "semantic") -> pd.DataFrame:
+    """Layers down, one column per model x method: the mean ratio, for the terminal."""
+    chosen = rows[rows["distance"] == distance]
+    return chosen.pivot_table(index="layer", columns=["model", "method"], values="ratio_mean", sort=False)
