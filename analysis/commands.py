@@ -46,6 +46,17 @@ def _fanout(workers: int | None, gpus: float | None, address: str | None, device
     return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights)
 
 
+def _echo_written(written: dict[str, Path], per_item: str) -> None:
+    """Print what a job wrote, one line each; files named `per_item*` (one PNG per sample,
+    unit or direction) as their folder, once, under the first one's name."""
+    shown = set()
+    for name, path in written.items():
+        where = path.parent if name.startswith(per_item) else path
+        if where not in shown:
+            shown.add(where)
+            click.echo(f"{name}: {where}")
+
+
 def _floats(text: str, option: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
@@ -83,9 +94,7 @@ def analyze(ckpt: Path, evaluations: int, grids: int, per_bucket: int, noise_inj
     table = summary.pivot_table(index="layer", columns=["method", "distance"], values="ratio_mean")
     wanted = [c for c in table.columns if c[1] in ("semantic", "color")]
     click.echo(f"mean D_(l->1) over {evaluations} evaluations:\n{table[wanted].round(3).to_string()}")
-    for name, path in written.items():
-        if not name.startswith("grid_") or name == "grid_0":
-            click.echo(f"{name}: {path.parent if name == 'grid_0' else path}")
+    _echo_written(written, "grid_")
 
 
 @click.command()
@@ -160,9 +169,7 @@ def dissect(ckpt: Path, samples: int, units: int, fill: str, strips: int, chunk:
     table = effect.pivot_table(index="layer", columns="distance", values=["effect_mean", "ratio_mean"])
     click.echo(f"ablating the top {units} units of each layer ({fill}), over {samples} samples:\n"
                f"{table.round(3).to_string()}")
-    for name, path in written.items():
-        if not name.startswith("units_") or name == "units_1":
-            click.echo(f"{name}: {path.parent if name == 'units_1' else path}")
+    _echo_written(written, "units_")
 
 
 @click.command()
@@ -194,9 +201,7 @@ def directions(ckpt: Path, bucket: int, count: int, steps: int, batch: int, lr: 
     table = pd.read_parquet(written["table"])[["direction", "accuracy", "semantic_spread", "color_spread"]]
     click.echo(f"reconstructor accuracy {table.accuracy.mean():.3f} (chance {1 / count:.3f}) over {count} "
                f"directions in bucket {bucket}'s input:\n{table.round(3).to_string(index=False)}")
-    for name, path in written.items():
-        if not name.startswith("dir_") or name == "dir_0":
-            click.echo(f"{name}: {path.parent if name == 'dir_0' else path}")
+    _echo_written(written, "dir_")
 
 
 @click.command()
