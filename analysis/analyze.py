@@ -24,7 +24,7 @@ from analysis.results import context, run_id, write_table
 from rpgan.checkpoint import load_generator, read_step
 from rpgan.eigengan import EigenGenerator
 from rpgan.errors import UserError
-from rpgan.images import save_frozen_path_grid, save_traversal_grid
+from rpgan.images import save_layer_grid
 from rpgan.model import Generator
 
 
@@ -93,12 +93,11 @@ def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, fan: Fanout) -> di
     paths, z = generator.sample_latent(cfg.grids, rng)
     for g in range(cfg.grids):
         if config.model.arch == "eigengan":
-            written[f"grid_{g}"] = save_traversal_grid(generator, z[g], out / "traversals" / f"sample_{g}.png",
-                                                       cfg.per_bucket)
-            continue
-        name = "-".join(map(str, paths[g].tolist()))
-        written[f"grid_{g}"] = save_frozen_path_grid(generator, paths[g], out / "frozen_paths" / f"path_{name}.png",
-                                                     cfg.per_bucket, cfg.seed, None if z is None else z[g])
+            where = out / "traversals" / f"sample_{g}.png"
+        else:
+            where = out / "frozen_paths" / f"path_{'-'.join(map(str, paths[g].tolist()))}.png"
+        written[f"grid_{g}"] = save_layer_grid(generator, paths[g], None if z is None else z[g], where,
+                                               cfg.per_bucket, cfg.seed)
 
     rows, summary = measure(generator, ckpt, cfg, fan)
     options = {"ckpt": str(ckpt), **dataclasses.asdict(cfg)}

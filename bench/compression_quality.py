@@ -37,10 +37,10 @@ from rpgan.train import train
 HERE = Path(__file__).resolve().parent
 
 
-def digit_scores(labels_probs: torch.Tensor) -> dict[str, float]:
+def digit_scores(probs: torch.Tensor) -> dict[str, float]:
     """Classifier softmax [N, 10] -> digit Inception score exp(E KL(p(y|x) || p(y))), the
     entropy of the label histogram (log 10 = 2.303 when balanced) and the mean confidence."""
-    p = labels_probs.clamp_min(1e-12)
+    p = probs.clamp_min(1e-12)
     marginal = p.mean(0)
     kl = (p * (p.log() - marginal.log())).sum(1).mean()
     return {"digit_is": float(kl.exp()), "label_entropy": float(-(marginal * marginal.log()).sum()),

@@ -16,6 +16,8 @@ BatchNorm + LeakyReLU(0.2) come before each convolution.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -31,7 +33,7 @@ class Subspace(nn.Module):
     def __init__(self, q: int, shape: tuple[int, ...]):
         super().__init__()
         self.shape = shape
-        self.U = nn.Parameter(nn.init.orthogonal_(torch.empty(q, int(torch.tensor(shape).prod()))))
+        self.U = nn.Parameter(nn.init.orthogonal_(torch.empty(q, math.prod(shape))))
         self.L = nn.Parameter(3.0 * torch.arange(q, 0, -1, dtype=torch.float32))
         self.mu = nn.Parameter(torch.zeros(self.U.shape[1]))
 

@@ -99,3 +99,12 @@ def save_traversal_grid(generator: torch.nn.Module, z: Tensor, out: Path, steps:
             zs[:, cols.start + j] = values
             rows.append((f"layer {layer} d{j + 1}", render(generator, paths, zs)))
     return save_labeled_rows(rows, out)
+
+
+def save_layer_grid(generator: torch.nn.Module, path: Tensor, z: Tensor | None, out: Path, per_row: int = 10,
+                    seed: int = 0) -> Path:
+    """What each layer does for one sample (path [n_buckets], z [latent_dim] or None): an
+    EigenGAN's traversals, or an RPGAN's frozen-path grid (Figure 3), `per_row` images a row."""
+    if generator.cfg.arch == "eigengan":
+        return save_traversal_grid(generator, z, out, per_row)
+    return save_frozen_path_grid(generator, path, out, per_row, seed, z)

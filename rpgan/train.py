@@ -26,7 +26,7 @@ from rpgan.data import ImageData, to_float
 from rpgan.eigengan import orthogonality_loss
 from rpgan.errors import UserError
 from rpgan.extend import add_blocks, freeze_old_blocks
-from rpgan.images import render, save_frozen_path_grid, save_grid, save_traversal_grid
+from rpgan.images import render, save_grid, save_layer_grid
 from rpgan.losses import d_loss, diversity_loss, g_loss, gradient_penalty
 from rpgan.model import Generator
 from rpgan.progress import Progress
@@ -172,11 +172,7 @@ def save_final_grids(generator: Generator, run_dir: Path) -> None:
     """samples.png (the preview paths), and `layer_grid_name` for the first preview sample."""
     paths, z = preview_latent(generator)
     save_grid(render(generator, paths, z), run_dir / "samples.png")
-    out = run_dir / layer_grid_name(generator.cfg)
-    if generator.cfg.arch == "eigengan":
-        save_traversal_grid(generator, z[0], out)
-    else:
-        save_frozen_path_grid(generator, paths[0], out, z=None if z is None else z[0])
+    save_layer_grid(generator, paths[0], None if z is None else z[0], run_dir / layer_grid_name(generator.cfg))
 
 
 def start_extension(source: Path, add: Sequence[int], steps: int, seed: int, device: str = "cpu",

@@ -18,7 +18,7 @@ from tests.conftest import tiny_run
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory) -> dict[str, Path]:
-    """Per model, a directory holding its `analyze --noise-injection` and `dissect` tables."""
+    """Per model, the checkpoint of a 2-step run: a tiny RPGAN and a tiny EigenGAN."""
     root = tmp_path_factory.mktemp("compare")
     return {"resnet": train(tiny_run("resnet", steps=2), load_data("digits", 8, 3), root / "rpgan", quiet=True),
             "eigengan": train(tiny_run("eigengan", steps=2), load_data("digits", 16, 3), root / "eigen", quiet=True)}

@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 
 from analysis.responsibility import Plan, eigen_variations
-from rpgan.checkpoint import load_generator
+from rpgan.checkpoint import load_generator, new_training_state
 from rpgan.config import ModelConfig
 from rpgan.data import load_data, to_uint8
 from rpgan.eigengan import EigenGenerator, Subspace, orthogonality, orthogonality_loss
 from rpgan.errors import UserError
 from rpgan.images import render
 from rpgan.model import build_generator
-from rpgan.train import train
+from rpgan.train import train, train_step
 from tests.conftest import TINY_EIGENGAN, tiny_run
 
 
@@ -130,3 +130,23 @@ def test_cli_trains_and_analyzes_an_eigengan(rpgan, tmp_path):
     assert (eigen["spread_mean"] > 0).all()
     with Image.open(tmp_path / "a" / "traversals" / "sample_0.png") as grid:
         assert grid.size[1] > 4 * 6 * 64  # a base row plus one row per layer x dimension
+
+
+@pytest.mark.parametrize("weight", [0.0, 10.0])
+def test_the_train_step_applies_the_regulariser_with_its_weight(weight):
+    config = tiny_run("eigengan", lr=1e-2, d_steps=1, orthogonality_weight=weight)
+    state = new_training_state(config, "cpu")
+    with torch.no_grad():
+        for m in state.generator.modules():
+            if isinstance(m, Subspace):
+                m.U.mul_(1.5)
+    before = orthogonality_loss(state.generator).item()
+    data = load_data("digits", 16, 3)
+    for _ in range(5):
+        losses = train_step(state, data, config.train, "cpu")
+    after = orthogonality_loss(state.generator).item()
+    assert losses["orthogonality"] > 0
+    if weight:
+        assert after < 0.5 * before  # pulled back towards orthonormal
+    else:
+        assert after > 0.9 * before  # nothing but the adversarial loss moves U
