@@ -6,8 +6,10 @@ classifier's view of their samples (digit Inception score, share of each digit, 
 
     python bench/compression_quality.py [--steps 1500] [--widths 64,128,256,512] [--blocks 128] [--n 1000]
 
-Table 3's widths are 128,256,512,1024: a 38M-parameter generator that trains at about 1 step/s
-on 2 CPU cores; the default halves them (the same buckets and blocks) to fit a CPU session.
+Table 3's widths are 128,256,512,1024: a 38M-parameter generator. On 2 CPU cores a step of
+the preset takes about 1 s, most of it in the SN-ResNet discriminator's convolutions; the
+defaults halve the generator's widths (the same buckets and blocks) and the discriminator's
+(64 -> 32), about 0.5 s a step, to fit a CPU session.
 
 A merged block reproduces its source path exactly (tests/test_compress.py), so what can change
 is the distribution: the compressed generator draws its buckets-3-5 combinations from K
@@ -53,7 +55,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/compression_quality"))
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--widths", default="64,128,256,512", help="hidden widths (Table 3: 128,256,512,1024)")
-    ap.add_argument("--diversity-weight", type=float, default=0.01, help="as bench/incremental.py, for 32 blocks")
+    ap.add_argument("--d-width", type=int, default=32, help="discriminator width (the preset: 64)")
     ap.add_argument("--blocks", type=int, default=128, help="K, blocks of the merged bucket")
     ap.add_argument("--n", type=int, default=1000, help="generated and real images per score")
     ap.add_argument("--seed", type=int, default=0)
@@ -62,9 +64,9 @@ def main() -> None:
     data = f"npz:{args.mnist}"
     mnist = load_data(data, 28, 1)
     preset = get_preset("mnist-fc")
-    model = dataclasses.replace(preset.model, fc_widths=tuple(int(w) for w in args.widths.split(",")))
-    schedule = dataclasses.replace(preset.train, steps=args.steps, seed=args.seed, sample_every=0, checkpoint_every=0,
-                                   diversity_weight=args.diversity_weight)
+    model = dataclasses.replace(preset.model, fc_widths=tuple(int(w) for w in args.widths.split(",")),
+                                d_width=args.d_width)
+    schedule = dataclasses.replace(preset.train, steps=args.steps, seed=args.seed, sample_every=0, checkpoint_every=0)
     config = RunConfig(model=model, train=schedule,
                        data=data, dataset_size=len(mnist), preset="mnist-fc")
     full_ckpt = train(config, mnist, args.out / "fc", resume=True)

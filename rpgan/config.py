@@ -38,7 +38,7 @@ class ModelConfig:
     blocks: tuple[int, ...] = (40, 40, 40, 40, 40)
     width: int = 256  # generator feature channels (dcgan: channels of the last hidden layer)
     fc_widths: tuple[int, ...] = (128, 256, 512, 1024)  # arch="fc": hidden widths (Table 3)
-    plain_buckets: tuple[int, ...] = ()  # arch="fc": 0-based buckets without BN (made by compression)
+    plain_buckets: tuple[int, ...] = ()  # arch="fc": 0-based buckets without BN (mnist-fc's, merged ones)
     eigen_dims: int = 6  # arch="eigengan": dimensions of each layer's subspace (He et al. use 6)
     z_dim: int = 128
     input: InputMode = "learned"  # learned Z (paper), fixed Z, or Gaussian z per sample

@@ -28,7 +28,9 @@ class Progress:
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else 0.0
         shown = " ".join(f"{k} {v:.3f}" for k, v in (metrics or {}).items())
-        line = f"{self.label} {step}/{self.total} {shown} | {rate:.1f} {self.label}/s | ETA {clock(eta)}"
+        # slow work (an Inception chunk on CPU) reads better as seconds per item
+        speed = f"{rate:.1f} {self.label}/s" if rate >= 1 or not done else f"{1 / rate:.1f} s/{self.label}"
+        line = f"{self.label} {step}/{self.total} {shown} | {speed} | ETA {clock(eta)}"
         sys.stderr.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
         sys.stderr.flush()
 
