@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -83,6 +84,10 @@ def test_cli_compress_gives_a_normal_checkpoint(tmp_path, rpgan):
         torch.testing.assert_close(small(path), big(original), rtol=1e-4, atol=1e-5)
     assert rpgan("sample", "--ckpt", tmp_path / "small", "--out", tmp_path / "s.png")[0] == 0
     assert rpgan("info", "--ckpt", tmp_path / "small")[0] == 0
+    assert rpgan("analyze", "--ckpt", tmp_path / "small", "--evaluations", "2", "--grids", "1",
+                 "--per-bucket", "4", "--workers", "0", "--out", tmp_path / "an")[0] == 0
+    summary = pd.read_parquet(tmp_path / "an" / "responsibility_summary")
+    assert sorted(summary["layer"].unique()) == [1, 2, 3]  # the merged bucket is layer 3
     code, _, err = rpgan("compress", "--ckpt", tmp_path / "small", "--merge", "1-2", "--blocks", "4",
                          "--out", tmp_path / "small")
     assert code == 2 and "already holds a run" in err
