@@ -94,9 +94,10 @@ class RoutedLinear(nn.Module):
 
 
 def _linear_weight_first(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """F.linear computed as (W x^T + b)^T. A block sees only the few rows routed to it, and
-    with the weight as GEMM's first operand CPU BLAS does not repack it on every call: the
-    Table 3 generator runs 1.45x faster at batch 64 (bench/compression.py, docs/benchmarks.md)."""
+    """F.linear computed as (W x^T + b)^T. A block sees only the few rows routed to it; with
+    the weight as GEMM's first operand, CPU BLAS (by our reading of the timings) no longer
+    repacks it on every call: the Table 3 generator runs 1.45x faster at batch 64
+    (bench/compression.py, docs/benchmarks.md)."""
     return torch.addmm(bias[:, None], weight, x.T).T
 
 
