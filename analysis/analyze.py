@@ -11,6 +11,7 @@ Writes, under the output directory:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pandas as pd
 import torch
 
 from analysis.fanout import Fanout
+from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS
 from analysis.plots import plot_responsibility
 from analysis.responsibility import make_plan
 from analysis.results import context, run_id, write_table
@@ -38,9 +40,13 @@ class AnalyzeConfig:
     chunk: int = 10  # evaluations per task sent to a worker
 
     def validate(self) -> AnalyzeConfig:
+        """Return self, or raise UserError: counts are bounded so that a typo allocates nothing."""
         if self.evaluations < 1 or self.chunk < 1 or self.grids < 0 or self.per_bucket < 1:
             raise UserError("--evaluations, --chunk and --per-bucket must be >= 1 and --grids >= 0")
-        if any(s <= 0 for s in self.noise_scales):
+        if max(self.evaluations, self.chunk) > MAX_EVALUATIONS or max(self.grids, self.per_bucket) > MAX_GRIDS:
+            raise UserError(f"--evaluations and --chunk go up to {MAX_EVALUATIONS}, --grids and --per-bucket up to "
+                            f"{MAX_GRIDS}")
+        if not all(0 < s < math.inf for s in self.noise_scales):
             raise UserError("--noise-scales must be positive, e.g. 0.1,0.5")
         return self
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS
 from rpgan.cli import ADDRESS, DEVICE, SEED, pick_device
+from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
 
 CKPT = click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
@@ -99,9 +101,11 @@ def analyze(ckpt: Path, evaluations: int, grids: int, per_bucket: int, noise_inj
 
 @click.command()
 @CKPT
-@click.option("--n", type=int, default=50000, show_default=True, help="Generated images.")
+@click.option("--n", type=click.IntRange(2, MAX_FID_SAMPLES), default=50000, show_default=True,
+              help="Generated images.")
 @click.option("--data", help="Reference data set [default: the checkpoint's].")
-@click.option("--reference-n", type=int, help="Reference images [default: the whole data set].")
+@click.option("--reference-n", type=click.IntRange(2, MAX_REFERENCE),
+              help="Reference images [default: the whole data set].")
 @click.option("--stats", type=click.Path(path_type=Path), help="Reference features file (from rpgan fid-stats).")
 @click.option("--no-prd", is_flag=True, help="Skip precision and recall (k-means).")
 @SEED
@@ -126,9 +130,10 @@ def fid(ckpt: Path, n: int, data: str | None, reference_n: int | None, stats: Pa
 
 @click.command("fid-stats")
 @click.option("--data", required=True, help="digits, mnist, cifar10, npz:PATH, folder:PATH, ...")
-@click.option("--image-size", type=int, required=True, help="Resolution the generator produces.")
+@click.option("--image-size", type=click.IntRange(1, MAX_IMAGE_SIZE), required=True,
+              help="Resolution the generator produces.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
-@click.option("--n", type=int, help="Reference images [default: the whole data set].")
+@click.option("--n", type=click.IntRange(2, MAX_REFERENCE), help="Reference images [default: the whole data set].")
 @SEED
 @click.option("--out", type=click.Path(path_type=Path), help="Features file [default: the cache].")
 @cluster_options
@@ -174,11 +179,12 @@ def dissect(ckpt: Path, samples: int, units: int, fill: str, strips: int, chunk:
 
 @click.command()
 @CKPT
-@click.option("--bucket", type=int, default=1, show_default=True,
+@click.option("--bucket", type=click.IntRange(1), default=1, show_default=True,
               help="Learn directions in this bucket's input (1: z of a Gaussian-input GAN, or RPGAN's Z).")
-@click.option("--directions", "count", type=int, default=10, show_default=True, help="K directions.")
-@click.option("--steps", type=int, default=1000, show_default=True)
-@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--directions", "count", type=click.IntRange(2, MAX_DIRECTIONS), default=10, show_default=True,
+              help="K directions.")
+@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=1000, show_default=True)
+@click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--max-shift", type=float, default=6.0, show_default=True)
 @click.option("--min-shift", type=float, default=0.5, show_default=True)

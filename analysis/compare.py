@@ -16,6 +16,7 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from analysis.plots import plot_comparison
 from analysis.results import run_id, write_table
@@ -47,13 +48,23 @@ def collect(dirs: list[Path]) -> pd.DataFrame:
         if not found:
             raise UserError(f"{d} holds no {' or '.join(SOURCES)} table; run rpgan analyze or rpgan dissect "
                             "with --out there first")
-        frames += [pd.read_parquet(path)[KEPT] for path in found]
+        frames += [_read(path) for path in found]
     rows = pd.concat(frames, ignore_index=True)
     rows = rows[rows["distance"].isin(["semantic", "color"])].rename(columns={"run_id": "source_run_id"})
     rows.insert(0, "family", rows["method"].map(family))
     name = rows["preset"].where(rows["preset"] != "", rows["arch"])
     rows.insert(0, "model", name + " [" + rows["blocks"] + "]")
     return rows.sort_values(["model", "family", "method", "distance", "layer"], kind="stable").reset_index(drop=True)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    """The KEPT columns of one table directory; a corrupt part or missing column is a UserError."""
+    try:
+        return pd.read_parquet(path)[KEPT]
+    except (pa.ArrowException, OSError, ValueError, KeyError) as e:  # ArrowInvalid: a part that is not Parquet
+        detail = " ".join(str(e).split())[:160] or type(e).__name__
+        raise UserError(f"{path} is unreadable ({detail}); delete it and run rpgan analyze or rpgan dissect "
+                        "with --out there again") from None
 
 
 def compare(dirs: list[Path], out: Path) -> tuple[pd.DataFrame, dict[str, Path]]:

@@ -11,6 +11,7 @@ reconstructor can tell apart are ones that change the image in distinct ways.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_STEPS
 from rpgan.errors import UserError
 from rpgan.model import Generator
 from rpgan.progress import Progress
@@ -40,10 +42,12 @@ class DirectionsConfig:
     def validate(self, generator: Generator) -> DirectionsConfig:
         if not 1 <= self.bucket <= len(generator.buckets):
             raise UserError(f"--bucket must be 1..{len(generator.buckets)}, got {self.bucket}")
-        if self.directions < 2 or self.steps < 1 or self.batch < 1 or self.lr <= 0:
+        if self.directions < 2 or self.steps < 1 or self.batch < 1 or not 0 < self.lr < math.inf:
             raise UserError("--directions must be >= 2, --steps and --batch >= 1, --lr positive")
-        if not 0 <= self.min_shift < self.max_shift:
-            raise UserError("--min-shift must be >= 0 and below --max-shift")
+        if self.directions > MAX_DIRECTIONS or self.steps > MAX_STEPS or self.batch > MAX_BATCH:
+            raise UserError(f"--directions go up to {MAX_DIRECTIONS}, --steps to {MAX_STEPS}, --batch to {MAX_BATCH}")
+        if not 0 <= self.min_shift < self.max_shift < math.inf:
+            raise UserError("--min-shift must be >= 0 and below --max-shift, which must be finite")
         return self
 
 

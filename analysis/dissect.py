@@ -20,6 +20,7 @@ import torch
 
 from analysis.dissection import layers
 from analysis.fanout import Fanout
+from analysis.limits import MAX_SAMPLES, MAX_STRIPS
 from analysis.plots import plot_responsibility
 from analysis.results import context, run_id, write_table
 from rpgan.checkpoint import load_generator, read_step
@@ -42,6 +43,8 @@ class DissectConfig:
     def validate(self) -> DissectConfig:
         if self.samples < 2 or self.units < 0 or self.chunk < 1 or self.strips < 0 or self.per_strip < 1:
             raise UserError("--samples must be >= 2, --units and --strips >= 0, --chunk and --per-strip >= 1")
+        if max(self.samples, self.units, self.chunk) > MAX_SAMPLES or max(self.strips, self.per_strip) > MAX_STRIPS:
+            raise UserError(f"--samples, --units and --chunk go up to {MAX_SAMPLES}, --strips up to {MAX_STRIPS}")
         if self.fill not in ("mean", "zero"):
             raise UserError(f"--fill takes mean or zero, got {self.fill!r}")
         return self

@@ -43,8 +43,11 @@ def reference_features(data: str, size: int, channels: int, n: int | None, fan: 
     if path.is_file():
         try:
             with np.load(path) as f:
-                return f["features"], path
-        except (OSError, ValueError, KeyError):
+                feats = f["features"]
+            if feats.dtype.kind != "f" or feats.ndim != 2 or len(feats) < 2:
+                raise ValueError(f"features {feats.dtype} {feats.shape}, not [N >= 2, 2048] floats")
+            return feats, path
+        except Exception:  # OSError, ValueError, KeyError, BadZipFile, zlib.error (truncated), EOFError ...
             raise UserError(f"FID statistics {path} are unreadable; delete the file to recompute them") from None
     images = load_data(data, size, channels)
     index = torch.arange(len(images)) if n is None or n >= len(images) else \

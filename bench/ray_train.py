@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pandas as pd
 
-import rpgan.ray_session  # noqa: F401  (before ray, which pandas does not import)
 from rpgan.config import RunConfig
 from rpgan.data import training_images
 from rpgan.presets import get_preset

@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import rpgan.ray_session  # noqa: F401  (before ray)
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from rpgan.checkpoint import load_generator

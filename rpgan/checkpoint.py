@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -29,6 +31,9 @@ from rpgan.model import Generator, build_discriminator, build_generator
 CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
 CHECKPOINTS = "checkpoints"  # a run directory's folder of step_N checkpoints
 STEP_DIR = re.compile(r"^step_(\d+)$")
+KEEP = 3  # checkpoints a run keeps
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -57,14 +62,41 @@ def write_checkpoint(folder: Path, config: RunConfig, state: TrainingState,
                 "rng": state.rng.get_state()}, folder / TRAIN_STATE)
 
 
-def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = 3,
+def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = KEEP,
                     extra: dict[str, str | bytes] | None = None) -> Path:
-    """Write checkpoints/step_N atomically under run_dir and keep the newest `keep`. Returns it."""
+    """Write checkpoints/step_N atomically under run_dir, flushed to disk, then delete what
+    `prunable` says. Returns the checkpoint."""
     ckpt = atomic_dir(Path(run_dir) / checkpoint_name(state.step),
                       lambda tmp: write_checkpoint(tmp, config, state, extra))
-    for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    found = {checkpoint_step(p): p for p in list_checkpoints(run_dir)}
+    for step in prunable(list(found), state.step, keep):
+        shutil.rmtree(found[step], ignore_errors=True)
     return ckpt
+
+
+def prunable(steps: list[int], step: int, keep: int = KEEP) -> list[int]:
+    """The checkpoints to delete once the one of `step` is safely written: all but the newest
+    `keep` at or before `step`. Newer ones (a run resumed from an older checkpoint because its
+    newest failed to load) are never counted: each is replaced when the run reaches its step, so
+    no valid checkpoint is deleted in favour of one that does not exist yet."""
+    return sorted(s for s in steps if s <= step)[:-keep]
+
+
+def newest_loadable(candidates: Sequence[T], load: Callable[[T], R], say: Callable[[str], None]) -> R | None:
+    """load(c) of the newest candidate (candidates oldest first) that loads: each one whose
+    load raises a UserError (truncated, unreadable, not matching) is skipped with a line to
+    `say`. None without candidates; a UserError if none loads (nothing is started over)."""
+    failures = []
+    for candidate in reversed(candidates):
+        try:
+            return load(candidate)
+        except UserError as e:
+            failures.append(str(e))
+            say(f"skipping {e}")
+    if failures:
+        raise UserError(f"no checkpoint of this run loads (newest: {failures[0]}); repair or remove them, "
+                        "or start another run")
+    return None
 
 
 def checkpoint_name(step: int) -> str:
@@ -79,6 +111,11 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
+
+
+def checkpoint_step(ckpt: Path | str) -> int:
+    """The step in a checkpoint directory's name (.../step_NNNNNNNN)."""
+    return int(STEP_DIR.match(str(ckpt).rstrip("/").rpartition("/")[2]).group(1))
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -96,14 +133,22 @@ def resolve_checkpoint(path: Path) -> Path:
 
 
 def read_config(ckpt: Path) -> RunConfig:
+    """The checkpoint's RunConfig; any problem with config.json (unreadable, not UTF-8, not JSON,
+    wrong types or values) is a one-line UserError."""
     try:
-        text = (ckpt / CONFIG).read_text()
+        data = (ckpt / CONFIG).read_bytes()  # bytes: RunConfig.from_json reports bad UTF-8 as one line
     except OSError as e:
         raise UserError(f"checkpoint {ckpt}: cannot read {CONFIG} ({e.strerror})") from None
     try:
-        return RunConfig.from_json(text)
+        return RunConfig.from_json(data)
     except UserError as e:
         raise UserError(f"checkpoint {ckpt}: {e}") from None
+
+
+def latest_config(found: Sequence[Path]) -> RunConfig:
+    """The RunConfig of the newest of a run's checkpoints `found` (oldest first) whose config.json
+    reads (see newest_loadable)."""
+    return newest_loadable(found, read_config, say=lambda line: None)
 
 
 def _read_tensors(ckpt: Path, name: str) -> dict:

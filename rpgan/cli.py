@@ -6,6 +6,7 @@ Any bad input ends in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 import torch
 
-from rpgan.config import RunConfig, expand_blocks
+from rpgan.config import MAX_SEED, RunConfig, expand_blocks
 from rpgan.errors import UserError
 from rpgan.presets import PRESETS, get_preset
 
@@ -33,7 +34,8 @@ def pick_device(device: str) -> str:
 
 
 DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed for paths and samples.")
+SEED = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+                    help="Seed for paths and samples.")
 ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
 
 
@@ -139,7 +141,8 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
           **flags) -> None:
     """Train an RPGAN (or an EigenGAN: --preset eigengan-*) in this process (--out), or on Ray Train
     workers (--workers, --storage, --name)."""
-    from rpgan.checkpoint import list_checkpoints, read_config
+    from rpgan.checkpoint import latest_config, list_checkpoints
+    from rpgan.run_store import plain_name
 
     given = (preset, data, labels, blocks, seed, flags)
     if workers:
@@ -156,11 +159,11 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
     if storage or name:
         if storage and "://" in storage:
             raise UserError("--storage with a URI needs Ray workers: add --workers N")
-        out = Path(storage or "runs") / (name or preset)
+        out = Path(storage or "runs") / plain_name(name or preset)
     out = out or Path("runs") / preset
     device = pick_device(device)
     found = list_checkpoints(out) if resume else []
-    config = _config(read_config(found[-1]) if found else None, f"{out}", "--out", *given)
+    config = _config(latest_config(found) if found else None, f"{out}", "--out", *given)
     _run_training(config, out, device, resume)
 
 
@@ -257,6 +260,7 @@ def _resumed_config(saved: RunConfig, where: str, other: str, data: str | None, 
 @DEVICE
 def sample(ckpt: Path, n: int, path_text: str | None, per_bucket: int, seed: int, out: Path, device: str) -> None:
     """Render random paths as a grid, or one frozen path with each bucket unfrozen in turn."""
+    from rpgan.atomic import atomic_write
     from rpgan.checkpoint import load_generator
     from rpgan.images import render, save_frozen_path_grid, save_grid
     from rpgan.paths import parse_path
@@ -274,7 +278,8 @@ def sample(ckpt: Path, n: int, path_text: str | None, per_bucket: int, seed: int
         paths, z = generator.sample_latent(n, rng)
         save_grid(render(generator, paths, z), out)
         rows = "\n".join(",".join(map(str, p)) for p in paths.tolist())
-        Path(f"{out}.paths.txt").write_text(f"# path of each image, row-major, 0-based blocks\n{rows}\n")
+        text = f"# path of each image, row-major, 0-based blocks\n{rows}\n"
+        atomic_write(Path(f"{out}.paths.txt"), lambda tmp: tmp.write_text(text))
     click.echo(str(out))
 
 
@@ -362,6 +367,11 @@ def compress(ckpt: Path, merge: str, k: int, seed: int, out: Path) -> None:
                f"{list(compressed.blocks)}\ncheckpoint: {saved}")
 
 
+# OSError numbers that `main` reports in one line (see there).
+USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST,
+               errno.EISDIR, errno.ENAMETOOLONG}
+
+
 def main() -> None:
     """Entry point: every user error is one line on stderr and exit code 2."""
     try:
@@ -378,6 +388,17 @@ def main() -> None:
     except click.Abort:
         click.echo("rpgan: interrupted", err=True)
         sys.exit(130)
+    except OSError as e:
+        # Only conditions of the file system the user points rpgan at (--out, --storage, --ckpt):
+        # a read-only or full disk, no permission, a path through a regular file, a name too long.
+        # They carry a path and the user can act on them; any other OSError (ENOENT of a file
+        # rpgan itself wrote, EIO, ...) may be a bug and keeps its traceback.
+        if e.errno not in USER_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""  # pyarrow.fs errors name the path in strerror
+        reason = " ".join(str(e.strerror or e).split())
+        click.echo(f"rpgan: {where}{reason}; check that path, or choose another --out or --storage", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

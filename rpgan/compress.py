@@ -12,6 +12,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from rpgan.config import MAX_BLOCKS
 from rpgan.errors import UserError
 from rpgan.model import DenseBucket, Generator
 from rpgan.paths import sample_paths
@@ -43,8 +44,8 @@ def merge_buckets(generator: Generator, first: int, last: int, k: int,
     if not 0 <= first < last < cfg.n_buckets:
         raise UserError(f"--merge needs two or more consecutive buckets within 1-{cfg.n_buckets}, "
                         f"got {first + 1}-{last + 1}")
-    if k < 1:
-        raise UserError(f"--blocks must be at least 1, got {k}")
+    if not 1 <= k <= MAX_BLOCKS:  # before drawing k tuples: a typo must not allocate gigabytes
+        raise UserError(f"--blocks must be 1..{MAX_BLOCKS}, got {k}")
     span = last - first
     tuples = sample_paths(cfg.blocks[first : last + 1], k, rng)
     dims = [cfg.z_dim, *cfg.fc_widths, cfg.channels * cfg.image_size**2]

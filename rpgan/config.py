@@ -7,14 +7,30 @@ optimisation protocol; `RunConfig` ties them to a preset name and a data set.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import reprlib
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rpgan.errors import UserError
 
 CONFIG_VERSION = 1
+
+# Bounds that keep a typo from allocating gigabytes before anything fails. Every preset and the
+# paper's configurations sit well inside them (CIFAR-10, the largest, has 172M parameters).
+MAX_WIDTH = 4096  # width, d_width, z_dim and each of fc_widths
+MAX_BLOCKS = 10_000  # blocks in one bucket
+MAX_BUCKETS = 64
+MAX_IMAGE_SIZE = 1024
+MAX_EIGEN_DIMS = 512
+MAX_PARAMETERS = 1_000_000_000  # generator + discriminator: 4 GB of float32 weights, ~16 GB to train
+MAX_BATCH = 65_536
+MAX_STEPS = 1_000_000_000
+MAX_D_STEPS = 1000
+MAX_SEED = 2**63 - 1
 
 Arch = Literal["resnet", "dcgan", "fc", "eigengan"]
 DArch = Literal["resnet", "dcgan"]
@@ -71,8 +87,16 @@ class ModelConfig:
 
     def validate(self) -> ModelConfig:
         """Return self, or raise UserError naming the impossible setting."""
+        check_types(self, "model")
         if any(m < 1 for m in self.blocks):
             raise UserError(f"every bucket needs at least 1 block, got blocks={list(self.blocks)}")
+        if max(self.blocks, default=0) > MAX_BLOCKS or not 1 <= len(self.blocks) <= MAX_BUCKETS:
+            raise UserError(f"--blocks takes 1..{MAX_BUCKETS} buckets of at most {MAX_BLOCKS} blocks each, "
+                            f"got {len(self.blocks)} buckets of up to {max(self.blocks, default=0)}")
+        _in_range("--image-size", self.image_size, 1, MAX_IMAGE_SIZE)
+        for name, value in (("--width", self.width), ("z_dim", self.z_dim), ("d_width", self.d_width),
+                            *(("fc_widths", w) for w in self.fc_widths)):
+            _in_range(name, value, 1, MAX_WIDTH)
         if self.arch in ("resnet", "dcgan", "eigengan"):
             size = self.image_size
             if size < 8 or size & (size - 1):
@@ -93,6 +117,8 @@ class ModelConfig:
             need = self.natural_n_buckets
             if self.n_buckets != need:
                 raise UserError(f"the fc generator has {need} buckets; pass --blocks with {need} values")
+            if any(not 0 <= i < need for i in self.plain_buckets):
+                raise UserError(f"plain_buckets are 0-based buckets 0..{need - 1}, got {list(self.plain_buckets)}")
         else:
             raise UserError(f"unknown arch {self.arch!r}; choose resnet, dcgan, fc or eigengan")
         if self.input not in ("learned", "fixed", "gaussian"):
@@ -103,6 +129,11 @@ class ModelConfig:
             raise UserError(f"unknown discriminator {self.d_arch!r}; choose resnet or dcgan")
         if self.channels not in (1, 3):
             raise UserError(f"images have 1 or 3 channels, got {self.channels}")
+        g, d = parameter_counts(self)
+        if g + d > MAX_PARAMETERS:
+            raise UserError(f"this model would have {g / 1e6:,.1f}M generator and {d / 1e6:,.1f}M discriminator "
+                            f"parameters, over rpgan's limit of {MAX_PARAMETERS / 1e6:,.0f}M; lower --width, "
+                            "--blocks or d_width")
         return self
 
     def _validate_eigengan(self) -> None:
@@ -112,8 +143,9 @@ class ModelConfig:
                             f"(no random paths); pass --blocks 1,1,... with {need} or more values")
         if self.input != "gaussian":
             raise UserError("an eigengan generator draws its noise per sample: pass --input gaussian")
-        if self.eigen_dims < 1 or self.linear:
-            raise UserError("an eigengan generator needs --eigen-dims >= 1 and its nonlinearities (drop --linear)")
+        if not 1 <= self.eigen_dims <= MAX_EIGEN_DIMS or self.linear:
+            raise UserError(f"an eigengan generator needs --eigen-dims 1..{MAX_EIGEN_DIMS} and its nonlinearities "
+                            "(drop --linear)")
 
 
 @dataclass(frozen=True)
@@ -136,13 +168,26 @@ class TrainConfig:
     log_every: int = 10  # steps between rows of the run's metrics (Parquet, TensorBoard)
 
     def validate(self) -> TrainConfig:
+        """Return self, or raise UserError naming the impossible setting."""
+        check_types(self, "train")
         for name in ("steps", "batch", "d_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        _in_range("--steps", self.steps, 1, MAX_STEPS)
+        _in_range("--batch", self.batch, 1, MAX_BATCH)
+        _in_range("--d-steps", self.d_steps, 1, MAX_D_STEPS)
+        for name in ("sample_every", "checkpoint_every", "log_every"):
+            _in_range(f"--{name.replace('_', '-')}", getattr(self, name), 0, MAX_STEPS)
+        _in_range("--seed", self.seed, 0, MAX_SEED)
         if self.loss not in ("hinge", "wgan-gp"):
             raise UserError(f"unknown loss {self.loss!r}; choose hinge or wgan-gp")
         if self.lr <= 0 or self.diversity_weight < 0 or self.orthogonality_weight < 0:
             raise UserError("--lr must be positive, --diversity-weight and --orthogonality-weight non-negative")
+        if self.gp_weight < 0 or not all(0 <= b < 1 for b in self.betas):
+            raise UserError(f"gp_weight must be non-negative and betas in [0, 1), got {self.gp_weight}, "
+                            f"{list(self.betas)}")
+        if any(n < 0 or n > MAX_BLOCKS for n in self.frozen_blocks):
+            raise UserError(f"frozen_blocks are block counts 0..{MAX_BLOCKS}, got {list(self.frozen_blocks)}")
         return self
 
 
@@ -161,24 +206,157 @@ class RunConfig:
         return json.dumps({"version": CONFIG_VERSION, **dataclasses.asdict(self)}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        """Parse a checkpoint's config.json; raise UserError if it is not one we can rebuild."""
+    def from_json(cls, text: str | bytes) -> RunConfig:
+        """Parse a checkpoint's config.json (text, or its bytes); raise UserError if it is not one
+        we can rebuild: not UTF-8, not JSON, nested too deep, unknown keys, wrong types, bad values."""
         try:
             raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise TypeError(f"the top level is a JSON {type(raw).__name__}, not an object")
             version = raw.pop("version")
             if version != CONFIG_VERSION:
-                raise UserError(f"config version {version} is not supported (this rpgan reads {CONFIG_VERSION})")
+                raise UserError(f"config version {str(version)[:20]} is not supported (this rpgan reads "
+                                f"{CONFIG_VERSION})")
             model = _from_dict(ModelConfig, raw.pop("model"))
             train = _from_dict(TrainConfig, raw.pop("train"))
-            return cls(model=model.validate(), train=train.validate(), **raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise UserError(f"config.json is not an rpgan run configuration ({type(e).__name__}: {e})") from None
+            config = cls(model=model.validate(), train=train.validate(), **raw)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+            # ValueError covers JSONDecodeError and UnicodeDecodeError (bytes that are not UTF-8)
+            detail = " ".join(str(e).split())[:160]
+            raise UserError(f"config.json is not an rpgan run configuration ({type(e).__name__}: {detail})") from None
+        check_types(config, "")
+        if config.dataset_size < 0:
+            raise UserError(f"config.json: dataset_size must be non-negative, got {config.dataset_size}")
+        return config
 
 
 def _from_dict(cls: type, raw: dict[str, Any]) -> Any:
+    if not isinstance(raw, dict):
+        raise TypeError(f"{cls.__name__} is a JSON {type(raw).__name__}, not an object")
     # JSON turns tuples into lists; turn them back so configs compare equal after a round trip.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     return cls(**values)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a value has the annotated type (int, float, bool, str, Literal, tuple[...])."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:  # a finite number: JSON allows NaN and Infinity
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is Literal:
+        return isinstance(value, str) and value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    return True  # nested dataclasses validate themselves
+
+
+_KINDS = {int: "integer", float: "finite number", bool: "boolean", str: "string"}
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(args)
+    if origin is tuple:
+        count = "" if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} "
+        return f"a list of {count}{_KINDS.get(args[0], str(args[0]))}s"
+    if hint is bool:
+        return "true or false"
+    kind = _KINDS.get(hint, str(hint))
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def check_types(config: Any, section: str) -> None:
+    """Raise UserError naming the first field of a config dataclass whose value has the wrong type
+    (a hand-edited config.json: width 1.5, "abc", a list where a number goes)."""
+    for f in dataclasses.fields(config):
+        hint, value = _hints(type(config))[f.name], getattr(config, f.name)
+        if not _fits(value, hint):
+            name = f"{section}.{f.name}" if section else f.name
+            raise UserError(f"{name} must be {_describe(hint)}, got {reprlib.repr(value)}")
+
+
+def _in_range(name: str, value: int, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise UserError(f"{name} must be {lo}..{hi}, got {value}")
+
+
+def parameter_counts(m: ModelConfig) -> tuple[int, int]:
+    """Parameters of the generator and the discriminator `m` describes, computed without building
+    them (rpgan.model and rpgan.eigengan; tests compare the two)."""
+    return _generator_parameters(m), _discriminator_parameters(m)
+
+
+def _generator_parameters(m: ModelConfig) -> int:
+    def conv(c_in: int, c_out: int, k: int) -> int:
+        return c_in * c_out * k * k + c_out
+
+    b, w, z, c = m.blocks, m.width, m.z_dim, m.channels
+    if m.arch == "eigengan":
+        n_up = m.n_upsamplings
+        widths = [w * 2 ** max(n_up - 1 - i, 0) for i in range(m.n_buckets + 1)]
+        total = z * 16 * widths[0] + 16 * widths[0] + 2 * widths[-1] + conv(widths[-1], c, 3)
+        for i in range(m.n_buckets):
+            c_in, c_out, size = widths[i], widths[i + 1], 4 * 2 ** min(i, n_up)
+            d = c_in * size * size
+            total += m.eigen_dims * d + m.eigen_dims + d  # subspace U, L, mu
+            total += conv(c_in, c_in, 1) + 2 * conv(c_in, c_out, 3) + 2 * c_in + 2 * c_out + conv(c_out, c_out, 3)
+        return total
+    total = z if m.input == "learned" else 0
+    if m.arch == "resnet":
+        total += b[0] * (z * 16 * w + 16 * w) + b[-1] * conv(w, c, 3) + 2 * w
+        for i in range(1, m.n_buckets - 1):
+            skip = conv(w, w, 1) if i <= m.n_upsamplings else 0
+            total += b[i] * (4 * w + 2 * conv(w, w, 3) + skip)
+    elif m.arch == "dcgan":
+        n_up = m.n_upsamplings
+        widths = [w * 2 ** (n_up - 1 - i) for i in range(n_up)] + [c]
+        total += b[0] * (z * 16 * widths[0] + 16 * widths[0] + 2 * widths[0])
+        for i in range(1, m.n_buckets):
+            norm = 2 * widths[i] if i < m.n_buckets - 1 else 0
+            total += b[i] * (conv(widths[i - 1], widths[i], 4) + norm)
+    else:  # fc
+        dims = [z, *m.fc_widths, c * m.image_size**2]
+        plain = {m.n_buckets - 1, *m.plain_buckets}
+        for i in range(m.n_buckets):
+            total += b[i] * (dims[i] * dims[i + 1] + dims[i + 1] + (0 if i in plain else 2 * dims[i + 1]))
+    return total
+
+
+def _discriminator_parameters(m: ModelConfig) -> int:
+    def conv(c_in: int, c_out: int, k: int) -> int:
+        return c_in * c_out * k * k + c_out
+
+    w, res = m.d_width, m.image_size
+    if m.d_arch == "resnet":
+        total, c, level = conv(m.channels, w, 3) + conv(w, w, 3) + conv(m.channels, w, 1), w, 0
+        res //= 2
+        while res > 8:
+            level += 1
+            c_out = min(w * 2**level, 8 * w) if m.image_size > 32 else w
+            total += conv(c, c_out, 3) + conv(c_out, c_out, 3) + conv(c, c_out, 1)
+            c, res = c_out, res // 2
+        return total + 2 * (2 * conv(c, c, 3)) + c + 1
+    total, c = 0, m.channels
+    while res > 4:
+        total += conv(c, w, 3) + conv(w, w, 4)
+        c, res, w = w, (res - 2) // 2 + 1, w * 2
+    return total + c * res * res + 1
 
 
 def expand_blocks(spec: str, n_buckets: int) -> tuple[int, ...]:

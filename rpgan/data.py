@@ -5,6 +5,9 @@
 - `mnist`, `colored-mnist`, `cifar10`: torchvision, downloaded when the network allows.
 - `npz:PATH`: uint8 arrays [N, H, W] or [N, H, W, C] (key `x_train`, `x` or the only array).
 - `folder:PATH`: every image file below PATH (Anime Faces, LSUN, CelebA ...), decoded lazily.
+  Every file is checked when the folder is loaded (its header; PNG chunks too, no pixels
+  decoded): files PIL cannot read are skipped, counted in one line on stderr. One whose header
+  is fine but whose pixels are cut (a truncated JPEG) ends the run with one line naming it.
 
 Every source is resized to the model's image size and channel count and yields uint8 batches
 [B, C, S, S]; `to_float` maps them to [-1, 1].
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import colorsys
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from rpgan.config import RunConfig
 
 DATA_SPECS = ("digits", "digits-gray", "mnist", "colored-mnist", "cifar10", "npz:PATH", "folder:PATH")
+MAX_LABEL = 100_000  # --labels: class labels are 0..MAX_LABEL
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 COLOR_SEED = 0  # colors are part of a colored data set's definition: the same everywhere
 
@@ -61,12 +66,16 @@ class FolderData(ImageData):
     def _load(self, i: int) -> Tensor:
         from PIL import Image
 
-        with Image.open(self.files[i]) as img:
-            img = img.convert("RGB" if self.channels == 3 else "L")
-            side = min(img.size)  # center crop to a square, then resize
-            left, top = (img.width - side) // 2, (img.height - side) // 2
-            img = img.crop((left, top, left + side, top + side)).resize((self.size, self.size), Image.BICUBIC)
-            arr = np.array(img, dtype=np.uint8)
+        try:
+            with Image.open(self.files[i]) as img:
+                img = img.convert("RGB" if self.channels == 3 else "L")
+                side = min(img.size)  # center crop to a square, then resize
+                left, top = (img.width - side) // 2, (img.height - side) // 2
+                img = img.crop((left, top, left + side, top + side)).resize((self.size, self.size), Image.BICUBIC)
+                arr = np.array(img, dtype=np.uint8)
+        except Exception as e:  # a file whose header was fine but whose pixels are not (truncated JPEG ...)
+            raise UserError(f"image {self.files[i]} cannot be decoded ({_reason(e)}); delete it and resume the "
+                            "run (--resume)") from None
         return torch.from_numpy(arr.reshape(self.size, self.size, -1)).permute(2, 0, 1)
 
     def batch(self, indices: Tensor) -> Tensor:
@@ -99,18 +108,53 @@ def load_data(spec: str, size: int, channels: int) -> ImageData:
     if spec == "cifar10":
         ds = _download("CIFAR10", root)
         return _conform(torch.from_numpy(ds.data), torch.tensor(ds.targets), size, channels)
-    if spec.startswith("npz:"):
-        images, labels = _read_npz(Path(spec[4:]))
+    kind, _, where = spec.partition(":")
+    if kind in ("npz", "folder") and not where:
+        raise UserError(f"--data {spec} needs a path, like {kind}:PATH")
+    if kind == "npz":
+        images, labels = _read_npz(Path(where))
         return _conform(images, labels, size, channels)
-    if spec.startswith("folder:"):
-        folder = Path(spec[7:])
+    if kind == "folder":
+        folder = Path(where)
         if not folder.is_dir():
             raise UserError(f"--data {spec}: {folder} is not a directory of images")
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise UserError(f"--data {spec}: no .png/.jpg/.webp/.bmp images below {folder}")
-        return FolderData(files, size, channels)
+        return FolderData(_readable_images(spec, files), size, channels)
     raise UserError(f"unknown data set {spec!r}; choose one of {', '.join(DATA_SPECS)}")
+
+
+def _reason(e: Exception) -> str:
+    return " ".join(str(e).split())[:160] or type(e).__name__
+
+
+def _unreadable(file: Path) -> str | None:
+    """Why PIL cannot read the file's header (or, for PNG, its chunks), or None if it can. Cheap:
+    PIL reads headers, and `verify` checks PNG chunk checksums without decoding any pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as img:
+            img.verify()
+    except Exception as e:  # UnidentifiedImageError, truncated or broken chunks, decompression bombs ...
+        return _reason(e)
+    return None
+
+
+def _readable_images(spec: str, files: list[Path]) -> list[Path]:
+    """The files PIL can read; the others are skipped with one line on stderr that counts them
+    and names the first. Refuses a folder with no readable image at all."""
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        problems = list(pool.map(_unreadable, files))
+    bad = [(f, why) for f, why in zip(files, problems) if why]
+    if len(bad) == len(files):
+        raise UserError(f"--data {spec}: none of its {len(files)} image files is readable (first: {bad[0][0]}: "
+                        f"{bad[0][1]})")
+    if bad:
+        print(f"rpgan: --data {spec}: skipping {len(bad)} of {len(files)} image files that are not readable images "
+              f"(first: {bad[0][0]}: {bad[0][1]})", file=sys.stderr)
+    return [f for f, why in zip(files, problems) if not why]
 
 
 def _download(name: str, root: Path):
@@ -127,26 +171,47 @@ def _download(name: str, root: Path):
 
 
 def _read_npz(path: Path) -> tuple[Tensor, Tensor | None]:
+    """Images uint8 [N, H, W(, C)] and labels [N] (or None) of an .npz, every shape checked."""
+    where = f"--data npz:{path}"
     try:
-        with np.load(path) as arrays:
+        loaded = np.load(path)  # allow_pickle=False: an object array is a ValueError, not code run
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise UserError(f"{where}: this is one .npy array; save images (and labels) with "
+                            "np.savez(PATH, x=images, y=labels)")
+        with loaded as arrays:
             names = [k for k in ("x_train", "x") if k in arrays] or list(arrays.keys())
-            if len(names) != 1 and names[0] not in ("x_train", "x"):
-                raise UserError(f"--data npz:{path}: name the image array x_train or x (found {names})")
+            if len(names) != 1 and (not names or names[0] not in ("x_train", "x")):
+                raise UserError(f"{where}: name the image array x_train or x (found {names})")
             images = arrays[names[0]]
             label_name = {"x_train": "y_train", "x": "y"}.get(names[0], "")
             labels = arrays[label_name] if label_name in arrays else None
-    except (OSError, ValueError) as e:
-        raise UserError(f"--data npz:{path}: cannot read it as .npz ({e})") from None
+    except UserError:
+        raise
+    except Exception as e:  # OSError, ValueError (pickled data), BadZipFile, zlib.error, EOFError (truncated) ...
+        raise UserError(f"{where}: cannot read it as .npz ({_reason(e)})") from None
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise UserError(f"--data npz:{path}: want uint8 [N,H,W] or [N,H,W,C], got {images.dtype} {images.shape}")
-    return torch.from_numpy(images), None if labels is None else torch.from_numpy(labels.astype(np.int64))
+        raise UserError(f"{where}: want uint8 [N,H,W] or [N,H,W,C], got {images.dtype} {images.shape}")
+    n, h, w = images.shape[:3]
+    if n == 0 or h == 0 or w == 0:
+        raise UserError(f"{where}: holds no images (shape {images.shape})")
+    if images.ndim == 4 and images.shape[3] not in (1, 3):
+        raise UserError(f"{where}: images have {images.shape[3]} channels; want 1 (gray) or 3 (RGB), channels "
+                        f"last: [N,H,W] or [N,H,W,C], got {images.shape}")
+    if h != w:
+        raise UserError(f"{where}: images are {h}x{w}, not square; crop or resize them to squares first")
+    if labels is not None:
+        if labels.dtype.kind not in "iu" or labels.shape != (n,):
+            raise UserError(f"{where}: {label_name} must hold one integer label per image ({n}), got "
+                            f"{labels.dtype} {labels.shape}")
+        labels = torch.from_numpy(labels.astype(np.int64))
+    return torch.from_numpy(images), labels
 
 
 def _conform(images: Tensor, labels: Tensor | None, size: int, channels: int, colored: bool = False) -> ImageData:
     """uint8 [N, H, W] or [N, H, W, C] -> uint8 [N, channels, size, size]."""
     x = images.unsqueeze(-1) if images.dim() == 3 else images
     x = x.permute(0, 3, 1, 2).float()
-    if x.shape[-1] != size:
+    if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     if colored:
         x = x * _random_colors(len(x)).view(-1, 3, 1, 1)  # white digit -> colored digit on black
@@ -165,26 +230,37 @@ def _random_colors(n: int) -> Tensor:
 
 
 def parse_labels(text: str) -> list[int]:
-    """`"0-6"`, `"1,3,5"` or `"0-2,7"` -> sorted label list."""
+    """`"0-6"`, `"1,3,5"` or `"0-2,7"` -> sorted label list (labels 0..MAX_LABEL, ranges low-high)."""
     labels: set[int] = set()
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.partition("-")
-            labels.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise UserError(f"--labels takes ranges like 0-6 or lists like 1,3,5, got {text!r}") from None
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise UserError(f"--labels takes ranges like 0-6 or lists like 1,3,5, got {text!r}") from None
+        if a > b:
+            raise UserError(f"--labels {text}: the range {part.strip()} runs backwards; write {b}-{a}")
+        if b > MAX_LABEL:
+            raise UserError(f"--labels {text}: labels are 0..{MAX_LABEL}, got {b}")
+        labels.update(range(a, b + 1))
     return sorted(labels)
 
 
 def select_labels(data: ImageData, text: str) -> ImageData:
-    """The images whose label is in `text` (all when text is empty)."""
+    """The images whose label is in `text` (all when text is empty); every label must occur."""
     if not text:
         return data
     if data.labels is None:
         raise UserError("--labels needs a labelled data set (digits, mnist, colored-mnist, cifar10, npz with y)")
-    keep = torch.isin(data.labels, torch.tensor(parse_labels(text)))
-    if not keep.any():
-        raise UserError(f"--labels {text}: no image has these labels")
+    wanted = parse_labels(text)
+    present = set(data.labels.unique().tolist())
+    missing = [label for label in wanted if label not in present]
+    if missing:
+        have = sorted(present)
+        shown = ",".join(map(str, have)) if len(have) <= 20 else f"{have[0]}..{have[-1]}"
+        raise UserError(f"--labels {text}: no image has label {', '.join(map(str, missing[:5]))}"
+                        f"{' ...' if len(missing) > 5 else ''}; the data's labels are {shown}")
+    keep = torch.isin(data.labels, torch.tensor(wanted))
     return ImageData(data.images[keep], data.labels[keep])
 
 

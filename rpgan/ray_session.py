@@ -9,18 +9,17 @@ import os
 
 from rpgan.errors import UserError
 
-# Ray resolves "127.0.0.1" to the machine's public IP and binds its servers there unless this is
-# set before Ray is imported. A private local Ray then listens on loopback only; `connect` to a
-# cluster address is unaffected. Import this module before `ray`.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+LOOPBACK = "127.0.0.1"
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = False) -> str:
     """Initialise Ray once per process. Returns a one-line description of the cluster.
 
-    Without an address a local Ray starts with `num_cpus` logical CPUs (default: this machine's),
-    bound to the loopback address, without a dashboard: nothing listens on the network.
-    `log_to_driver` shows the workers' output (training progress) here."""
+    With an address (or $RAY_ADDRESS) this joins that cluster. Without one, a private local Ray
+    starts with `num_cpus` logical CPUs (default: this machine's), its own instance whatever
+    `ray start` recorded in /tmp/ray, every server bound to the loopback address and no
+    dashboard: nothing listens on the network. `log_to_driver` shows the workers' output
+    (training progress) here."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
@@ -29,16 +28,35 @@ def connect(address: str | None = None, num_cpus: int | None = None, log_to_driv
             if address:
                 ray.init(address=address, log_to_driver=log_to_driver)
             else:
-                # Without a dashboard Ray's state API is absent, and Ray Train's placement-group
-                # cleaner warns about it every few seconds: keep Ray's own loggers to errors.
-                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=log_to_driver,
-                         _node_ip_address="127.0.0.1", configure_logging=False,
-                         logging_config=ray.LoggingConfig(log_level="ERROR"))
+                _start_private(num_cpus, log_to_driver)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise UserError(f"cannot connect to Ray at {address}: {e}; check --address / RAY_ADDRESS "
                             "or leave both unset for a local Ray") from None
     res = ray.cluster_resources()
     return f"Ray: {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs"
+
+
+def _start_private(num_cpus: int | None, log_to_driver: bool) -> None:
+    import ray
+
+    # Before Ray starts, its node address is loopback exactly when rpgan's switch (rpgan/__init__)
+    # was set before ray was imported; otherwise every server would bind the network address.
+    if ray.util.get_node_ip_address() != LOOPBACK:
+        raise RuntimeError("ray was imported before rpgan, so a local Ray would listen on every network "
+                           "interface: import rpgan first, or pass --address of a cluster")
+    # address="local": a new instance, never one named in /tmp/ray/ray_current_cluster (stale, or
+    # another user's). Without a dashboard Ray's state API is absent, and Ray Train's
+    # placement-group cleaner warns about it every few seconds: keep Ray's own loggers to errors.
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+             log_to_driver=log_to_driver, _node_ip_address=LOOPBACK, configure_logging=False,
+             logging_config=ray.LoggingConfig(log_level="ERROR"))
+
+
+def is_private() -> bool:
+    """Whether the connected Ray is this process's own local instance (bound to loopback)."""
+    import ray
+
+    return ray.util.get_node_ip_address() == LOOPBACK
 
 
 def cluster_resources() -> dict[str, float]:

@@ -13,38 +13,38 @@ a run by its RunConfig name and storage path).
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# isort: off
-import rpgan.ray_session  # noqa: F401  (before ray: a local Ray binds to loopback only)
 import ray
 import ray.train
+import ray.train.collective
 import ray.train.torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-# isort: on
 
+from rpgan.atomic import fsync_tree
 from rpgan.checkpoint import (
-    STEP_DIR,
     TrainingState,
     checkpoint_name,
+    checkpoint_step,
     load_generator,
     load_training_state,
     new_training_state,
+    newest_loadable,
     write_checkpoint,
 )
 from rpgan.config import RunConfig
 from rpgan.data import training_images
 from rpgan.errors import UserError
+from rpgan.rendezvous import NodeBoundTorchConfig
 from rpgan.replica import Replica
 from rpgan.run_log import METRICS, RunLog, read_rows
 from rpgan.run_store import RUN_CONFIG, RunStore
 from rpgan.train import fit, save_final_grids
-
-KEEP_CHECKPOINTS = 3
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,12 @@ def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fa
                            "cpus": workers.cpus, "fault": fault},
         scaling_config=ScalingConfig(num_workers=workers.count, use_gpu=workers.gpus > 0,
                                      resources_per_worker=resources),
+        torch_config=NodeBoundTorchConfig(),
         run_config=ray.train.RunConfig(name=store.name, storage_path=store.storage,
                                        failure_config=FailureConfig(max_failures=workers.max_failures),
-                                       checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                                       # rank 0 prunes (RunStore.prune_checkpoints): Ray's own
+                                       # pruning counts a newest checkpoint that fails to load
+                                       checkpoint_config=CheckpointConfig(num_to_keep=None),
                                        logging_config=ray.train.LoggingConfig(log_level="WARNING"),
                                        callbacks=list(callbacks)),
     )
@@ -126,7 +129,7 @@ def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fa
                            "command again to resume from the last checkpoint") from None
     except ray.exceptions.RayError as e:  # e.g. a run directory Ray cannot resume
         raise RuntimeError(f"Ray could not run the training: {_cause(e)}") from None
-    final = checkpoint_name(int(STEP_DIR.match(Path(result.checkpoint.path).name).group(1)))
+    final = checkpoint_name(checkpoint_step(result.checkpoint.path))
     if store.local is None:
         return f"{store.uri}/{final}"
     save_final_grids(load_generator(store.local / final)[0], store.local)
@@ -139,25 +142,32 @@ def _cause(e: BaseException) -> str:
     return (lines[-1] if lines else type(e).__name__)[:300]
 
 
-def _restore(store: RunStore, config: RunConfig, device: str) -> tuple[TrainingState, list[dict]]:
-    """The newest loadable checkpoint of the run, with its metrics rows; a fresh state if none.
+def _restore(store: RunStore, config: RunConfig, device: str, lead: bool) -> tuple[TrainingState, list[dict]]:
+    """The newest loadable checkpoint of the run, with its metrics rows; a fresh state if the run
+    has none. Rank 0 chooses (saying which newer ones it skipped and why) and every worker loads
+    the same one.
 
-    Ray's own record (get_checkpoint) can miss the newest checkpoint: Ray collects reports by
-    polling the workers, and a worker that dies right after a report takes the unpolled report
-    with it. Rank 0 has persisted that checkpoint before anyone passed the next step, so the
-    run directory is searched too; one cut short by a crash fails to load and is skipped."""
-    known = ray.train.get_checkpoint()
-    known_step = int(STEP_DIR.match(Path(known.path).name).group(1)) if known else 0
-    newer = [Checkpoint(f"{store.path}/{checkpoint_name(step)}", store.fs)
-             for step in reversed(store.checkpoint_steps()) if step > known_step]
-    for checkpoint in [*newer, *([known] if known else [])]:
-        try:
-            with checkpoint.as_directory() as folder:
-                state = load_training_state(Path(folder), config, device)
-                return state, read_rows(Path(folder), state.step)
-        except UserError:
-            continue
-    return new_training_state(config, device), []
+    The run directory is searched, not only Ray's own record (get_checkpoint): Ray collects
+    reports by polling the workers, and a worker that dies right after a report takes the
+    unpolled report with it, while rank 0 had persisted that checkpoint before anyone passed
+    the next step. A checkpoint cut short by a crash, or corrupted since, fails to load."""
+    def load(step: int) -> tuple[int, TrainingState, list[dict]]:
+        with Checkpoint(f"{store.path}/{checkpoint_name(step)}", store.fs).as_directory() as folder:
+            state = load_training_state(Path(folder), config, device)
+            return step, state, read_rows(Path(folder), state.step)
+
+    found = newest_loadable(store.checkpoint_steps(), load, say=_say) if lead else None
+    step = ray.train.collective.broadcast_from_rank_zero(found[0] if found else None)
+    if step is None:
+        return new_training_state(config, device), []
+    if lead:
+        _say(f"resuming {store.uri} from step {step}")
+    _, state, rows = found if lead else load(step)
+    return state, rows
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _worker(loop: dict) -> None:
@@ -172,7 +182,7 @@ def _worker(loop: dict) -> None:
     store = RunStore(loop["storage"], loop["name"])
     device = str(ray.train.torch.get_device())
     data = training_images(config)
-    state, rows = _restore(store, config, device)
+    state, rows = _restore(store, config, device, lead)
     tensorboard = str(store.local / "tensorboard") if store.local else f"{store.uri}/tensorboard"
     log = RunLog(store.name, config, replica.world, rows, tensorboard) if lead else None
 
@@ -186,6 +196,9 @@ def _worker(loop: dict) -> None:
             write_checkpoint(Path(folder), config, state, extra={METRICS: metrics})
             ray.train.report(report, checkpoint=Checkpoint.from_directory(folder),
                              checkpoint_dir_name=checkpoint_name(state.step))
+        if store.local:  # Ray copied it into place; on disk before anything older goes
+            fsync_tree(store.local / checkpoint_name(state.step))
+        store.prune_checkpoints(state.step)
         store.write_bytes(METRICS, metrics)  # after the checkpoint: never ahead of what a resume restores
 
     fault: Fault | None = loop["fault"]

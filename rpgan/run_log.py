@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rpgan.config import RunConfig
+from rpgan.errors import UserError
 
 METRICS = "metrics.parquet"
 LOSSES = ("d_loss", "g_loss", "diversity", "orthogonality")
@@ -76,8 +77,16 @@ class RunLog:
 
 
 def read_rows(ckpt: Path, up_to_step: int) -> list[dict]:
-    """The metrics rows saved in checkpoint `ckpt`, up to its step ([] if it has none)."""
+    """The metrics rows saved in checkpoint `ckpt`, up to its step ([] if it has none). A file
+    that is not Parquet, is truncated or lacks the schema's columns is a one-line UserError."""
     file = Path(ckpt) / METRICS
     if not file.is_file():
         return []
-    return [r for r in pq.read_table(file).to_pylist() if r["step"] <= up_to_step]
+    try:
+        rows = pq.read_table(file).to_pylist()
+        pa.Table.from_pylist(rows, schema=SCHEMA)  # what the next checkpoint writes: refuse it now, not then
+        return [r for r in rows if r["step"] <= up_to_step]
+    except (pa.ArrowException, OSError, KeyError, TypeError) as e:  # ArrowInvalid: not Parquet, truncated
+        detail = f"no {e} column" if isinstance(e, KeyError) else " ".join(str(e).split())[:160] or type(e).__name__
+        raise UserError(f"checkpoint {ckpt}: {METRICS} is corrupt ({detail}); resume from another checkpoint "
+                        "or delete this one") from None

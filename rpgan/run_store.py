@@ -14,20 +14,26 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from rpgan.checkpoint import CHECKPOINTS, STEP_DIR
+from rpgan.atomic import atomic_write
+from rpgan.checkpoint import CHECKPOINTS, STEP_DIR, checkpoint_name, prunable
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
 
 RUN_CONFIG = "run.json"
 
 
+def plain_name(name: str) -> str:
+    """`name` if it names a directory inside its storage root (no separator, not hidden, not ..)."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise UserError(f"--name {name!r}: use a plain directory name like cifar10-blocks40")
+    return name
+
+
 class Folder:
     """A named directory STORAGE/NAME, local or behind a URI, read and written through pyarrow.fs."""
 
     def __init__(self, storage: str, name: str):
-        if not name or "/" in name or name.startswith("."):
-            raise UserError(f"--name {name!r}: use a plain directory name like cifar10-blocks40")
-        self.name = name
+        self.name = plain_name(name)
         if "://" in storage:
             try:
                 self.fs, root = pafs.FileSystem.from_uri(storage)
@@ -57,7 +63,11 @@ class Folder:
         return self.fs.get_file_info(f"{self.path}/{name}").type != pafs.FileType.NotFound
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        """Write the file NAME (may hold subdirectories) under a temporary name, then move it."""
+        """Write the file NAME (may hold subdirectories) under a temporary name, then move it
+        (locally: flushed to disk first, rpgan.atomic)."""
+        if self.local is not None:
+            atomic_write(self.local / name, lambda tmp: tmp.write_bytes(data))
+            return
         parent, _, base = f"{self.path}/{name}".rpartition("/")
         self.fs.create_dir(parent, recursive=True)
         tmp = f"{parent}/.{base}.tmp-{uuid.uuid4().hex[:8]}"
@@ -85,16 +95,21 @@ class RunStore(Folder):
         """Steps of the run's persisted checkpoints, ascending."""
         return sorted(int(m.group(1)) for name in self.dirs(CHECKPOINTS) if (m := STEP_DIR.match(name)))
 
+    def prune_checkpoints(self, step: int) -> None:
+        """Delete what `rpgan.checkpoint.prunable` says, once the checkpoint of `step` is persisted."""
+        for old in prunable(self.checkpoint_steps(), step):
+            self.fs.delete_dir(f"{self.path}/{checkpoint_name(old)}")
+
     def saved_config(self) -> RunConfig | None:
         """The configuration the run was started with, or None for a new name."""
-        text = self.read_text(RUN_CONFIG)
-        if text is None:
+        data = self.read_bytes(RUN_CONFIG)  # bytes: RunConfig.from_json reports bad UTF-8 as one line
+        if data is None:
             if self.checkpoint_steps():
                 raise UserError(f"{self.uri} holds an in-process run (rpgan train without --workers); continue it "
                                 "with rpgan train --resume --out, or choose another --name")
             return None
         try:
-            return RunConfig.from_json(text)
+            return RunConfig.from_json(data)
         except UserError as e:
             raise UserError(f"{self.uri}/{RUN_CONFIG}: {e}") from None
 

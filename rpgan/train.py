@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rpgan.atomic import atomic_write
+from rpgan.atomic import atomic_write, remove_leftovers
 from rpgan.checkpoint import (
+    CHECKPOINTS,
     TrainingState,
     derived_training_state,
+    latest_config,
     list_checkpoints,
     load_generator,
     load_training_state,
     new_training_state,
-    read_config,
+    newest_loadable,
     read_step,
     save_checkpoint,
 )
@@ -117,20 +120,40 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         progress.close()
 
 
+# What an in-process run writes in its directory; a new run refuses a directory holding anything else.
+RUN_LAYOUT = frozenset({CHECKPOINTS, "samples", "tensorboard", METRICS, "samples.png", "frozen_path.png",
+                        "traversals.png"})
+
+
 def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str,
-                start: TrainingState | None = None) -> TrainingState:
-    """`start` (or a fresh state), or the latest checkpoint of run_dir when resuming.
-    Refuses to mix runs."""
+                start: TrainingState | None = None) -> tuple[TrainingState, list[dict], Path | None]:
+    """The state to train from, the metrics rows it has logged and its checkpoint: `start` (or a
+    fresh state) for a new run, or, when resuming, the newest checkpoint of run_dir that loads (a
+    newer one that does not is skipped with a line on stderr). Refuses to mix runs, and to write a new run
+    into a directory that holds anything but a run."""
     found = list_checkpoints(run_dir)
     if found and not resume:
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if not found:
-        return start or new_training_state(config, device)
-    saved = read_config(found[-1])
+        foreign = sorted(p.name for p in Path(run_dir).iterdir() if p.name not in RUN_LAYOUT) \
+            if Path(run_dir).is_dir() else []
+        if foreign:
+            raise UserError(f"--out {run_dir} holds other files ({', '.join(foreign[:3])}); choose a new or empty "
+                            "directory for the run")
+        return start or new_training_state(config, device), [], None
+    remove_leftovers(Path(run_dir) / CHECKPOINTS)  # of a write killed mid-way
+    saved = latest_config(found)
     if saved.model != config.model or saved.data != config.data:
         raise UserError(f"{run_dir} was trained with another model or data set; drop the differing flags "
                         "or choose another --out")
-    return load_training_state(found[-1], config, device)
+
+    def load(ckpt: Path) -> tuple[TrainingState, list[dict], Path]:
+        state = load_training_state(ckpt, config, device)
+        rows = read_rows(ckpt, state.step)
+        print(f"resuming {run_dir} from step {state.step} ({ckpt.name})", file=sys.stderr)
+        return state, rows, ckpt
+
+    return newest_loadable(found, load, say=lambda line: print(line, file=sys.stderr))
 
 
 def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu", resume: bool = False,
@@ -139,11 +162,9 @@ def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu"
     metrics (metrics.parquet, tensorboard/) under run_dir. `start` is the state of a new run
     (default: fresh models). Returns the final checkpoint."""
     run_dir = Path(run_dir)
-    state = prepare_run(config, run_dir, resume, device, start)
-    found = list_checkpoints(run_dir)
-    rows = read_rows(found[-1], state.step) if found else []
+    state, rows, resumed = prepare_run(config, run_dir, resume, device, start)
     log = RunLog(run_dir.name, config, workers=1, rows=rows, tensorboard=str(run_dir / "tensorboard"))
-    saved = [found[-1]] if found else []
+    saved = [resumed] if resumed else []
 
     def save(state: TrainingState) -> None:
         metrics = log.to_parquet()

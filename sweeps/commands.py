@@ -6,7 +6,9 @@ import os
 
 import click
 
+from analysis.limits import MAX_EVALUATIONS, MAX_FID_SAMPLES
 from rpgan.cli import ADDRESS, SEED
+from rpgan.config import MAX_STEPS
 from rpgan.errors import UserError
 from rpgan.run_store import Folder
 from sweeps import NAMES, get_sweep
@@ -27,33 +29,27 @@ def _folder(sweep: str, quick: bool, storage: str, name: str | None) -> Folder:
 def _saved_plan(folder: Folder) -> Plan | None:
     from sweeps.runner import PLAN
 
-    text = folder.read_text(PLAN)
-    try:
-        return Plan.from_json(text) if text is not None else None
-    except (ValueError, KeyError, TypeError) as e:
+    data = folder.read_bytes(PLAN)
+    try:  # ValueError covers bad UTF-8 and bad JSON; RecursionError, JSON nested too deep
+        return Plan.from_json(data.decode()) if data is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         problem = f"{folder.uri}/{PLAN} is not a sweep plan ({type(e).__name__})"
         raise UserError(f"{problem}; choose another --name") from None
 
 
-def parse_space(items: tuple[str, ...]) -> dict[str, tuple]:
-    """`--space blocks_per_bucket=1,5,20` -> {"blocks_per_bucket": (1, 5, 20)} (ints, floats, or text)."""
+def parse_space(items: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """`--space blocks_per_bucket=1,5,20` -> {"blocks_per_bucket": ("1", "5", "20")}: text, which
+    planning (sweeps.spec.typed_values) parses as each key's configuration field's type."""
     space = {}
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not values or key not in SEARCH_KEYS:
             raise UserError(f"--space takes KEY=V1,V2,... with KEY one of {', '.join(SEARCH_KEYS)}; got {item!r}")
-        # random_buckets values are bucket lists themselves ("1,3"): they are text, split by ";"
-        space[key] = tuple(values.split(";")) if key == "random_buckets" else tuple(map(_value, values.split(",")))
+        if key in space:
+            raise UserError(f"--space {key} is given twice; give all its values at once, like {key}=V1,V2")
+        # random_buckets values are bucket lists themselves ("1,3"): they are split by ";"
+        space[key] = tuple(values.split(";" if key == "random_buckets" else ","))
     return space
-
-
-def _value(text: str) -> int | float | bool | str:
-    for parse in (int, float):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 @click.command("sweeps")
@@ -70,11 +66,17 @@ def list_sweeps() -> None:
 @click.command()
 @click.argument("sweep_name", metavar="SWEEP")
 @QUICK
-@click.option("--samples", type=int, help="Seeds per point of the search space [default: the sweep's].")
+# Upper bounds only (the plan refuses values too small, with its own messages): a typo must not
+# train every trial and then fail, or allocate gigabytes, in the evaluation.
+@click.option("--samples", type=click.IntRange(max=1000), help="Seeds per point of the search space [default: the "
+              "sweep's].")
 @SEED
-@click.option("--steps", type=int, help="Generator steps per trial [default: the sweep's budget].")
-@click.option("--fid-samples", type=int, help="Generated (and real) images for FID and PRD per trial.")
-@click.option("--evaluations", type=int, help="Random base paths for each trial's responsibility summary.")
+@click.option("--steps", type=click.IntRange(max=MAX_STEPS), help="Generator steps per trial [default: the sweep's "
+              "budget].")
+@click.option("--fid-samples", type=click.IntRange(max=MAX_FID_SAMPLES),
+              help="Generated (and real) images for FID and PRD per trial.")
+@click.option("--evaluations", type=click.IntRange(max=MAX_EVALUATIONS),
+              help="Random base paths for each trial's responsibility summary.")
 @click.option("--space", multiple=True, metavar="KEY=V1,V2",
               help="Replace or add a search key, e.g. blocks_per_bucket=5,10 (random_buckets: values split by ;).")
 @STORAGE

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from analysis.results import RESPONSIBILITY_SUMMARY
 from rpgan.config import RunConfig
+from rpgan.errors import UserError
 from rpgan.run_store import Folder
 from sweeps.spec import Plan, Trial
 
@@ -70,11 +71,27 @@ def write_rows(sweep: Folder, table: str, plan: Plan, trial: Trial, rows: list[d
 
 
 def read_table(sweep: Folder, table: str) -> pd.DataFrame:
-    """All parts of a table (an empty frame with the schema's columns if there are none)."""
-    parts = [pq.read_table(io.BytesIO(sweep.read_bytes(f"{table}/{name}"))) for name in sweep.files(table)
-             if name.endswith(".parquet")]
+    """All parts of a table (an empty frame with the schema's columns if there are none). A part
+    that is not Parquet, is truncated or has columns of other types is a one-line UserError naming
+    it; columns a part lacks (an older rpgan's) read as nulls."""
+    parts = [_read_part(sweep, table, name) for name in sweep.files(table) if name.endswith(".parquet")]
     frame = pa.concat_tables(parts) if parts else SCHEMAS[table].empty_table()
     return frame.to_pandas()
+
+
+def _read_part(sweep: Folder, table: str, name: str) -> pa.Table:
+    """One part, conformed to the table's schema."""
+    schema, data = SCHEMAS[table], sweep.read_bytes(f"{table}/{name}")
+    try:
+        part = pq.read_table(io.BytesIO(data or b""))
+        columns = [part.column(f.name).cast(f.type) if f.name in part.column_names else pa.nulls(len(part), f.type)
+                   for f in schema]
+        return pa.Table.from_arrays(columns, schema=schema)
+    except (pa.ArrowException, OSError, ValueError, KeyError) as e:  # ArrowInvalid: not Parquet, truncated ...
+        detail = " ".join(str(e).split())[:160] or type(e).__name__
+        raise UserError(f"sweep result {sweep.uri}/{table}/{name} is unreadable ({detail}); delete trials/{name} "
+                        f"and responsibility/{name}, then resume the sweep (rpgan sweep ... --resume) to evaluate "
+                        "that trial again") from None
 
 
 def finished(sweep: Folder) -> dict[str, dict]:

@@ -14,11 +14,8 @@ import os
 import sys
 import time
 
-# isort: off
-import rpgan.ray_session  # noqa: F401  (before ray: a local Ray binds to loopback only)
 import ray
 import ray.tune
-# isort: on
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features

@@ -16,6 +16,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
@@ -33,6 +35,20 @@ MODEL_FIELDS = ("arch", "image_size", "channels", "width", "z_dim", "input", "li
 TRAIN_FIELDS = ("steps", "batch", "d_steps", "loss", "lr", "diversity_weight", "gp_weight", "seed")
 SEARCH_KEYS = (*AXES, *MODEL_FIELDS, *(f for f in TRAIN_FIELDS if f not in ("steps", "seed")))
 METRICS = ("fid", "prd", "responsibility")
+# PRD's k-means (analysis.prd.compute_prd, num_clusters) clusters the generated and as many real
+# images together, and k-means needs at least as many points as clusters.
+PRD_CLUSTERS = 20
+PRD_MIN_SAMPLES = math.ceil(PRD_CLUSTERS / 2)
+
+
+def _key_types() -> dict[str, object]:
+    """The type of each search key's values: int, float, bool, str, or a Literal of choices."""
+    hints = {**typing.get_type_hints(ModelConfig), **typing.get_type_hints(TrainConfig)}
+    axes = {"blocks_per_bucket": int, "n_buckets": int, "total_blocks": int, "random_buckets": str}
+    return {k: axes[k] if k in axes else hints[k] for k in SEARCH_KEYS}
+
+
+KEY_TYPES = _key_types()
 
 
 @dataclass(frozen=True)
@@ -45,11 +61,16 @@ class Budget:
     samples: int = 1  # seeds per point of the search space, for error bars
     checkpoint_every: int = 1000  # steps between checkpoints, which a resumed trial continues from
 
-    def validate(self) -> Budget:
+    def validate(self, metrics: tuple[str, ...] = ()) -> Budget:
+        """Return self, or raise UserError; `metrics`: what each trial evaluates (some of METRICS)."""
         if self.steps < 1 or self.evaluations < 1 or self.samples < 1 or self.checkpoint_every < 0:
             raise UserError("--steps, --evaluations and --samples must be at least 1")
         if self.fid_samples < 2:
             raise UserError(f"--fid-samples must be at least 2 (FID needs a covariance), got {self.fid_samples}")
+        if "prd" in metrics and self.fid_samples < PRD_MIN_SAMPLES:
+            raise UserError(f"--fid-samples must be at least {PRD_MIN_SAMPLES} for this sweep's PRD (its k-means "
+                            f"puts {PRD_CLUSTERS} clusters on the generated and as many real images), "
+                            f"got {self.fid_samples}")
         return self
 
 
@@ -130,28 +151,82 @@ def plan(sweep: Sweep, quick: bool, seed: int, space: dict[str, tuple] | None = 
 
 def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset: str, space: dict[str, tuple],
               budget: Budget, seed: int) -> Plan:
-    budget.validate()
+    if set(metrics) - set(METRICS):
+        raise UserError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose from {', '.join(METRICS)}")
+    budget.validate(metrics)
     unknown = [k for k in space if k not in SEARCH_KEYS]
     if unknown:
         raise UserError(f"unknown search key {unknown[0]!r}; choose from {', '.join(SEARCH_KEYS)} "
                         "(seeds come from --samples, steps from --steps)")
     if any(not values for values in space.values()):
         raise UserError("every search key needs at least one value")
-    if set(metrics) - set(METRICS):
-        raise UserError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose from {', '.join(METRICS)}")
     if x not in space:
         raise UserError(f"the search space has no {x!r}, the key the summary plot needs")
+    space = {k: typed_values(k, values) for k, values in space.items()}
     p = get_preset(preset)
-    trials = []
+    trials, seen = [], {}
     for values in itertools.product(*space.values()):
         point = dict(zip(space, values))
         for s in range(seed, seed + budget.samples):
             key = "_".join(f"{k}-{_slug(v)}" for k, v in [*point.items(), ("seed", s)])
-            trials.append(Trial(key, point, trial_config(p.model, p.train, p.data, preset, point, s, budget)))
+            trial = Trial(key, point, trial_config(p.model, p.train, p.data, preset, point, s, budget))
+            for same, what in ((key, "one run directory"), (trial.config, "the same configuration")):
+                if same in seen:  # two trials would train into one directory, or the same thing twice
+                    raise UserError(f"search points {seen[same].point} and {point} share {what} ({key}); "
+                                    "give each point once")
+                seen[same] = trial
+            trials.append(trial)
     shapes = {(t.config.model.image_size, t.config.model.channels) for t in trials}
     if len(shapes) > 1:  # every trial's FID is measured against the same real images
         raise UserError(f"the trials of a sweep share one image size and channel count, got {sorted(shapes)}")
     return Plan(sweep, quick, x, tuple(metrics), preset, space, budget, seed, tuple(trials))
+
+
+def typed_values(key: str, values: tuple) -> tuple:
+    """A search key's values (text as `--space` gives them, or values) as its configuration
+    field's type; UserError naming a value of another type, or a value given twice once typed
+    (1 and 01, 0.1 and 0.10)."""
+    kind = KEY_TYPES[key]
+    typed = tuple(_typed(key, kind, v) for v in values)
+    for i, v in enumerate(typed):
+        if v in typed[:i]:
+            raise UserError(f"search key {key} has the value {v!r} twice ({values[typed.index(v)]!r} and "
+                            f"{values[i]!r}); give each value once")
+    return typed
+
+
+def _typed(key: str, kind: object, value: object) -> object:
+    if typing.get_origin(kind) is typing.Literal:
+        choices = typing.get_args(kind)
+        if not isinstance(value, str) or value not in choices:
+            raise UserError(f"search key {key} takes one of {', '.join(choices)}, got {value!r}")
+        return value
+    if kind is str:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise UserError(f"search key {key} takes text, got {value!r}")
+        return str(value)
+    if isinstance(value, str):  # text from --space: parsed as the field's type
+        text = value.strip().lower()
+        if kind is bool:
+            value = {"true": True, "false": False}.get(text, value)
+        else:
+            try:
+                value = kind(text) if kind in (int, float) else value
+            except ValueError:
+                pass
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"search key {key} takes true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"search key {key} takes whole numbers, got {value!r}; pass e.g. --space {key}=1,2")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise UserError(f"search key {key} takes finite numbers, got {value!r}; pass e.g. --space {key}=0.1,0.5")
+        return float(value)
+    raise TypeError(f"search key {key} has a field of type {kind!r} that sweeps cannot set")
 
 
 def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str, point: dict, seed: int,

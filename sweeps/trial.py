@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-import rpgan.ray_session  # noqa: F401  (before ray: a local Ray binds to loopback only)
 from analysis.analyze import AnalyzeConfig, measure
 from analysis.fanout import Fanout
 from analysis.fid import generated_features, score

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import PurePosixPath
+import os
+from pathlib import Path, PurePosixPath
 
 import pytest
 import torch
@@ -145,3 +146,97 @@ def test_corrupt_config(saved, text):
     (saved / "config.json").write_text(text)
     with pytest.raises(UserError, match="config"):
         load_generator(saved)
+
+
+def test_malformed_config_json_is_one_line(saved):
+    """Whatever bytes config.json holds, loading the checkpoint is one UserError line."""
+    good = json.loads((saved / "config.json").read_text())
+    wrong = [("width", 1.5), ("width", "abc"), ("width", [8]), ("blocks", [[3], 4, 2]), ("linear", "no"),
+             ("width", 10**6)]
+    cases = [b"\xff\xfe\xfa\xfb not utf-8", b"\xc3\x28{}", b"[" * 100_000, b"[1, 2]", b"null",
+             json.dumps({**good, "bogus": 1}).encode(), json.dumps({**good, "model": [1]}).encode(),
+             *(json.dumps({**good, "model": {**good["model"], k: v}}).encode() for k, v in wrong),
+             json.dumps({**good, "train": {**good["train"], "lr": float("nan")}}).encode()]
+    for data in cases:
+        (saved / "config.json").write_bytes(data)
+        with pytest.raises(UserError, match="^checkpoint ") as e:
+            load_generator(saved)
+        assert "\n" not in str(e.value), data[:40]
+
+
+def _truncate(file):
+    file.write_bytes(file.read_bytes()[:100])
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, capsys):
+    cfg = tiny_run(steps=6, checkpoint_every=2)
+    train(cfg, _data(cfg), tmp_path, quiet=True)
+    clean = tmp_path.with_name(tmp_path.name + "-clean")
+    train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=8)), _data(cfg), clean, quiet=True)
+    _truncate(tmp_path / "checkpoints" / "step_00000006" / "generator.pt")
+    capsys.readouterr()
+    longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=8))
+    final = train(longer, _data(cfg), tmp_path, resume=True, quiet=True)
+    err = capsys.readouterr().err
+    assert "skipping checkpoint" in err and "step_00000006" in err and "generator.pt is truncated" in err
+    assert "from step 4 (step_00000004)" in err
+    # the valid step-4 checkpoint was never pruned for the broken one; step 6 is whole again
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000004", "step_00000006", "step_00000008"]
+    assert final.name == "step_00000008"
+    assert all(torch.equal(v, _weights(clean / "checkpoints" / "step_00000008")["generator.pt"][k])
+               for k, v in _weights(final)["generator.pt"].items())
+
+
+def test_resume_refuses_a_run_none_of_whose_checkpoints_loads(tmp_path):
+    cfg = tiny_run(steps=2, checkpoint_every=2)
+    train(cfg, _data(cfg), tmp_path, quiet=True)
+    _truncate(tmp_path / "checkpoints" / "step_00000002" / "train_state.pt")
+    with pytest.raises(UserError, match="no checkpoint of this run loads"):
+        train(cfg, _data(cfg), tmp_path, resume=True, quiet=True)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002"]  # nothing started over
+
+
+def test_prunable_keeps_the_newest_at_or_before_the_step():
+    assert ckpt_mod.prunable([2, 4, 6, 8], 8) == [2]
+    assert ckpt_mod.prunable([2, 4, 6, 8], 6, keep=2) == [2]  # 8 (newer, unloadable) is not counted
+    assert ckpt_mod.prunable([4, 6], 5) == []
+
+
+def test_leftovers_of_a_killed_write_are_removed_on_resume(tmp_path):
+    cfg = tiny_run(steps=2, checkpoint_every=2)
+    train(cfg, _data(cfg), tmp_path, quiet=True)
+    left = tmp_path / "checkpoints" / ".step_00000004.tmp-1234abcd"
+    left.mkdir()
+    (left / "generator.pt").write_bytes(b"half")
+    train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=4)), _data(cfg), tmp_path,
+          resume=True, quiet=True)
+    assert not left.exists()
+
+
+def test_writes_reach_the_disk_before_their_rename(tmp_path, monkeypatch):
+    from rpgan import atomic
+
+    events = []
+    real_fsync, real_replace, real_rename = atomic.os.fsync, atomic.os.replace, atomic.os.rename
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                        real_fsync(fd)))
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append(("rename", str(a))), real_replace(a, b)))
+    monkeypatch.setattr(atomic.os, "rename", lambda a, b: (events.append(("rename", str(a))), real_rename(a, b)))
+    atomic.atomic_write(tmp_path / "f.txt", lambda tmp: tmp.write_text("x"))
+    assert [kind for kind, _ in events] == ["fsync", "rename", "fsync"]
+    assert ".f.txt.tmp-" in events[0][1] and events[1][1] == events[0][1] and events[2][1] == str(tmp_path)
+    events.clear()
+    atomic.atomic_dir(tmp_path / "d", lambda tmp: (tmp / "a.pt").write_bytes(b"1"))
+    renamed = next(i for i, e in enumerate(events) if e[0] == "rename")
+    synced = {Path(p).name for kind, p in events[:renamed] if kind == "fsync"}
+    assert "a.pt" in synced and any(".d.tmp-" in name for name in synced)
+    assert events[-1] == ("fsync", str(tmp_path))  # the rename itself, after it
+
+
+def test_a_new_run_refuses_a_directory_of_other_files(tmp_path):
+    cfg = tiny_run(steps=1)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "samples.png").write_bytes(b"mine too")
+    with pytest.raises(UserError, match="holds other files .*notes.txt"):
+        train(cfg, _data(cfg), tmp_path, quiet=True)
+    assert (tmp_path / "samples.png").read_bytes() == b"mine too" and not (tmp_path / "tensorboard").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -30,6 +32,28 @@ def test_train_sample_info(run_dir, tmp_path, rpgan):
     code, out, _ = rpgan("info", "--ckpt", run_dir)
     assert code == 0
     assert "step         3 of 3" in out and "latent space 16 paths" in out and f"{16 / 1797:.4g}" in out
+
+
+def test_sample_writes_its_grid_and_paths_file_atomically(run_dir, tmp_path, rpgan, monkeypatch):
+    from rpgan import atomic
+
+    written, real = [], atomic.os.replace  # atomic_write's rename of its flushed temporary
+    monkeypatch.setattr(atomic.os, "replace", lambda tmp, path: (written.append(Path(path).name), real(tmp, path)))
+    assert rpgan("sample", "--ckpt", run_dir, "--n", 4, "--out", tmp_path / "g.png")[0] == 0
+    assert sorted(written) == ["g.png", "g.png.paths.txt"]
+
+
+@pytest.mark.parametrize("name", ["../outside", "/abs/run", ".hidden"])
+def test_an_in_process_run_stays_inside_its_storage(name, rpgan, tmp_path):
+    storage = tmp_path / "s"
+    code, _, err = rpgan("train", *TINY, "--storage", storage, "--name", name)
+    assert code == 2 and "plain directory name" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "outside").exists() and not storage.exists()
+
+
+def test_resume_says_where_it_starts(run_dir, rpgan):
+    code, _, err = rpgan("train", *TINY[:-1], "5", "--out", run_dir, "--resume")
+    assert code == 0 and "from step 3 (step_00000003)" in err
 
 
 def test_same_seed_same_samples(run_dir, tmp_path, rpgan):
@@ -63,6 +87,21 @@ def test_resume_refuses_a_different_configuration(run_dir, rpgan):
     (["train", "--data", "npz:/no/such.npz"], "cannot read"),
     (["sample", "--ckpt", "/no/such/run"], "does not exist"),
     (["info"], "Missing option"),
+    (["train", "--width", "100000"], "--width must be 1..4096"),
+    (["train", "--width", "2048"], "over rpgan's limit of 1,000M"),  # would allocate 6.5 GB of weights
+    (["train", "--blocks", "20000"], "at most 10000 blocks"),
+    (["train", "--batch", "100000000"], "--batch must be 1..65536"),
+    (["train", "--seed", "-1"], "0<=x<="),
+    (["train", "--labels", "6-0"], "runs backwards"),
+    (["train", "--labels", "0-6,42"], "no image has label 42"),
+    (["train", "--data", "folder:"], "needs a path"),
+    (["fid", "--ckpt", "/no/such/run", "--n", "0"], "2<=x<=1000000"),
+    (["fid", "--ckpt", "/no/such/run", "--reference-n", "-5"], "2<=x<="),
+    (["fid-stats", "--data", "digits", "--image-size", "100000"], "1<=x<=1024"),
+    (["analyze", "--ckpt", "/no/such/run", "--evaluations", "1000000"], "--evaluations and --chunk go up to 100000"),
+    (["analyze", "--ckpt", "/no/such/run", "--grids", "5000"], "--grids and --per-bucket up to 1000"),
+    (["dissect", "--ckpt", "/no/such/run", "--samples", "10000000"], "--samples, --units and --chunk go up to"),
+    (["directions", "--ckpt", "/no/such/run", "--directions", "100000"], "2<=x<=4096"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, rpgan, tmp_path):
     code, out, err = rpgan(*args, *(["--out", tmp_path / "r"] if args[0] == "train" else []))
@@ -83,3 +122,27 @@ def test_bad_frozen_path(run_dir, path, expected, rpgan):
 def test_cuda_without_gpu(rpgan, tmp_path):
     code, _, err = rpgan("train", "--device", "cuda", "--out", tmp_path / "r")
     assert code == 2 and "no CUDA GPU" in err
+
+
+def test_unwritable_out_or_storage_is_one_line(rpgan, tmp_path):
+    """A path below a regular file fails with ENOTDIR, even for root (whom chmod does not stop)."""
+    (tmp_path / "file").write_text("")
+    for args in (["train", *TINY, "--out", tmp_path / "file" / "run"],
+                 ["train", *TINY, "--storage", tmp_path / "file", "--name", "r", "--workers", "1"]):
+        code, _, err = rpgan(*args)
+        assert code == 2 and len(err.strip().splitlines()) <= 2, err  # in-process train says what it trains first
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("rpgan: ") and "Not a directory" in last and "--out or --storage" in last, err
+
+
+def test_other_os_errors_keep_their_traceback(rpgan, monkeypatch):
+    import errno
+
+    from rpgan import cli
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", "/somewhere")
+
+    monkeypatch.setattr(cli.cli, "main", broken)
+    with pytest.raises(OSError, match="Input/output"):
+        rpgan("info")

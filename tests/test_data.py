@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rpgan.data import load_data, to_float, to_uint8
+from rpgan.data import load_data, select_labels, to_float, to_uint8
 from rpgan.errors import UserError
 from tests.conftest import shared_data
 
@@ -79,3 +79,84 @@ def test_offline_download_names_the_alternatives(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="npz:PATH or folder:PATH") as e:
         load_data("cifar10", 32, 3)
     assert "\n" not in str(e.value)
+
+
+def _npz(tmp_path, **arrays) -> str:
+    np.savez(tmp_path / "d.npz", **arrays)
+    return f"npz:{tmp_path / 'd.npz'}"
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.zeros((0, 8, 8), np.uint8)}, "holds no images"),
+    ({"x": np.zeros((4, 8, 8, 2), np.uint8)}, "images have 2 channels"),
+    ({"x": np.zeros((4, 3, 8, 8), np.uint8)}, "images have 8 channels"),  # channels first
+    ({"x": np.zeros((4, 8, 8), np.uint8), "y": np.zeros(3, np.int64)}, "one integer label per image"),
+    ({"x": np.zeros((4, 8, 8), np.uint8), "y": np.zeros(4, np.float32)}, "one integer label per image"),
+    ({"x": np.zeros((4, 40, 16), np.uint8)}, "40x16, not square"),
+    ({"x": np.zeros((4, 16, 40, 3), np.uint8)}, "16x40, not square"),
+    ({}, "name the image array"),
+])
+def test_npz_that_cannot_be_trained_on_is_refused_at_load_time(tmp_path, arrays, message):
+    with pytest.raises(UserError, match=message) as e:
+        load_data(_npz(tmp_path, **arrays), 16, 3)
+    assert "\n" not in str(e.value)
+
+
+def test_npz_that_is_not_an_npz(tmp_path):
+    np.savez_compressed(tmp_path / "d.npz", x=np.zeros((100, 8, 8), np.uint8))
+    raw = (tmp_path / "d.npz").read_bytes()
+    for content, message in [(raw[: len(raw) // 2], "cannot read it as .npz"), (b"", "cannot read it as .npz")]:
+        (tmp_path / "d.npz").write_bytes(content)
+        with pytest.raises(UserError, match=message):
+            load_data(f"npz:{tmp_path / 'd.npz'}", 8, 3)
+    np.save(tmp_path / "a.npy", np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(UserError, match="one .npy array"):
+        load_data(f"npz:{tmp_path / 'a.npy'}", 8, 3)
+    for spec in ("npz:", "folder:"):
+        with pytest.raises(UserError, match="needs a path"):
+            load_data(spec, 8, 3)
+
+
+def test_folder_skips_unreadable_images_with_a_count(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "a_garbage.png").write_bytes(b"not an image at all")
+    png = (tmp_path / "0.png").read_bytes()
+    (tmp_path / "b_truncated.png").write_bytes(png[: len(png) // 2])
+    data = load_data(f"folder:{tmp_path}", 8, 3)
+    assert len(data) == 3 and data.batch(torch.arange(3)).shape == (3, 3, 8, 8)
+    err = capsys.readouterr().err
+    assert "skipping 2 of 5 image files" in err and "a_garbage.png" in err and err.count("\n") == 1
+    for name in ("0.png", "1.png", "2.png"):
+        (tmp_path / name).unlink()
+    with pytest.raises(UserError, match="none of its 2 image files is readable"):
+        load_data(f"folder:{tmp_path}", 8, 3)
+
+
+def test_folder_image_that_only_fails_to_decode_is_one_line(tmp_path):
+    """A truncated JPEG has a good header (found at load time), so it fails when it is drawn."""
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "a.jpg", quality=95)
+    raw = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "a.jpg").write_bytes(raw[: len(raw) * 3 // 4])  # the header whole, the pixels cut
+    data = load_data(f"folder:{tmp_path}", 8, 3)
+    with pytest.raises(UserError, match=r"a\.jpg cannot be decoded .*resume") as e:
+        data.batch(torch.tensor([0]))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("6-0", "the range 6-0 runs backwards; write 0-6"),
+    ("0-99999999999", "labels are 0..100000"),
+    ("0-6,42", "no image has label 42; the data's labels are 0,1,2"),
+    ("-1", "--labels takes"),
+])
+def test_bad_label_ranges(text, message):
+    with pytest.raises(UserError, match=message):
+        select_labels(load_data("digits", 8, 3), text)
+
+
+def test_unknown_data_set_lists_the_choices():
+    with pytest.raises(UserError, match="choose one of digits, digits-gray, .*npz:PATH, folder:PATH$"):
+        load_data("imagenet", 32, 3)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import ray
+import torch
 from ray.cluster_utils import Cluster
 
 from rpgan.checkpoint import load_generator
@@ -132,3 +134,26 @@ def test_bad_worker_flags_are_refused_before_anything_starts(rpgan, storage):
     code, _, err = rpgan(*RUN, "--out", storage / "x", "--name", "y")
     assert code == 2 and "either --out or --storage/--name" in err
     assert not (storage / "bad").exists()
+
+
+def test_a_corrupt_newest_checkpoint_resumes_from_the_one_before(rpgan, cluster, storage):
+    import shutil
+
+    run = storage / "corrupt"
+    shutil.copytree(clean_run(rpgan, storage), run)
+    generator = run / "checkpoints" / "step_00000012" / "generator.pt"
+    generator.write_bytes(generator.read_bytes()[:100])
+    code, out, err = rpgan(*[a if a != "12" else "16" for a in RUN], "--storage", storage, "--name", "corrupt")
+    assert code == 0, err
+    # rank 0 says why (on the driver's terminal when it shows worker output, as `rpgan train` does)
+    said = "".join(log.read_text(errors="replace") for node in cluster.list_all_nodes()
+                   for log in Path(node.get_logs_dir_path()).glob("worker-*.err"))
+    assert "skipping checkpoint" in said and "step_00000012" in said and "generator.pt is truncated" in said
+    assert f"resuming {run} from step 8" in said
+    # the valid step-8 checkpoint was kept; step 12 is whole again and equals the clean run's
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step_00000008", "step_00000012", "step_00000016"]
+    assert _metrics(run).step.tolist() == list(range(2, 17, 2))  # every logged step exactly once
+    twelve = load_generator(run / "checkpoints" / "step_00000012")[0].state_dict()
+    clean = load_generator(storage / "clean" / "checkpoints" / "step_00000012")[0].state_dict()
+    assert all(torch.equal(v, clean[k]) for k, v in twelve.items())

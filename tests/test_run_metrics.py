@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import struct
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from tensorboardX.proto.event_pb2 import Event
 
 from rpgan.data import load_data
-from rpgan.run_log import SCHEMA
+from rpgan.errors import UserError
+from rpgan.run_log import METRICS, SCHEMA, read_rows
 from rpgan.train import train
 from tests.conftest import tiny_run
 
@@ -62,3 +65,20 @@ def test_a_resumed_run_computes_what_an_uninterrupted_one_does(tmp_path):
     train(tiny_run(steps=6, log_every=1, checkpoint_every=3), data, parts, resume=True, quiet=True)
     losses = [pq.read_table(run / "metrics.parquet").column("d_loss").to_pylist() for run in (whole, parts)]
     assert losses[0] == losses[1]
+
+
+def test_a_corrupt_metrics_file_is_a_user_error(tmp_path):
+    """train --resume reads the checkpoint's metrics.parquet: garbage there is a UserError (which
+    makes resuming fall back to an older checkpoint), never a pyarrow traceback."""
+    good = pa.Table.from_pylist([{"step": 2, "run_id": "r"}], schema=SCHEMA)
+    pq.write_table(good, tmp_path / METRICS)
+    assert [r["step"] for r in read_rows(tmp_path, 10)] == [2]
+    raw = (tmp_path / METRICS).read_bytes()
+    for content in (b"garbage", raw[: len(raw) // 2], raw[:-12]):
+        (tmp_path / METRICS).write_bytes(content)
+        with pytest.raises(UserError, match="metrics.parquet is corrupt"):
+            read_rows(tmp_path, 10)
+    for table in (pa.table({"step": ["two"]}), pa.table({"loss": [1.0]})):  # Parquet, but not our columns
+        pq.write_table(table, tmp_path / METRICS)
+        with pytest.raises(UserError, match="metrics.parquet is corrupt"):
+            read_rows(tmp_path, 10)

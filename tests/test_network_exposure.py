@@ -1,0 +1,80 @@
+"""Every command that starts a private local Ray listens on loopback only, also when a stale
+/tmp/ray/ray_current_cluster names another Ray (a `ray start` writes it), and Ray Train's
+process group (TCPStore, gloo) too. Each command runs as a user runs it: the `rpgan` program in
+its own process, whose listening sockets (and its children's) are sampled until it exits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from rpgan.data import load_data
+from rpgan.train import train
+from tests.conftest import tiny_run
+from tests.sockets import is_loopback, watch
+
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+RPGAN = str(Path(sys.executable).with_name("rpgan"))
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path_factory.mktemp("run"), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def env():
+    """The user's environment, without a Ray address or the switch rpgan sets for Ray (the
+    command must set it itself), and with Ray's temp folder holding a stale record of a cluster
+    at a loopback port where nothing listens. Short: Ray's socket paths live there."""
+    tmp = tempfile.mkdtemp(prefix="rpgan-ray-", dir="/tmp")
+    (Path(tmp) / "ray").mkdir()
+    (Path(tmp) / "ray" / "ray_current_cluster").write_text("127.0.0.1:1\n")
+    unset = ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    yield {**{k: v for k, v in os.environ.items() if k not in unset}, "RAY_TMPDIR": tmp}
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commands(ckpt: Path, out: Path) -> dict[str, list]:
+    return {
+        "train": ["train", "--preset", "digits", "--workers", 2, "--steps", 1, "--batch", 4, "--d-steps", 1,
+                  "--storage", out, "--name", "t"],
+        "analyze": ["analyze", "--ckpt", ckpt, "--evaluations", 1, "--grids", 0, "--workers", 1, "--out", out / "a"],
+        "fid": ["fid", "--ckpt", ckpt, "--n", 4, "--reference-n", 4, "--no-prd", "--workers", 1, "--out", out / "f"],
+        "fid-stats": ["fid-stats", "--data", "digits", "--image-size", 8, "--n", 4, "--workers", 1,
+                      "--out", out / "stats.npz"],
+        "dissect": ["dissect", "--ckpt", ckpt, "--samples", 4, "--units", 1, "--strips", 0, "--chunk", 4,
+                    "--workers", 1, "--out", out / "d"],
+        "directions": ["directions", "--ckpt", ckpt, "--directions", 2, "--steps", 1, "--batch", 2, "--workers", 1,
+                       "--out", out / "dir"],
+        "sweep": ["sweep", "ablation_blocks", "--quick", "--space", "blocks_per_bucket=2", "--steps", 1,
+                  "--fid-samples", 10, "--evaluations", 1, "--storage", out / "s"],
+    }
+
+
+@pytest.mark.parametrize("command", ["train", "analyze", "fid", "fid-stats", "dissect", "directions", "sweep"])
+def test_a_private_ray_listens_on_loopback_only(command, ckpt, env, tmp_path):
+    args = commands(ckpt, tmp_path)[command]
+    code, out, seen = watch([RPGAN, *map(str, args)], env, timeout=240)
+    assert code == 0, out[-3000:]
+    names = {name for name, _ in seen}
+    assert {"gcs_server", "raylet"} <= names, seen  # Ray ran, and was watched
+    if command in ("train", "sweep"):  # Ray Train's workers hold the process group's store
+        assert any(name.startswith("ray::RayTrainWo") for name in names), seen  # comm: 15 characters
+    exposed = {(name, ip) for name, ip in seen if not is_loopback(ip)}
+    assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_ray_imported_before_rpgan_is_refused(env):
+    script = ("import ray; print(ray.util.get_node_ip_address(), flush=True); "
+              "from rpgan.ray_session import connect; connect(num_cpus=1)")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    if is_loopback(result.stdout.split()[0]):
+        pytest.skip("this machine has no network address for Ray to bind")
+    assert result.returncode != 0 and "import rpgan first" in result.stderr
