@@ -80,6 +80,7 @@ class Fanout:
 
     workers: int | None = None
     gpus_per_worker: float = 0.0
+    cpus_per_worker: float | None = None  # also each actor's torch threads [default: see _actor_cpus]
     device: str = "cpu"  # of the in-process worker; actors use cuda exactly when given GPUs
     chunk: int = 250  # images per task, for jobs over images
     inception_weights: Path | None = None
@@ -93,11 +94,23 @@ class Fanout:
         """Run the calls on AnalysisWorkers for `ckpt` (a path, or a URI each worker copies);
         their results in call order."""
         return _run_calls(calls, str(ckpt) if ckpt else None, self.inception_state, self.workers, self.device,
-                          self.gpus_per_worker, label)
+                          self.gpus_per_worker, self.cpus_per_worker, label)
+
+
+def _actor_cpus(cpus_per_worker: float | None, gpus_per_worker: float, n: int) -> float:
+    """The CPUs an actor declares and uses as torch threads: as given, else 1 beside a GPU, else
+    an equal share of the cluster's CPUs. Never what happens to be free at that moment: the
+    thread count changes Inception's float sums, and a job's numbers must depend only on its
+    seed and configuration (on a given machine)."""
+    if cpus_per_worker is not None:
+        return cpus_per_worker
+    from rpgan.ray_session import cluster_resources
+
+    return 1.0 if gpus_per_worker > 0 else float(max(1, int(cluster_resources().get("CPU", 1) // n)))
 
 
 def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, Tensor], workers: int | None,
-               device: str, gpus_per_worker: float, label: str) -> list[Any]:
+               device: str, gpus_per_worker: float, cpus_per_worker: float | None, label: str) -> list[Any]:
     progress = Progress(len(calls), label=label, every=1)
     if workers == 0:
         worker = AnalysisWorker(ckpt, inception_state, device)
@@ -113,15 +126,14 @@ def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, T
 
     from rpgan.ray_session import cluster_slots
 
-    n = min(workers or cluster_slots(gpus_per_worker), len(calls))
+    n = min(workers or cluster_slots(gpus_per_worker, cpus_per_worker or 1.0), len(calls))
+    cpus = _actor_cpus(cpus_per_worker, gpus_per_worker, n)
     # "DEFAULT": outside any placement group, also when called from a Tune trial (whose group
     # holds only the trial function's own sliver of a CPU).
-    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT")(AnalysisWorker)
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT")(AnalysisWorker)
     state_ref = ray.put(inception_state)
-    # Each actor gets the CPU threads its share of this node allows (Ray sets no torch threads).
-    threads = max(1, int(ray.available_resources().get("CPU", 1) // n)) if gpus_per_worker == 0 else 0
     actor_device = "cuda" if gpus_per_worker > 0 else "cpu"
-    actors = [remote.remote(ckpt, state_ref, actor_device, threads) for _ in range(n)]
+    actors = [remote.remote(ckpt, state_ref, actor_device, max(1, int(cpus))) for _ in range(n)]
     try:
         pool = ActorPool(actors)
         results = []

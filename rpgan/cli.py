@@ -187,10 +187,15 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
         click.echo(f"run {store.uri} already reached step {config.train.steps}: nothing to do (pass a larger "
                    f"--steps to train it further)\ncheckpoint: {done}")
         return
+    from rpgan.atomic import remove_leftovers
+    from rpgan.checkpoint import CHECKPOINTS
     from rpgan.data import training_images
 
     images = training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
+    if store.local:  # temporaries of writes killed mid-way (a URI's are the store's business)
+        for folder in (store.local, store.local / CHECKPOINTS):
+            remove_leftovers(folder)
     address = address or os.environ.get("RAY_ADDRESS")
     click.echo(connect(address, log_to_driver=True), err=True)
     have = cluster_resources()
@@ -220,6 +225,7 @@ def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
 
     images = training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails here, in one line (see main)
     subset = f" labels {config.labels}" if config.labels else ""
     click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "
                f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)

@@ -141,7 +141,8 @@ def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str,
             raise UserError(f"--out {run_dir} holds other files ({', '.join(foreign[:3])}); choose a new or empty "
                             "directory for the run")
         return start or new_training_state(config, device), [], None
-    remove_leftovers(Path(run_dir) / CHECKPOINTS)  # of a write killed mid-way
+    for folder in (Path(run_dir), Path(run_dir) / CHECKPOINTS):  # temporaries of writes killed mid-way
+        remove_leftovers(folder)
     saved = latest_config(found)
     if saved.model != config.model or saved.data != config.data:
         raise UserError(f"{run_dir} was trained with another model or data set; drop the differing flags "

@@ -77,7 +77,7 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np
            "ckpt": ckpt}
 
     start = time.monotonic()
-    fan = Fanout(workers=setup.workers.count, gpus_per_worker=setup.workers.gpus)
+    fan = Fanout(workers=setup.workers.count, gpus_per_worker=setup.workers.gpus, cpus_per_worker=setup.workers.cpus)
     with tempfile.TemporaryDirectory() as tmp:
         local = local_copy(ckpt, Path(tmp))
         measured, summary = evaluate(plan, load_generator(local)[0], ckpt, config.train.seed, reference, fan)

@@ -21,6 +21,7 @@ from rpgan.run_store import Folder, local_copy
 from sweeps import NAMES, get_sweep
 from sweeps.results import SCHEMAS, read_table, summarise, write_rows
 from sweeps.spec import Plan, plan
+from tests.sockets import is_loopback, watch
 
 # The quick ablation with a tiny budget: 3 trials, seconds of training each.
 TINY = ["--quick", "--steps", "4", "--fid-samples", "10", "--evaluations", "1", "--space", "blocks_per_bucket=1,2,3"]
@@ -237,3 +238,24 @@ def test_resume_refuses_other_settings_and_a_finished_sweep_does_nothing(killed_
     code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", storage)
     assert code == 0 and "all 3 trials have finished, nothing to do" in out, err
     assert pd.read_parquet(sweep / "trials")["created_at"].sort_values().to_list() == stamp
+
+
+def test_the_same_sweep_again_gives_the_same_numbers_on_loopback_only(killed_and_resumed, tmp_path):
+    """Run uninterrupted, with other trials beside each evaluation than in the killed and
+    resumed run, and its own reference features: every number is the same. Its private Ray,
+    Tune trials, Train workers and analysis actors listen on loopback only."""
+    _, sweep, _, _ = killed_and_resumed
+    unset = ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")  # the command sets its own
+    env = {k: v for k, v in os.environ.items() if k not in unset} | {"RPGAN_CACHE": str(tmp_path / "cache")}
+    cmd = [str(Path(sys.executable).with_name("rpgan")), "sweep", "ablation_blocks", *TINY, "--storage", tmp_path]
+    code, out, seen = watch(cmd, env, timeout=600)
+    assert code == 0, out
+    names = {name for name, _ in seen}
+    assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::RayTrainWo") for n in names), seen
+    assert all(is_loopback(ip) for _, ip in seen), seen
+    again = tmp_path / "ablation_blocks-quick"
+    for table, key in (("trials", ["trial"]), ("responsibility", ["trial", "layer", "distance"])):
+        columns = ["fid", "prd_f8_recall", "prd_f1_8_precision", "step"] if table == "trials" else \
+            ["spread_mean", "ratio_mean", "ratio_std"]
+        first, second = (pd.read_parquet(s / table).sort_values(key).reset_index(drop=True) for s in (sweep, again))
+        pd.testing.assert_frame_equal(first[key + columns], second[key + columns], check_exact=True)
