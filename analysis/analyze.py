@@ -19,11 +19,11 @@ import pandas as pd
 import torch
 
 from analysis.fanout import Fanout
+from analysis.job import open_job
 from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS
 from analysis.plots import plot_responsibility
 from analysis.responsibility import make_plan
-from analysis.results import context, run_id, write_table
-from rpgan.checkpoint import load_generator, read_step
+from analysis.results import write_table
 from rpgan.eigengan import EigenGenerator
 from rpgan.errors import UserError
 from rpgan.images import save_layer_grid
@@ -87,31 +87,32 @@ def measure(generator: Generator, ckpt: Path | str, cfg: AnalyzeConfig, fan: Fan
     return rows, summarise(pd.DataFrame(rows))
 
 
-def analyze(ckpt: Path, out: Path | None, cfg: AnalyzeConfig, fan: Fanout) -> dict[str, Path]:
-    """Run the analysis where `fan` says; returns the paths written, by name."""
+def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
+            fan: Fanout) -> tuple[dict[str, str], pd.DataFrame]:
+    """Run the analysis where `fan` says; returns where each file went, by name, and the
+    summary table (method x layer x distance)."""
     cfg.validate()
-    generator, config, ckpt = load_generator(ckpt, fan.device)
-    out = Path(out) if out else ckpt.parent.parent / "analysis"
-    methods(generator, cfg.noise_scales)  # refuse a generator that cannot vary before drawing grids
-    written: dict[str, Path] = {}
+    with open_job(ckpt, out, fan.device) as job:
+        generator, config, out = job.generator, job.config, job.out
+        methods(generator, cfg.noise_scales)  # refuse a generator that cannot vary before drawing grids
+        written: dict[str, Path] = {}
 
-    rng = torch.Generator().manual_seed(cfg.seed)
-    paths, z = generator.sample_latent(cfg.grids, rng)
-    for g in range(cfg.grids):
-        if config.model.arch == "eigengan":
-            where = out / "traversals" / f"sample_{g}.png"
-        else:
-            where = out / "frozen_paths" / f"path_{'-'.join(map(str, paths[g].tolist()))}.png"
-        written[f"grid_{g}"] = save_layer_grid(generator, paths[g], None if z is None else z[g], where,
-                                               cfg.per_bucket, cfg.seed)
+        rng = torch.Generator().manual_seed(cfg.seed)
+        paths, z = generator.sample_latent(cfg.grids, rng)
+        for g in range(cfg.grids):
+            if config.model.arch == "eigengan":
+                where = out / "traversals" / f"sample_{g}.png"
+            else:
+                where = out / "frozen_paths" / f"path_{'-'.join(map(str, paths[g].tolist()))}.png"
+            written[f"grid_{g}"] = save_layer_grid(generator, paths[g], None if z is None else z[g], where,
+                                                   cfg.per_bucket, cfg.seed)
 
-    rows, summary = measure(generator, ckpt, cfg, fan)
-    options = {"ckpt": str(ckpt), **dataclasses.asdict(cfg)}
-    ctx = context(run_id(options), ckpt, read_step(ckpt), config, cfg.seed)
-    written["responsibility"] = write_table(out, "responsibility", ctx, rows)
-    written["responsibility_summary"] = write_table(out, "responsibility_summary", ctx,
-                                                    summary.to_dict("records"))
-    title = (f"{config.preset or config.model.arch}: blocks {list(generator.blocks)}, step {ctx['step']}, "
-             f"{cfg.evaluations} evaluations")
-    written["plot"] = plot_responsibility(summary, out / "responsibility.png", title)
-    return written
+        rows, summary = measure(generator, job.ckpt, cfg, fan)
+        ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
+        written["responsibility"] = write_table(out, "responsibility", ctx, rows)
+        written["responsibility_summary"] = write_table(out, "responsibility_summary", ctx,
+                                                        summary.to_dict("records"))
+        title = (f"{config.preset or config.model.arch}: blocks {list(generator.blocks)}, step {ctx['step']}, "
+                 f"{cfg.evaluations} evaluations")
+        written["plot"] = plot_responsibility(summary, out / "responsibility.png", title)
+        return job.finish(written), summary

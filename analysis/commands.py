@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS
-from rpgan.cli import ADDRESS, DEVICE, SEED, pick_device
+from rpgan.cli import ADDRESS, CKPT, DEVICE, SEED, pick_device
 from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
 
-CKPT = click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+OUT = click.option("--out", help="Output directory or URI (s3://...) [default: RUN/analysis].")
 WORKERS = click.option("--workers", type=click.IntRange(0), default=None,
                        help="Ray workers [default: as many as the cluster holds]; 0 runs in this process.")
 GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0), default=None,
@@ -48,15 +48,22 @@ def _fanout(workers: int | None, gpus: float | None, address: str | None, device
     return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights)
 
 
-def _echo_written(written: dict[str, Path], per_item: str) -> None:
-    """Print what a job wrote, one line each; files named `per_item*` (one PNG per sample,
-    unit or direction) as their folder, once, under the first one's name."""
+def _echo_written(written: dict[str, str], per_item: str) -> None:
+    """Print what a job wrote (paths or URIs), one line each; files named `per_item*` (one PNG
+    per sample, unit or direction) as their folder, once, under the first one's name."""
     shown = set()
     for name, path in written.items():
-        where = path.parent if name.startswith(per_item) else path
+        where = path.rpartition("/")[0] if name.startswith(per_item) else path
         if where not in shown:
             shown.add(where)
             click.echo(f"{name}: {where}")
+
+
+def _read(table: str):
+    """A table a job wrote (a local directory or a URI) as a DataFrame."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(table).to_pandas()
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -77,10 +84,10 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
               help="With --noise-injection: noise std as a fraction of each weight's std (low, high).")
 @click.option("--chunk", type=int, default=10, show_default=True, help="Evaluations per worker task.")
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: RUN/analysis].")
+@OUT
 @cluster_options
-def analyze(ckpt: Path, evaluations: int, grids: int, per_bucket: int, noise_injection: bool, noise_scales: str,
-            chunk: int, seed: int, out: Path | None, workers: int | None, gpus_per_worker: float | None,
+def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_injection: bool, noise_scales: str,
+            chunk: int, seed: int, out: str | None, workers: int | None, gpus_per_worker: float | None,
             address: str | None, inception_weights: Path | None, device: str) -> None:
     """Layer responsibility (section 4.1): Figure 3 grids, D_{l->1} to Parquet, Figure 4 plot."""
     from analysis.analyze import AnalyzeConfig
@@ -89,10 +96,8 @@ def analyze(ckpt: Path, evaluations: int, grids: int, per_bucket: int, noise_inj
     scales = _floats(noise_scales, "--noise-scales") if noise_injection else ()
     cfg = AnalyzeConfig(evaluations=evaluations, seed=seed, grids=grids, per_bucket=per_bucket,
                         noise_scales=scales, chunk=chunk).validate()
-    written = run_analysis(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
-    import pandas as pd
-
-    summary = pd.read_parquet(written["responsibility_summary"])
+    written, summary = run_analysis(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device,
+                                                             inception_weights))
     table = summary.pivot_table(index="layer", columns=["method", "distance"], values="ratio_mean")
     wanted = [c for c in table.columns if c[1] in ("semantic", "color")]
     click.echo(f"mean D_(l->1) over {evaluations} evaluations:\n{table[wanted].round(3).to_string()}")
@@ -109,10 +114,10 @@ def analyze(ckpt: Path, evaluations: int, grids: int, per_bucket: int, noise_inj
 @click.option("--stats", type=click.Path(path_type=Path), help="Reference features file (from rpgan fid-stats).")
 @click.option("--no-prd", is_flag=True, help="Skip precision and recall (k-means).")
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: RUN/analysis].")
+@OUT
 @cluster_options
-def fid(ckpt: Path, n: int, data: str | None, reference_n: int | None, stats: Path | None, no_prd: bool, seed: int,
-        out: Path | None, workers: int | None, gpus_per_worker: float | None, address: str | None,
+def fid(ckpt: str, n: int, data: str | None, reference_n: int | None, stats: Path | None, no_prd: bool, seed: int,
+        out: str | None, workers: int | None, gpus_per_worker: float | None, address: str | None,
         inception_weights: Path | None, device: str) -> None:
     """FID and PRD (F_8 recall, F_1/8 precision) of a checkpoint against real images."""
     from analysis.fid import fid as run_fid
@@ -157,9 +162,9 @@ def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: in
 @click.option("--strips", type=int, default=4, show_default=True, help="Units shown per layer in units/layer_L.png.")
 @click.option("--chunk", type=int, default=50, show_default=True, help="Samples per worker task.")
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: RUN/analysis].")
+@OUT
 @cluster_options
-def dissect(ckpt: Path, samples: int, units: int, fill: str, strips: int, chunk: int, seed: int, out: Path | None,
+def dissect(ckpt: str, samples: int, units: int, fill: str, strips: int, chunk: int, seed: int, out: str | None,
             workers: int | None, gpus_per_worker: float | None, address: str | None, inception_weights: Path | None,
             device: str) -> None:
     """Unit dissection without a segmenter: ablate each layer's most active units, measure the effect."""
@@ -168,9 +173,7 @@ def dissect(ckpt: Path, samples: int, units: int, fill: str, strips: int, chunk:
 
     cfg = DissectConfig(samples=samples, units=units, fill=fill, seed=seed, strips=strips, chunk=chunk).validate()
     written = run_dissect(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
-    import pandas as pd
-
-    effect = pd.read_parquet(written["ablation_effect"])
+    effect = _read(written["ablation_effect"])
     table = effect.pivot_table(index="layer", columns="distance", values=["effect_mean", "ratio_mean"])
     click.echo(f"ablating the top {units} units of each layer ({fill}), over {samples} samples:\n"
                f"{table.round(3).to_string()}")
@@ -189,10 +192,10 @@ def dissect(ckpt: Path, samples: int, units: int, fill: str, strips: int, chunk:
 @click.option("--max-shift", type=float, default=6.0, show_default=True)
 @click.option("--min-shift", type=float, default=0.5, show_default=True)
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: RUN/analysis].")
+@OUT
 @cluster_options
-def directions(ckpt: Path, bucket: int, count: int, steps: int, batch: int, lr: float, max_shift: float,
-               min_shift: float, seed: int, out: Path | None, workers: int | None, gpus_per_worker: float | None,
+def directions(ckpt: str, bucket: int, count: int, steps: int, batch: int, lr: float, max_shift: float,
+               min_shift: float, seed: int, out: str | None, workers: int | None, gpus_per_worker: float | None,
                address: str | None, inception_weights: Path | None, device: str) -> None:
     """Unsupervised latent directions (Voynov & Babenko 2020): learn, draw and rate K directions."""
     from analysis.deformator import DirectionsConfig
@@ -202,19 +205,17 @@ def directions(ckpt: Path, bucket: int, count: int, steps: int, batch: int, lr: 
                            min_shift=min_shift, seed=seed)
     fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, log_to_driver=True)
     written = run_directions(ckpt, out, cfg, fan)
-    import pandas as pd
-
-    table = pd.read_parquet(written["table"])[["direction", "accuracy", "semantic_spread", "color_spread"]]
+    table = _read(written["table"])[["direction", "accuracy", "semantic_spread", "color_spread"]]
     click.echo(f"reconstructor accuracy {table.accuracy.mean():.3f} (chance {1 / count:.3f}) over {count} "
                f"directions in bucket {bucket}'s input:\n{table.round(3).to_string(index=False)}")
     _echo_written(written, "dir_")
 
 
 @click.command()
-@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("comparison"), show_default=True,
-              help="Where the comparison table and plot go.")
-def compare(dirs: tuple[Path, ...], out: Path) -> None:
+@click.argument("dirs", nargs=-1, required=True)
+@click.option("--out", default="comparison", show_default=True,
+              help="Where the comparison table and plot go: a directory or a URI.")
+def compare(dirs: tuple[str, ...], out: str) -> None:
     """Layer responsibility of every method (RPGAN buckets, noise injection, unit ablation,
     EigenGAN dimensions) for every model, from the output directories of rpgan analyze / dissect."""
     from analysis.compare import compare as run_compare

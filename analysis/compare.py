@@ -13,6 +13,7 @@ Writes, under the output directory:
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ import pyarrow as pa
 from analysis.plots import plot_comparison
 from analysis.results import run_id, write_table
 from rpgan.errors import UserError
+from rpgan.remote import download, is_uri, upload
 
 SOURCES = ("responsibility_summary", "ablation_effect")
 KEPT = ["run_id", "ckpt", "step", "preset", "arch", "blocks", "method", "layer", "distance", "ratio_mean", "ratio_std"]
@@ -67,14 +69,23 @@ def _read(path: Path) -> pd.DataFrame:
                         "with --out there again") from None
 
 
-def compare(dirs: list[Path], out: Path) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Collect, write the comparison table and plot under `out`; returns the rows and paths."""
-    rows = collect(dirs)
-    ctx = {"run_id": run_id({"dirs": sorted(str(Path(d).resolve()) for d in dirs)}),
-           "created_at": dt.datetime.now(dt.UTC)}
-    written = {"comparison": write_table(out, "comparison", ctx, rows.to_dict("records")),
-               "plot": plot_comparison(rows, Path(out) / "comparison.png")}
-    return rows, written
+def compare(dirs: list[str], out: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Collect, write the comparison table and plot under `out`; returns the rows and where the
+    files went. Directories and `out` may be URIs (s3://...): those are read, or written, through
+    a local copy."""
+    with tempfile.TemporaryDirectory(prefix="rpgan-compare-") as tmp:
+        local = [download(d, Path(tmp) / f"in-{i}") if is_uri(d) else Path(d) for i, d in enumerate(dirs)]
+        rows = collect(local)
+        ctx = {"run_id": run_id({"dirs": sorted(d.rstrip("/") if is_uri(d) else str(Path(d).resolve()) for d in dirs)}),
+               "created_at": dt.datetime.now(dt.UTC)}
+        target = Path(tmp) / "out" if is_uri(out) else Path(out)
+        written = {"comparison": write_table(target, "comparison", ctx, rows.to_dict("records")),
+                   "plot": plot_comparison(rows, target / "comparison.png")}
+        if not is_uri(out):
+            return rows, {name: str(path) for name, path in written.items()}
+        upload(target, out)
+        return rows, {name: f"{out.rstrip('/')}/{path.relative_to(target).as_posix()}"
+                      for name, path in written.items()}
 
 
 def pivot(rows: pd.DataFrame, distance: str = "semantic") -> pd.DataFrame:

@@ -20,9 +20,9 @@ import torch
 from analysis.deformator import DirectionsConfig, traversals
 from analysis.distances import color_histograms, color_spread, semantic_spread
 from analysis.fanout import Fanout
-from analysis.results import context, run_id, write_table
+from analysis.job import Job, open_job
+from analysis.results import write_table
 from rpgan.atomic import atomic_write
-from rpgan.checkpoint import load_generator, read_step
 from rpgan.data import to_uint8
 from rpgan.images import save_labeled_rows
 
@@ -31,12 +31,16 @@ LATENTS = 4  # latents traversed per direction, for the rows and the spreads
 HELD_OUT = 50  # fresh pairs per direction for the accuracy
 
 
-def directions(ckpt: Path, out: Path | None, cfg: DirectionsConfig, fan: Fanout) -> dict[str, Path]:
-    """Train and evaluate where `fan` says (one worker), then draw and rate; returns the paths
-    written, by name."""
-    generator, config, ckpt = load_generator(ckpt)
-    cfg.validate(generator)
-    out = Path(out) if out else ckpt.parent.parent / "analysis"
+def directions(ckpt: Path | str, out: Path | str | None, cfg: DirectionsConfig, fan: Fanout) -> dict[str, str]:
+    """Train and evaluate where `fan` says (one worker), then draw and rate; returns where each
+    file went, by name."""
+    with open_job(ckpt, out) as job:
+        cfg.validate(job.generator)
+        return job.finish(_directions(job, cfg, fan))
+
+
+def _directions(job: Job, cfg: DirectionsConfig, fan: Fanout) -> dict[str, Path]:
+    generator, out, ckpt = job.generator, job.out, job.ckpt
     [(deformator, history, per_direction)] = fan.run([("learn_directions", (cfg, HELD_OUT * cfg.directions))], ckpt,
                                                      label="directions training")
 
@@ -49,8 +53,7 @@ def directions(ckpt: Path, out: Path | None, cfg: DirectionsConfig, fan: Fanout)
     semantic = semantic_spread(feats.view(k, b, t, -1)).mean(1)  # over the shifts of a latent, then latents
     color = color_spread(color_histograms(flat).view(k, b, t, 3, -1)).mean((1, 2))
 
-    options = {"ckpt": str(ckpt), **dataclasses.asdict(cfg)}
-    ctx = context(run_id(options), ckpt, read_step(ckpt), config, cfg.seed)
+    ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
     rows = [{"bucket": cfg.bucket, "direction": i, "directions": k, "steps": cfg.steps,
              "final_loss": history[-1]["loss"], "accuracy": float(per_direction[i]),
              "semantic_spread": float(semantic[i]), "color_spread": float(color[i])} for i in range(k)]

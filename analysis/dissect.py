@@ -20,10 +20,10 @@ import torch
 
 from analysis.dissection import layers
 from analysis.fanout import Fanout
+from analysis.job import Job, open_job
 from analysis.limits import MAX_SAMPLES, MAX_STRIPS
 from analysis.plots import plot_responsibility
-from analysis.results import context, run_id, write_table
-from rpgan.checkpoint import load_generator, read_step
+from analysis.results import write_table
 from rpgan.errors import UserError
 from rpgan.images import render, save_labeled_rows
 
@@ -65,11 +65,15 @@ def summarise(effects: torch.Tensor, dissected: list[int], method: str) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def dissect(ckpt: Path, out: Path | None, cfg: DissectConfig, fan: Fanout) -> dict[str, Path]:
-    """Run the dissection where `fan` says; returns the paths written, by name."""
+def dissect(ckpt: Path | str, out: Path | str | None, cfg: DissectConfig, fan: Fanout) -> dict[str, str]:
+    """Run the dissection where `fan` says; returns where each file went, by name."""
     cfg.validate()
-    generator, config, ckpt = load_generator(ckpt, fan.device)
-    out = Path(out) if out else ckpt.parent.parent / "analysis"
+    with open_job(ckpt, out, fan.device) as job:
+        return job.finish(_dissect(job, cfg, fan))
+
+
+def _dissect(job: Job, cfg: DissectConfig, fan: Fanout) -> dict[str, Path]:
+    generator, config, out, ckpt = job.generator, job.config, job.out, job.ckpt
     dissected = layers(generator)
     paths, z = generator.sample_latent(cfg.samples, torch.Generator().manual_seed(cfg.seed))
     starts = range(0, cfg.samples, cfg.chunk)
@@ -97,8 +101,7 @@ def dissect(ckpt: Path, out: Path | None, cfg: DissectConfig, fan: Fanout) -> di
     method = f"unit-ablation-top{cfg.units}-{cfg.fill}"
     summary = summarise(torch.cat(chunks, 1), dissected, method)
 
-    options = {"ckpt": str(ckpt), **dataclasses.asdict(cfg)}
-    ctx = context(run_id(options), ckpt, read_step(ckpt), config, cfg.seed)
+    ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
     written = {"unit_activation": write_table(out, "unit_activation", ctx, unit_rows),
                "ablation_effect": write_table(out, "ablation_effect", ctx, summary.to_dict("records"))}
     title = (f"{config.preset or config.model.arch}: ablating the top {cfg.units} units of each layer "

@@ -3,11 +3,16 @@
 A job is a list of calls `(method, args)` on `AnalysisWorker`; results come back in call order,
 so the same seed gives the same numbers whatever the number of workers. `workers=0` runs the
 calls in this process (debugging, tests of the numbers). `Fanout` says where a job runs.
+
+A lost worker costs time, not numbers: Ray restarts a dead actor (its constructor reloads the
+models, on any node with room) and runs the call it lost again there. Every call is a pure
+function of its arguments (each seeds itself from them), so a retried call returns what the
+first attempt would have. Restarts are bounded (`RESTARTS` per actor); past them the job ends
+with `WorkerLost`, before anything is written.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,11 +28,16 @@ from analysis.inception import InceptionFeatures, features, resolve_weights
 from analysis.responsibility import Plan, distinct_images, evaluation_rows, variations
 from rpgan.checkpoint import load_generator
 from rpgan.data import to_uint8
+from rpgan.errors import UserError
 from rpgan.images import render
 from rpgan.progress import Progress
-from rpgan.run_store import local_copy
 
 Call = tuple[str, tuple]
+RESTARTS = 3  # per actor: a worker killed now and then recovers; one that dies on every call does not
+
+
+class WorkerLost(UserError):
+    """A call's Ray worker died more often than `RESTARTS` allows."""
 
 
 class AnalysisWorker:
@@ -36,8 +46,8 @@ class AnalysisWorker:
     def __init__(self, ckpt: str | None, inception_state: dict[str, Tensor], device: str, threads: int = 0):
         if threads:
             torch.set_num_threads(threads)
-        self._copy = tempfile.TemporaryDirectory()  # a checkpoint in cloud storage is read from here
-        self.generator = load_generator(local_copy(ckpt, Path(self._copy.name)), device)[0] if ckpt else None
+        # a checkpoint behind a URI is fetched once into this node's cache (rpgan.remote)
+        self.generator = load_generator(ckpt, device)[0] if ckpt else None
         self.inception = InceptionFeatures(inception_state).to(device)
 
     def embed(self, images: Tensor) -> Tensor:
@@ -122,26 +132,58 @@ def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, T
         return results
 
     import ray
-    from ray.util import ActorPool
 
     from rpgan.ray_session import cluster_slots
 
     n = min(workers or cluster_slots(gpus_per_worker, cpus_per_worker or 1.0), len(calls))
     cpus = _actor_cpus(cpus_per_worker, gpus_per_worker, n)
     # "DEFAULT": outside any placement group, also when called from a Tune trial (whose group
-    # holds only the trial function's own sliver of a CPU).
-    remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT")(AnalysisWorker)
+    # holds only the trial function's own sliver of a CPU), and a restarted actor goes to any
+    # node with room, not only to the one that died. max_task_retries: the call an actor was
+    # running when it died runs again on its restarted self (at most as often as it restarts).
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT",
+                        max_restarts=RESTARTS, max_task_retries=RESTARTS)(AnalysisWorker)
     state_ref = ray.put(inception_state)
     actor_device = "cuda" if gpus_per_worker > 0 else "cpu"
     actors = [remote.remote(ckpt, state_ref, actor_device, max(1, int(cpus))) for _ in range(n)]
     try:
-        pool = ActorPool(actors)
-        results = []
-        for i, result in enumerate(pool.map(lambda a, call: getattr(a, call[0]).remote(*call[1]), calls)):
-            results.append(result)
-            progress.update(i + 1)
-        progress.close()
-        return results
+        return _gather(actors, calls, progress)
     finally:
         for a in actors:
             ray.kill(a)
+
+
+def _gather(actors: list, calls: list[Call], progress: Progress) -> list[Any]:
+    """Each call on the next idle actor; results in call order. Results are taken as they
+    finish, not in order (ActorPool.map's way), so the other actors go on while a killed one
+    restarts and reruns its call."""
+    import ray
+
+    results: list[Any] = [None] * len(calls)
+    todo = iter(range(len(calls)))
+    running: dict[Any, tuple[int, Any]] = {}  # ObjectRef -> (call index, actor)
+
+    def submit(actor) -> None:
+        i = next(todo, None)
+        if i is not None:
+            method, args = calls[i]
+            running[getattr(actor, method).remote(*args)] = (i, actor)
+
+    for actor in actors:
+        submit(actor)
+    done = 0
+    while running:
+        [ref], _ = ray.wait(list(running), num_returns=1)
+        i, actor = running.pop(ref)
+        try:
+            results[i] = ray.get(ref)
+        except ray.exceptions.RayActorError as e:
+            cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WorkerLost(f"{progress.label} {i + 1}/{len(calls)} ({calls[i][0]}) failed: its Ray worker died "
+                             f"with no restarts left ({RESTARTS} per worker; {cause}); nothing was written, so "
+                             "rerunning the command is safe, and starts over (nothing is resumed)") from None
+        done += 1
+        progress.update(done)
+        submit(actor)
+    progress.close()
+    return results

@@ -6,7 +6,6 @@ count, and cached as .npz; generated features are computed on the Ray workers in
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -15,18 +14,19 @@ import torch
 
 from analysis.fanout import Fanout
 from analysis.frechet import frechet_distance, statistics
+from analysis.job import open_job
 from analysis.plots import plot_prd
 from analysis.prd import PRD, compute_prd
-from analysis.results import context, run_id, write_table
+from analysis.results import write_table
 from rpgan.atomic import atomic_write
-from rpgan.checkpoint import load_generator, read_step
 from rpgan.data import load_data
 from rpgan.errors import UserError
 from rpgan.model import Generator
+from rpgan.remote import cache_root
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("RPGAN_CACHE", Path.home() / ".cache" / "rpgan")) / "fid_stats"
+    return cache_root() / "fid_stats"
 
 
 def stats_path(data: str, size: int, channels: int, n: int | None) -> Path:
@@ -87,28 +87,27 @@ def score(gen: np.ndarray, ref: np.ndarray, seed: int, prd: bool = True) -> tupl
     return {**row, "prd_f8_recall": result.f_8, "prd_f1_8_precision": result.f_1_8}, result
 
 
-def fid(ckpt: Path, n: int, seed: int, fan: Fanout, data: str | None = None, reference_n: int | None = None,
-        stats: Path | None = None, out: Path | None = None, prd: bool = True) -> dict:
+def fid(ckpt: Path | str, n: int, seed: int, fan: Fanout, data: str | None = None, reference_n: int | None = None,
+        stats: Path | None = None, out: Path | str | None = None, prd: bool = True) -> dict:
     """FID (and PRD) of n generated images against the data set's reference features; writes
     the `quality` and `prd_curve` tables and prd.png to `out` (default: the run's analysis/)."""
     if n < 2:
         raise UserError("--n must be at least 2 (FID needs a covariance)")
-    generator, config, ckpt = load_generator(ckpt)
-    data = data or config.data
-    m = config.model
-    ref, ref_path = reference_features(data, m.image_size, m.channels, reference_n, fan, seed, stats)
-    measured, curve = score(generated_features(generator, ckpt, n, seed, fan), ref, seed, prd)
-    row = {"reference": data, **measured}
-    out = Path(out) if out else ckpt.parent.parent / "analysis"
-    options = {"ckpt": str(ckpt), "n": n, "seed": seed, "data": data, "reference_n": reference_n, "prd": prd}
-    ctx = context(run_id(options), ckpt, read_step(ckpt), config, seed)
-    written = {"stats": ref_path}
-    if curve is not None:
-        rows = [{"reference": data, "angle_index": i, "precision": float(p), "recall": float(r)}
-                for i, (p, r) in enumerate(zip(curve.precision, curve.recall))]
-        written["prd_curve"] = write_table(out, "prd_curve", ctx, rows)
-        k = min(measured["n_generated"], measured["n_reference"])
-        written["prd_plot"] = plot_prd({f"{config.preset or m.arch} step {ctx['step']}": (curve.precision,
-                                        curve.recall)}, out / "prd.png", f"PRD against {data} ({k} vs {k})")
-    written["quality"] = write_table(out, "quality", ctx, [row])
-    return {**row, "written": written}
+    with open_job(ckpt, out, fan.device) as job:
+        generator, config, out = job.generator, job.config, job.out
+        data = data or config.data
+        m = config.model
+        ref, ref_path = reference_features(data, m.image_size, m.channels, reference_n, fan, seed, stats)
+        measured, curve = score(generated_features(generator, job.ckpt, n, seed, fan), ref, seed, prd)
+        row = {"reference": data, **measured}
+        ctx = job.context({"n": n, "seed": seed, "data": data, "reference_n": reference_n, "prd": prd}, seed)
+        written = {}
+        if curve is not None:
+            rows = [{"reference": data, "angle_index": i, "precision": float(p), "recall": float(r)}
+                    for i, (p, r) in enumerate(zip(curve.precision, curve.recall))]
+            written["prd_curve"] = write_table(out, "prd_curve", ctx, rows)
+            k = min(measured["n_generated"], measured["n_reference"])
+            written["prd_plot"] = plot_prd({f"{config.preset or m.arch} step {ctx['step']}": (curve.precision,
+                                            curve.recall)}, out / "prd.png", f"PRD against {data} ({k} vs {k})")
+        written["quality"] = write_table(out, "quality", ctx, [row])
+        return {**row, "written": {"stats": str(ref_path), **job.finish(written)}}

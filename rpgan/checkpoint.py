@@ -27,6 +27,7 @@ from rpgan.config import RunConfig
 from rpgan.errors import UserError
 from rpgan.extend import freeze_old_blocks
 from rpgan.model import Generator, build_discriminator, build_generator
+from rpgan.remote import checkpoint_uri, is_uri, local_checkpoint
 
 CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
 CHECKPOINTS = "checkpoints"  # a run directory's folder of step_N checkpoints
@@ -118,8 +119,12 @@ def checkpoint_step(ckpt: Path | str) -> int:
     return int(STEP_DIR.match(str(ckpt).rstrip("/").rpartition("/")[2]).group(1))
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint directory itself, or the newest checkpoint of a run directory."""
+def resolve_checkpoint(path: Path | str) -> Path:
+    """A checkpoint directory itself, or the newest checkpoint of a run directory, as a local
+    directory; a URI (s3://..., file://...) is resolved the same way and fetched once into the
+    local cache (rpgan.remote)."""
+    if is_uri(path):
+        return local_checkpoint(str(path))
     path = Path(path)
     if (path / CONFIG).is_file():
         return path
@@ -130,6 +135,12 @@ def resolve_checkpoint(path: Path) -> Path:
     if not found:
         raise UserError(f"{path} holds no rpgan checkpoint (no config.json, no checkpoints/step_*)")
     return found[-1]
+
+
+def checkpoint_ref(path: Path | str) -> str:
+    """The exact checkpoint a path or URI names, as the user would name it: a local directory,
+    or the URI of the checkpoint (a run's newest)."""
+    return checkpoint_uri(str(path)) if is_uri(path) else str(resolve_checkpoint(path))
 
 
 def read_config(ckpt: Path) -> RunConfig:
@@ -171,9 +182,10 @@ def _load_into(module: nn.Module | torch.optim.Optimizer, state: dict, ckpt: Pat
         raise UserError(f"checkpoint {ckpt}: {name} does not match its {CONFIG} ({detail})") from None
 
 
-def load_generator(path: Path, device: str = "cpu") -> tuple[Generator, RunConfig, Path]:
+def load_generator(path: Path | str, device: str = "cpu") -> tuple[Generator, RunConfig, Path]:
     """Rebuild the generator from config.json alone and load its weights (eval mode).
-    `path` is a checkpoint or run directory. Returns (generator, config, checkpoint dir)."""
+    `path` is a checkpoint or run directory, or a URI of one. Returns (generator, config, the
+    checkpoint as a local directory)."""
     ckpt = resolve_checkpoint(path)
     config = read_config(ckpt)
     generator = build_generator(config.model)
@@ -181,8 +193,12 @@ def load_generator(path: Path, device: str = "cpu") -> tuple[Generator, RunConfi
     return generator.to(device).eval(), config, ckpt
 
 
-def read_step(ckpt: Path) -> int:
-    return int(_read_tensors(ckpt, TRAIN_STATE)["step"])
+def read_step(ckpt: Path | str) -> int:
+    """The step of a checkpoint (a local directory or URI): its directory's name, else train_state.pt."""
+    name = str(ckpt).rstrip("/").rpartition("/")[2]
+    if STEP_DIR.match(name):
+        return checkpoint_step(name)
+    return int(_read_tensors(resolve_checkpoint(ckpt), TRAIN_STATE)["step"])
 
 
 def new_training_state(config: RunConfig, device: str) -> TrainingState:

@@ -16,7 +16,7 @@ import click
 import torch
 
 from rpgan.config import MAX_SEED, RunConfig, expand_blocks
-from rpgan.errors import UserError
+from rpgan.errors import RemoteError, UserError
 from rpgan.presets import PRESETS, get_preset
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), de
 SEED = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
                     help="Seed for paths and samples.")
 ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
+CKPT = click.option("--ckpt", required=True, help="Checkpoint or run: a directory, or a URI (s3://..., file://...).")
 
 
 # Commands owned by the packages above the core, imported only when called: the core never
@@ -193,6 +194,7 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
 
     images = training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
+    store.create()
     if store.local:  # temporaries of writes killed mid-way (a URI's are the store's business)
         for folder in (store.local, store.local / CHECKPOINTS):
             remove_leftovers(folder)
@@ -256,7 +258,7 @@ def _resumed_config(saved: RunConfig, where: str, other: str, data: str | None, 
 
 
 @cli.command()
-@click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+@CKPT
 @click.option("--n", type=click.IntRange(1, 4096), default=64, show_default=True, help="Images (random paths).")
 @click.option("--path", "path_text", help="One frozen path, e.g. 3,0,17,5,2: render its Figure 3 grid instead.")
 @click.option("--per-bucket", type=click.IntRange(1, 1000), default=10, show_default=True,
@@ -264,7 +266,7 @@ def _resumed_config(saved: RunConfig, where: str, other: str, data: str | None, 
 @SEED
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
 @DEVICE
-def sample(ckpt: Path, n: int, path_text: str | None, per_bucket: int, seed: int, out: Path, device: str) -> None:
+def sample(ckpt: str, n: int, path_text: str | None, per_bucket: int, seed: int, out: Path, device: str) -> None:
     """Render random paths as a grid, or one frozen path with each bucket unfrozen in turn."""
     from rpgan.atomic import atomic_write
     from rpgan.checkpoint import load_generator
@@ -290,14 +292,15 @@ def sample(ckpt: Path, n: int, path_text: str | None, per_bucket: int, seed: int
 
 
 @cli.command()
-@click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
-def info(ckpt: Path) -> None:
+@CKPT
+def info(ckpt: str) -> None:
     """Configuration, step, parameter counts, latent-space cardinality and coverage (Table 1)."""
-    from rpgan.checkpoint import load_generator, read_step
+    from rpgan.checkpoint import checkpoint_ref, load_generator, read_step
     from rpgan.model import build_discriminator
     from rpgan.paths import cardinality
 
-    generator, config, ckpt = load_generator(ckpt)
+    ckpt = checkpoint_ref(ckpt)  # the exact checkpoint, as a path or URI
+    generator, config, _ = load_generator(ckpt)
     m = config.model
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     card = cardinality(m.blocks)
@@ -324,7 +327,7 @@ def info(ckpt: Path) -> None:
 
 
 @cli.command()
-@click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+@CKPT
 @click.option("--add-blocks", required=True, help="New blocks per bucket, e.g. 5,5,0,0.")
 @click.option("--data", help="Data set of the new training [default: the checkpoint's].")
 @click.option("--labels", default="", help="Train on these labels only: 0-9, or 7,8,9 [default: all].")
@@ -332,7 +335,7 @@ def info(ckpt: Path) -> None:
 @SEED
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory for the result.")
 @DEVICE
-def extend(ckpt: Path, add_blocks: str, data: str | None, labels: str, steps: int, seed: int, out: Path,
+def extend(ckpt: str, add_blocks: str, data: str | None, labels: str, steps: int, seed: int, out: Path,
            device: str) -> None:
     """Incremental learning (section 4.3): add blocks, then train only the new blocks."""
     from rpgan.train import start_extension
@@ -347,25 +350,32 @@ def extend(ckpt: Path, add_blocks: str, data: str | None, labels: str, steps: in
 
 
 @cli.command()
-@click.option("--ckpt", type=click.Path(path_type=Path), required=True, help="Checkpoint or run directory.")
+@CKPT
 @click.option("--merge", required=True, help="Consecutive buckets to merge, 1-based as in the paper: 3-5.")
 @click.option("--blocks", "k", type=int, required=True, help="Blocks of the merged bucket (random products).")
 @SEED
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory for the result.")
-def compress(ckpt: Path, merge: str, k: int, seed: int, out: Path) -> None:
+def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
     """Merge consecutive linear buckets of a fully-connected generator into one (section 4.4)."""
     import json
 
-    from rpgan.checkpoint import derived_training_state, list_checkpoints, load_generator, save_checkpoint
+    from rpgan.checkpoint import (
+        checkpoint_ref,
+        derived_training_state,
+        list_checkpoints,
+        load_generator,
+        save_checkpoint,
+    )
     from rpgan.compress import merge_buckets, parse_merge
 
     if list_checkpoints(out):
         raise UserError(f"{out} already holds a run; choose another --out")
+    ckpt = checkpoint_ref(ckpt)
     generator, config, source = load_generator(ckpt)
     first, last = parse_merge(merge)
     compressed, tuples = merge_buckets(generator, first, last, k, torch.Generator().manual_seed(seed))
     state = derived_training_state(source, compressed, "cpu")
-    merged = {"source": str(source), "merged_buckets": [first + 1, last + 1], "seed": seed,
+    merged = {"source": ckpt, "merged_buckets": [first + 1, last + 1], "seed": seed,
               "tuples": tuples.tolist()}
     new_config = dataclasses.replace(config, model=compressed.cfg)
     saved = save_checkpoint(out, new_config, state, extra={"merge.json": json.dumps(merged)})
@@ -379,7 +389,8 @@ USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUO
 
 
 def main() -> None:
-    """Entry point: every user error is one line on stderr and exit code 2."""
+    """Entry point: every user error is one line on stderr and exit code 2; a failure of remote
+    storage is one line and exit code 1."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -391,6 +402,9 @@ def main() -> None:
     except UserError as e:
         click.echo(f"rpgan: {e}", err=True)
         sys.exit(2)
+    except RemoteError as e:
+        click.echo(f"rpgan: {e}", err=True)
+        sys.exit(1)
     except click.Abort:
         click.echo("rpgan: interrupted", err=True)
         sys.exit(130)

@@ -43,7 +43,7 @@ from rpgan.errors import UserError
 from rpgan.rendezvous import NodeBoundTorchConfig
 from rpgan.replica import Replica
 from rpgan.run_log import METRICS, RunLog, read_rows
-from rpgan.run_store import RUN_CONFIG, RunStore
+from rpgan.run_store import RUN_CONFIG, Mirror, RunStore
 from rpgan.train import fit, save_final_grids
 
 
@@ -130,10 +130,13 @@ def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fa
     except ray.exceptions.RayError as e:  # e.g. a run directory Ray cannot resume
         raise RuntimeError(f"Ray could not run the training: {_cause(e)}") from None
     final = checkpoint_name(checkpoint_step(result.checkpoint.path))
-    if store.local is None:
-        return f"{store.uri}/{final}"
-    save_final_grids(load_generator(store.local / final)[0], store.local)
-    return str(store.local / final)
+    if store.local is not None:
+        save_final_grids(load_generator(store.local / final)[0], store.local)
+        return str(store.local / final)
+    with tempfile.TemporaryDirectory(prefix="rpgan-grids-") as grids:
+        save_final_grids(load_generator(f"{store.uri}/{final}")[0], Path(grids))
+        store.upload(Path(grids))
+    return f"{store.uri}/{final}"
 
 
 def _cause(e: BaseException) -> str:
@@ -183,8 +186,12 @@ def _worker(loop: dict) -> None:
     device = str(ray.train.torch.get_device())
     data = training_images(config)
     state, rows = _restore(store, config, device, lead)
-    tensorboard = str(store.local / "tensorboard") if store.local else f"{store.uri}/tensorboard"
-    log = RunLog(store.name, config, replica.world, rows, tensorboard) if lead else None
+    # Rank 0 writes TensorBoard events and sample grids into the run, or, for a run behind a URI,
+    # into a local folder that is mirrored into the run at each checkpoint and at the end.
+    staging = tempfile.TemporaryDirectory(prefix="rpgan-run-") if lead and store.local is None else None
+    root = store.local if staging is None else Path(staging.name)
+    mirror = Mirror(store, root) if staging else None
+    log = RunLog(store.name, config, replica.world, rows, str(root / "tensorboard")) if lead else None
 
     def save(state) -> None:
         report = {"step": state.step}
@@ -200,12 +207,17 @@ def _worker(loop: dict) -> None:
             fsync_tree(store.local / checkpoint_name(state.step))
         store.prune_checkpoints(state.step)
         store.write_bytes(METRICS, metrics)  # after the checkpoint: never ahead of what a resume restores
+        if mirror:
+            log.flush()
+            mirror.sync()
 
     fault: Fault | None = loop["fault"]
-    samples = store.local / "samples" if lead and store.local else None
     try:
-        fit(config, data, state, device, save, log, replica, samples=samples,
+        fit(config, data, state, device, save, log, replica, samples=root / "samples" if lead else None,
             after_step=fault.hook(replica, store) if fault else None, quiet=not lead)
     finally:
         if log:
             log.close()
+        if mirror:
+            mirror.sync()
+            staging.cleanup()

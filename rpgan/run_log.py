@@ -71,6 +71,11 @@ class RunLog:
         pq.write_table(pa.Table.from_pylist(self.rows, schema=SCHEMA), buffer)
         return buffer.getvalue()
 
+    def flush(self) -> None:
+        """Write the TensorBoard events recorded so far to their file."""
+        if self.writer:
+            self.writer.flush()
+
     def close(self) -> None:
         if self.writer:
             self.writer.close()

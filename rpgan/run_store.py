@@ -9,7 +9,6 @@ paths and cloud URIs behave alike; each is written to a temporary name, then mov
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -18,6 +17,7 @@ from rpgan.atomic import atomic_write
 from rpgan.checkpoint import CHECKPOINTS, STEP_DIR, checkpoint_name, prunable
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
+from rpgan.remote import filesystem, is_uri, put_bytes, remote_errors, upload
 
 RUN_CONFIG = "run.json"
 
@@ -34,11 +34,8 @@ class Folder:
 
     def __init__(self, storage: str, name: str):
         self.name = plain_name(name)
-        if "://" in storage:
-            try:
-                self.fs, root = pafs.FileSystem.from_uri(storage)
-            except (ValueError, OSError) as e:
-                raise UserError(f"--storage {storage}: {e}; pass a local path or an s3:// URI") from None
+        if is_uri(storage):
+            self.fs, root = filesystem(storage)
             self.storage, self.local = storage.rstrip("/"), None
         else:
             root = str(Path(storage).expanduser().resolve())
@@ -50,7 +47,7 @@ class Folder:
     def read_bytes(self, name: str) -> bytes | None:
         """The file NAME (a path relative to the folder), or None if there is none."""
         try:
-            with self.fs.open_input_stream(f"{self.path}/{name}") as f:
+            with remote_errors(self.uri), self.fs.open_input_stream(f"{self.path}/{name}") as f:
                 return f.read()
         except FileNotFoundError:
             return None
@@ -59,8 +56,15 @@ class Folder:
         data = self.read_bytes(name)
         return None if data is None else data.decode()
 
+    def create(self) -> None:
+        """Make the folder; refuses a storage that cannot be written (a missing bucket, a path
+        through a file) before any work starts."""
+        with remote_errors(self.uri):
+            self.fs.create_dir(self.path, recursive=True)
+
     def exists(self, name: str) -> bool:
-        return self.fs.get_file_info(f"{self.path}/{name}").type != pafs.FileType.NotFound
+        with remote_errors(self.uri):
+            return self.fs.get_file_info(f"{self.path}/{name}").type != pafs.FileType.NotFound
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write the file NAME (may hold subdirectories) under a temporary name, then move it
@@ -68,12 +72,16 @@ class Folder:
         if self.local is not None:
             atomic_write(self.local / name, lambda tmp: tmp.write_bytes(data))
             return
-        parent, _, base = f"{self.path}/{name}".rpartition("/")
-        self.fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/.{base}.tmp-{uuid.uuid4().hex[:8]}"
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(data)
-        self.fs.move(tmp, f"{parent}/{base}")
+        with remote_errors(self.uri):
+            put_bytes(self.fs, f"{self.path}/{name}", data)
+
+    def upload(self, local: Path, subdir: str = "") -> None:
+        """Write every file under the local directory `local` into SUBDIR of the folder."""
+        if self.local is not None:
+            for file in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+                self.write_bytes(f"{subdir}/{file.relative_to(local).as_posix()}".lstrip("/"), file.read_bytes())
+            return
+        upload(local, f"{self.uri}/{subdir}".rstrip("/"))
 
     def files(self, subdir: str) -> list[str]:
         """Names of the plain files in SUBDIR (hidden temporaries left out), sorted."""
@@ -84,8 +92,25 @@ class Folder:
         return self._list(subdir, pafs.FileType.Directory)
 
     def _list(self, subdir: str, kind: pafs.FileType) -> list[str]:
-        found = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{subdir}", allow_not_found=True))
+        with remote_errors(self.uri):
+            found = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{subdir}", allow_not_found=True))
         return sorted(i.base_name for i in found if i.type == kind and not i.base_name.startswith("."))
+
+
+class Mirror:
+    """A local folder whose new and changed files `sync` copies into a Folder (TensorBoard
+    events and sample grids of a run stored behind a URI)."""
+
+    def __init__(self, folder: Folder, local: Path):
+        self.folder, self.local = folder, Path(local)
+        self._synced: dict[str, tuple[int, int]] = {}
+
+    def sync(self) -> None:
+        for file in sorted(p for p in self.local.rglob("*") if p.is_file()):
+            name, stat = file.relative_to(self.local).as_posix(), file.stat()
+            if self._synced.get(name) != (stat.st_size, stat.st_mtime_ns):
+                self.folder.write_bytes(name, file.read_bytes())
+                self._synced[name] = (stat.st_size, stat.st_mtime_ns)
 
 
 class RunStore(Folder):
@@ -112,13 +137,3 @@ class RunStore(Folder):
             return RunConfig.from_json(data)
         except UserError as e:
             raise UserError(f"{self.uri}/{RUN_CONFIG}: {e}") from None
-
-
-def local_copy(ckpt: str, into: Path) -> Path:
-    """A checkpoint as a local directory: ckpt itself if it is a path, else a copy of the URI in `into`."""
-    if "://" not in ckpt:
-        return Path(ckpt)
-    target = Path(into) / ckpt.rstrip("/").rpartition("/")[2]
-    target.mkdir(parents=True, exist_ok=True)  # pyarrow copies files into it, creating no parents
-    pafs.copy_files(ckpt, str(target))
-    return target

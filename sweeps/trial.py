@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from analysis.fid import generated_features, score
 from rpgan.checkpoint import load_generator, read_step
 from rpgan.model import Generator
 from rpgan.ray_train import Workers, finished_checkpoint, train_on_ray
-from rpgan.run_store import Folder, RunStore, local_copy
+from rpgan.run_store import Folder, RunStore
 from sweeps.results import write_rows
 from sweeps.spec import Plan, Trial
 
@@ -78,10 +77,8 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np
 
     start = time.monotonic()
     fan = Fanout(workers=setup.workers.count, gpus_per_worker=setup.workers.gpus, cpus_per_worker=setup.workers.cpus)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = local_copy(ckpt, Path(tmp))
-        measured, summary = evaluate(plan, load_generator(local)[0], ckpt, config.train.seed, reference, fan)
-        row.update(measured, step=read_step(local))
+    measured, summary = evaluate(plan, load_generator(ckpt)[0], ckpt, config.train.seed, reference, fan)
+    row.update(measured, step=read_step(ckpt))
     row["eval_time_s"] = time.monotonic() - start
     write_rows(sweep, "responsibility", plan, trial, summary)
     write_rows(sweep, "trials", plan, trial, [row])  # last: a trial row means the trial is complete

@@ -32,6 +32,15 @@ def tiny_run(arch: str = "resnet", **train) -> RunConfig:
     return RunConfig(model=model, train=t, data="digits", dataset_size=1797, preset="test")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache(tmp_path_factory):
+    """The tests' own rpgan cache (fetched checkpoints, FID statistics), shared by the session."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RPGAN_CACHE", str(tmp_path_factory.mktemp("rpgan-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -18,9 +18,10 @@ from analysis.analyze import AnalyzeConfig
 from analysis.deformator import DirectionsConfig
 from analysis.dissect import DissectConfig
 from rpgan.compress import merge_buckets
-from rpgan.config import MAX_PARAMETERS, ModelConfig, RunConfig, TrainConfig, parameter_counts
+from rpgan.config import MAX_PARAMETERS, ModelConfig, RunConfig, TrainConfig
 from rpgan.errors import UserError
 from rpgan.model import Generator, build_discriminator, build_generator
+from rpgan.model_size import parameter_counts
 from rpgan.presets import PRESETS
 from rpgan.run_store import Folder, RunStore
 from tests.conftest import TINY_EIGENGAN, TINY_MODELS, tiny_run

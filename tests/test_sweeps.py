@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rpgan.errors import UserError
-from rpgan.run_store import Folder, local_copy
+from rpgan.remote import local_checkpoint
+from rpgan.run_store import Folder
 from sweeps import NAMES, get_sweep
 from sweeps.results import SCHEMAS, read_table, summarise, write_rows
 from sweeps.spec import Plan, plan
@@ -111,8 +112,8 @@ def test_results_and_checkpoints_behind_a_uri(tmp_path):
     assert read_table(folder, "trials")["fid"].tolist() == [7.0]
     (tmp_path / "ckpt" / "step_1").mkdir(parents=True)
     (tmp_path / "ckpt" / "step_1" / "config.json").write_text("{}")
-    copy = local_copy(f"file://{tmp_path}/ckpt/step_1", tmp_path / "copy")
-    assert copy == tmp_path / "copy" / "step_1" and (copy / "config.json").read_text() == "{}"
+    copy = local_checkpoint(f"file://{tmp_path}/ckpt/step_1")
+    assert copy.name.startswith("step_1-") and (copy / "config.json").read_text() == "{}"
 
 
 def _rpgan_process(*args, cache: Path) -> subprocess.Popen:

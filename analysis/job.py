@@ -1,0 +1,66 @@
+"""What every analysis job (analyze, fid, dissect, directions) starts from and ends with: its
+checkpoint, resolved once, and its output folder, local or behind a URI.
+
+A job writes its files into `Job.out`, a local folder: --out itself, or for a URI --out
+(s3://...) a staging folder whose files `Job.finish` uploads when the job is done, each under a
+temporary name and then moved, so a killed job leaves nothing half-written there either.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis.results import context, run_id
+from rpgan.checkpoint import checkpoint_ref, load_generator, read_step
+from rpgan.config import RunConfig
+from rpgan.model import Generator
+from rpgan.remote import is_uri, parent, upload
+
+ANALYSIS = "analysis"  # a job's default folder, inside the checkpoint's run
+
+
+@dataclass(frozen=True)
+class Job:
+    ckpt: str  # the exact checkpoint, a local directory or a URI: what the workers load, the `ckpt` column
+    generator: Generator
+    config: RunConfig
+    step: int
+    out: Path  # where the job writes, locally
+    out_uri: str | None  # where `out` goes once the job is done, if that is remote
+
+    def context(self, options: dict, seed: int) -> dict:
+        """The context columns of the job's tables; the run_id hashes the checkpoint and options."""
+        return context(run_id({"ckpt": self.ckpt, **options}), self.ckpt, self.step, self.config, seed)
+
+    def finish(self, written: dict[str, Path]) -> dict[str, str]:
+        """Upload a remote job's files; where each written file now is, by name."""
+        if self.out_uri is None:
+            return {name: str(path) for name, path in written.items()}
+        upload(self.out, self.out_uri)
+        return {name: f"{self.out_uri}/{Path(path).relative_to(self.out).as_posix()}" for name, path in written.items()}
+
+
+def default_out(ckpt: str) -> str:
+    """RUN/analysis for a checkpoint RUN/checkpoints/step_N (a path or a URI)."""
+    return f"{parent(parent(ckpt))}/{ANALYSIS}" if is_uri(ckpt) else str(Path(ckpt).parent.parent / ANALYSIS)
+
+
+@contextmanager
+def open_job(ckpt: Path | str, out: Path | str | None, device: str = "cpu") -> Iterator[Job]:
+    """The job on checkpoint `ckpt` (a checkpoint or run, a path or a URI) writing to `out`
+    (default: the run's analysis/); a remote job's staging folder is removed at the end."""
+    exact = checkpoint_ref(ckpt)
+    generator, config, local = load_generator(exact, device)
+    target = str(out) if out else default_out(exact)
+    staging = Path(tempfile.mkdtemp(prefix="rpgan-out-")) if is_uri(target) else None
+    try:
+        yield Job(exact, generator, config, read_step(exact), staging or Path(target),
+                  target.rstrip("/") if staging else None)
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)

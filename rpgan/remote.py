@@ -1,0 +1,152 @@
+"""Storage behind a URI: s3:// (AWS or any S3-compatible store), gs://, file://, any pyarrow.fs URI.
+
+Ray Train and rpgan reach it through pyarrow.fs, so credentials come from the standard AWS
+chain (environment, ~/.aws files, the instance profile) and are never read here; an
+S3-compatible store (MinIO, Ceph, R2, moto) is reached by setting AWS_ENDPOINT_URL (e.g.
+http://127.0.0.1:9000). A checkpoint named by a URI is fetched once into this machine's cache,
+$RPGAN_CACHE/checkpoints/<key>: the key hashes the URI with every file's size and modification
+time (a checkpoint rewritten under its name is fetched again), and the copy is downloaded
+into a temporary directory and renamed into place, so a partial download is never taken for a
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from rpgan.errors import RemoteError, UserError
+
+
+def is_uri(ref: str | Path) -> bool:
+    return "://" in str(ref)
+
+
+def cache_root() -> Path:
+    """rpgan's local cache: $RPGAN_CACHE, else ~/.cache/rpgan."""
+    return Path(os.environ.get("RPGAN_CACHE", Path.home() / ".cache" / "rpgan"))
+
+
+@contextmanager
+def remote_errors(uri: str) -> Iterator[None]:
+    """Turn a failure of the store behind `uri` into one line naming it (RemoteError, exit 1)."""
+    try:
+        yield
+    except (UserError, FileNotFoundError):
+        raise
+    except OSError as e:
+        detail = " ".join(str(e).split())[:240]
+        raise RemoteError(f"{uri}: {detail}; check the URI, the credentials (AWS chain) and AWS_ENDPOINT_URL") \
+            from None
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem of a URI and the path inside it."""
+    try:
+        with remote_errors(uri):
+            return pafs.FileSystem.from_uri(uri)
+    except ValueError as e:  # pyarrow's ArrowInvalid: an unknown scheme, a malformed URI
+        raise UserError(f"{uri}: {e}; pass a local path or a URI such as s3://bucket/path") from None
+
+
+def join(uri: str, *names: str) -> str:
+    return "/".join([uri.rstrip("/"), *names])
+
+
+def parent(uri: str) -> str:
+    return uri.rstrip("/").rpartition("/")[0]
+
+
+def _files(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
+    return [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+            if i.type == pafs.FileType.File]
+
+
+def checkpoint_uri(uri: str) -> str:
+    """The checkpoint a URI names: itself if it holds config.json, else the newest
+    checkpoints/step_N of the run it names. One line if there is none."""
+    from rpgan.checkpoint import CHECKPOINTS, CONFIG, STEP_DIR
+
+    uri = uri.rstrip("/")
+    fs, path = filesystem(uri)
+    with remote_errors(uri):
+        if fs.get_file_info(f"{path}/{CONFIG}").type == pafs.FileType.File:
+            return uri
+        found = fs.get_file_info(pafs.FileSelector(f"{path}/{CHECKPOINTS}", allow_not_found=True))
+        steps = sorted(int(m.group(1)) for i in found if (m := STEP_DIR.match(i.base_name)))
+        if steps:
+            return join(uri, CHECKPOINTS, f"step_{steps[-1]:08d}")
+        kind = fs.get_file_info(path).type
+    if kind == pafs.FileType.NotFound:
+        raise UserError(f"checkpoint {uri} does not exist; pass a run (its --storage/--name) or one of its "
+                        "checkpoints/step_* (what `rpgan results --best` prints)")
+    raise UserError(f"{uri} holds no rpgan checkpoint (no config.json, no checkpoints/step_*)")
+
+
+def local_checkpoint(uri: str) -> Path:
+    """The checkpoint a URI names (see checkpoint_uri) as a local directory of the cache."""
+    uri = checkpoint_uri(uri)
+    fs, path = filesystem(uri)
+    with remote_errors(uri):
+        files = _files(fs, path)
+        stamp = "\n".join(f"{i.path}\t{i.size}\t{i.mtime}" for i in sorted(files, key=lambda i: i.path))
+        key = hashlib.sha256(f"{uri}\n{stamp}".encode()).hexdigest()[:24]
+        target = cache_root() / "checkpoints" / f"{uri.rpartition('/')[2]}-{key}"
+        if not target.is_dir():
+            download(uri, target)
+    return target
+
+
+def download(uri: str, target: Path) -> Path:
+    """Copy the tree under `uri` into the local directory `target`, whole or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir()
+        with remote_errors(uri):
+            pafs.copy_files(uri, str(tmp))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process fetched it first: keep theirs
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def upload(local: Path, uri: str) -> list[str]:
+    """Write every file under the local directory `local` to the same place under `uri`, each
+    under a temporary name, then moved; returns the URIs written."""
+    fs, root = filesystem(uri)
+    written = []
+    with remote_errors(uri):
+        for file in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+            name = file.relative_to(local).as_posix()
+            written.append(put_bytes(fs, f"{root.rstrip('/')}/{name}", file.read_bytes()))
+    return [join(uri, w[len(root.rstrip("/")) + 1:]) for w in written]
+
+
+def put_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> str:
+    """Write `data` to `path` of `fs` under a temporary name, then move it there; returns path."""
+    parent_dir, _, base = path.rpartition("/")
+    fs.create_dir(parent_dir, recursive=True)
+    tmp = f"{parent_dir}/.{base}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        fs.move(tmp, path)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except OSError:
+            pass
+        raise
+    return path
