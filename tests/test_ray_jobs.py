@@ -1,0 +1,169 @@
+"""Cluster work as a Ray Job (docs/distributed.md, "Ray Jobs"). A sweep submitted with `ray job
+submit` to a head started the way cluster/gpu.yaml starts one (`ray start --head`, job server on
+loopback) finishes after its submitting client is killed; `rpgan` and `ray job` on the head find
+the cluster through the $RAY_ADDRESS that the head's shells export, with no flag."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.sockets import listening_sockets
+
+BIN = Path(sys.executable).parent
+JOB = "sweep-1"
+# The README's cloud sweep with a budget of seconds: one trial of 2 steps.
+SWEEP = ["rpgan", "sweep", "ablation_blocks", "--quick", "--space", "blocks_per_bucket=2", "--steps", "2",
+         "--fid-samples", "10", "--evaluations", "1"]
+# The head's logical CPUs: neither this machine's count nor one more, the sizes of rpgan's private Rays.
+CPUS = (os.cpu_count() or 1) + 3
+JOINED = f"Ray: 1 node(s), {CPUS} CPUs, 0 GPUs"
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _listening_ips(port: int) -> set[str]:
+    """The addresses this machine listens on at a TCP port."""
+    ips = listening_sockets()  # inode -> IP
+    rows = [line.split() for table in ("tcp", "tcp6") for line in
+            Path(f"/proc/net/{table}").read_text().splitlines()[1:]]
+    return {ips[int(r[9])] for r in rows if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port
+            and int(r[9]) in ips}
+
+
+def _marked(marker: bytes) -> list[int]:
+    """The processes whose environment holds `marker`: every one this test's head started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def _end_head(marker: bytes) -> None:
+    """Stop the head by the ids of its own processes. Not `ray stop --force`: that kills every
+    Ray process on the machine, other clusters and other tests' local Rays included."""
+    deadline = time.monotonic() + 20
+    while (pids := _marked(marker)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
+def _read_until(process: subprocess.Popen, text: str, seconds: float) -> str:
+    seen, fd, deadline = "", process.stdout.fileno(), time.monotonic() + seconds
+    while text not in seen:
+        ready = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
+        chunk = os.read(fd, 65536).decode(errors="replace") if ready else ""
+        assert chunk, f"no {text!r} from `ray job submit` before it ended or {seconds:g} s passed:\n{seen}"
+        seen += chunk
+    return seen
+
+
+@pytest.fixture
+def head():
+    """A one-node cluster started like cluster/gpu.yaml's head, every server on loopback:
+    (the head's shell environment, its GCS address, its job server's URL, its temp dir)."""
+    if importlib.util.find_spec("aiohttp") is None:
+        pytest.skip("Ray's job server and `ray job` need ray[default] (aiohttp, ...), not installed here")
+    tmp = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))  # Ray's unix socket paths must stay short
+    gcs, dashboard, client, agent = _free_ports(4)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {
+        "RAY_TMPDIR": str(tmp),  # nothing in /tmp/ray; also marks every process the head starts
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keep Ray's node address 127.0.0.1
+        # What head_setup_commands export in the head's ~/.bashrc, which Ray's own `ray start` sources.
+        "RAY_ADDRESS": f"127.0.0.1:{gcs}",
+        # Pinned: a ~/.ray/auth_token (every local ray.init writes one) turns token authentication
+        # on for `ray start`, but not for clients given an address.
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RPGAN_CACHE": str(tmp / "cache"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `rpgan` on the PATH, as on the cluster
+    }
+    marker = f"RAY_TMPDIR={tmp}".encode()
+    try:
+        started = subprocess.run(
+            [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
+             f"--dashboard-agent-listen-port={agent}", f"--num-cpus={CPUS}", "--disable-usage-stats",
+             "--include-dashboard=true"],
+            env=env, capture_output=True, text=True, timeout=120, cwd=tmp)
+        if started.returncode != 0:
+            pytest.skip(f"`ray start --head` cannot start here: {started.stderr.strip()[-500:]}")
+        yield env, f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", tmp
+    finally:
+        _end_head(marker)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_sweep_job_outlives_its_client_and_the_head_finds_the_cluster_without_flags(head):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    shell, gcs, url, tmp = head
+    assert _listening_ips(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}  # the job server: loopback only
+
+    # From the laptop, through `ray dashboard`'s tunnel: `ray job` reads RAY_API_SERVER_ADDRESS.
+    storage = tmp / "sweeps"
+    laptop = {k: v for k, v in shell.items() if k != "RAY_ADDRESS"} | {"RAY_API_SERVER_ADDRESS": url}
+    submit = subprocess.Popen([str(BIN / "ray"), "job", "submit", "--submission-id", JOB, "--", *SWEEP,
+                               "--storage", str(storage)],
+                              env=laptop, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _read_until(submit, "Ray: 1 node(s)", 120)  # the job's driver runs and has connected to Ray
+    finally:
+        os.killpg(submit.pid, signal.SIGKILL)  # the laptop closes
+        submit.wait()
+    jobs = JobSubmissionClient(url)
+    assert jobs.get_job_status(JOB) == JobStatus.RUNNING
+
+    deadline = time.monotonic() + 300
+    while (status := jobs.get_job_status(JOB)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, f"job still {status}:\n{jobs.get_job_logs(JOB)}"
+        time.sleep(1)
+    assert status == JobStatus.SUCCEEDED, jobs.get_job_logs(JOB)
+    rows = pd.read_parquet(storage / "ablation_blocks-quick" / "trials")
+    ok = rows[rows["status"] == "ok"]
+    assert len(ok) == 1 and ok.iloc[0]["fid"] > 0 and ok.iloc[0]["step"] == 2, rows
+
+    # Ray set the driver's RAY_ADDRESS to the head's GCS address, so rpgan joined the head rather
+    # than start a private Ray. On the head, `ray job logs` finds the job server from $RAY_ADDRESS.
+    logged = "".join(p.read_text(errors="replace") for p in (tmp / "ray" / "session_latest" / "logs").rglob("*.log"))
+    assert f"Submitting job with RAY_ADDRESS = {gcs}" in logged
+    logs = subprocess.run([str(BIN / "ray"), "job", "logs", JOB], env=shell, capture_output=True, text=True,
+                          timeout=60)
+    assert logs.returncode == 0 and JOINED in logs.stdout, logs.stdout + logs.stderr
+
+    # An `rpgan` command in a shell on the head (`ray attach`, `ray exec`) joins the cluster too
+    # (here it reads the sweep's cached reference features: no Inception to load).
+    [cached] = (tmp / "cache").rglob("*.npz")
+    stats = subprocess.run(["rpgan", "fid-stats", "--data", "digits", "--image-size", "8", "--out", str(cached)],
+                           env=shell, capture_output=True, text=True, timeout=180)
+    assert stats.returncode == 0 and JOINED in stats.stderr and str(cached) in stats.stdout, stats.stderr
