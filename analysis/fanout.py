@@ -28,7 +28,7 @@ from analysis.inception import InceptionFeatures, features, resolve_weights
 from analysis.responsibility import Plan, distinct_images, evaluation_rows, variations
 from rpgan.checkpoint import load_generator
 from rpgan.data import to_uint8
-from rpgan.errors import UserError
+from rpgan.errors import RemoteError
 from rpgan.images import render
 from rpgan.progress import Progress
 
@@ -36,8 +36,8 @@ Call = tuple[str, tuple]
 RESTARTS = 3  # per actor: a worker killed now and then recovers; one that dies on every call does not
 
 
-class WorkerLost(UserError):
-    """A call's Ray worker died more often than `RESTARTS` allows."""
+class WorkerLost(RemoteError):
+    """A call's Ray worker died more often than `RESTARTS` allows (one line, exit code 1)."""
 
 
 class AnalysisWorker:
@@ -143,6 +143,9 @@ def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, T
     # running when it died runs again on its restarted self (at most as often as it restarts).
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT",
                         max_restarts=RESTARTS, max_task_retries=RESTARTS)(AnalysisWorker)
+    # Held here until the actors are killed: a restarted actor's constructor reads it again, and
+    # Ray does not keep actor constructor arguments alive by itself (ray-project/ray#53727, its
+    # "constructor arguments in the object store" log line at the first actor).
     state_ref = ray.put(inception_state)
     actor_device = "cuda" if gpus_per_worker > 0 else "cpu"
     actors = [remote.remote(ckpt, state_ref, actor_device, max(1, int(cpus))) for _ in range(n)]
@@ -180,8 +183,8 @@ def _gather(actors: list, calls: list[Call], progress: Progress) -> list[Any]:
         except ray.exceptions.RayActorError as e:
             cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise WorkerLost(f"{progress.label} {i + 1}/{len(calls)} ({calls[i][0]}) failed: its Ray worker died "
-                             f"with no restarts left ({RESTARTS} per worker; {cause}); nothing was written, so "
-                             "rerunning the command is safe, and starts over (nothing is resumed)") from None
+                             f"again after {RESTARTS} restarts (Ray: {cause}); no results were written, so "
+                             "rerunning the command is safe (it starts over: nothing is resumed)") from None
         done += 1
         progress.update(done)
         submit(actor)

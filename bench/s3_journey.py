@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the S3 endpoint it shares
 from tests.s3_server import BUCKET, start  # noqa: E402
 
 RPGAN = str(Path(sys.executable).with_name("rpgan"))

@@ -7,5 +7,6 @@ class UserError(Exception):
 
 
 class RemoteError(Exception):
-    """Remote storage failed (unreachable endpoint, refused credentials, a missing bucket while
-    writing): one line naming the URI; nothing half-written is left behind."""
+    """A failure outside this process, not of the user's input: remote storage (an unreachable
+    endpoint, refused credentials, a missing bucket while writing) or a Ray worker lost past its
+    retries. One line naming what failed; nothing half-written is left behind."""

@@ -36,12 +36,15 @@ def cache_root() -> Path:
 
 @contextmanager
 def remote_errors(uri: str) -> Iterator[None]:
-    """Turn a failure of the store behind `uri` into one line naming it (RemoteError, exit 1)."""
+    """Turn a failure of the store behind `uri` into one line naming it (RemoteError, exit 1);
+    for a local path, OSErrors pass through."""
     try:
         yield
     except (UserError, FileNotFoundError):
         raise
     except OSError as e:
+        if not is_uri(uri):  # a local path's own errors (a path through a file, a full disk): main() says them
+            raise
         detail = " ".join(str(e).split())[:240]
         raise RemoteError(f"{uri}: {detail}; check the URI, the credentials (AWS chain) and AWS_ENDPOINT_URL") \
             from None

@@ -7,8 +7,11 @@ import os
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+
+from tests.processes import descendants
 
 
 def listening_sockets() -> dict[int, str]:
@@ -30,24 +33,6 @@ def is_loopback(ip: str) -> bool:
     return addr.is_loopback or bool(getattr(addr, "ipv4_mapped", None) and addr.ipv4_mapped.is_loopback)
 
 
-def descendants(root: int) -> set[int]:
-    """root and every process below it."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(proc.name))
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        tree.add(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
 def socket_owners(pids: set[int]) -> dict[int, str]:
     """inode -> process name of every socket the processes hold."""
     owners = {}
@@ -63,17 +48,27 @@ def socket_owners(pids: set[int]) -> dict[int, str]:
     return owners
 
 
-def watch(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, set[tuple[str, str]]]:
-    """Run cmd, sampling what its process tree listens on until it exits: (exit code, its
-    output, {(process name, IP)})."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen: set[tuple[str, str]] = set()
+def watch(cmds: dict[str, list[str]], env: dict[str, str], timeout: float) -> dict[str, tuple[int, str, set]]:
+    """Run the commands at once, sampling what each one's process tree listens on until it exits:
+    name -> (exit code, its output, {(process name, IP)})."""
+    procs, outs, seen = {}, {}, {name: set() for name in cmds}
+    for name, cmd in cmds.items():
+        outs[name] = tempfile.TemporaryFile(mode="w+")  # a pipe could fill up and stall the command
+        procs[name] = subprocess.Popen(cmd, env=env, stdout=outs[name], stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        owners, listening = socket_owners(descendants(proc.pid)), listening_sockets()
-        seen |= {(owners[i], listening[i]) for i in owners if i in listening}
+    while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
+        listening = listening_sockets()
+        for name, proc in procs.items():
+            if proc.poll() is None:
+                owners = socket_owners(descendants(proc.pid))
+                seen[name] |= {(owners[i], listening[i]) for i in owners if i in listening}
         time.sleep(0.2)
-    if proc.poll() is None:
-        proc.kill()
-    out = proc.communicate()[0]
-    return proc.returncode, out, seen
+    results = {}
+    for name, proc in procs.items():
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        outs[name].seek(0)
+        results[name] = (proc.returncode, outs[name].read(), seen[name])
+        outs[name].close()
+    return results

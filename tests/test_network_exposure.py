@@ -56,18 +56,18 @@ def commands(ckpt: Path, out: Path) -> dict[str, list]:
     }
 
 
-# `rpgan sweep` is watched the same way in tests/test_sweeps.py, on a run that is there anyway.
-@pytest.mark.parametrize("command", ["train", "analyze", "fid", "fid-stats", "dissect", "directions"])
-def test_a_private_ray_listens_on_loopback_only(command, ckpt, env, tmp_path):
-    args = commands(ckpt, tmp_path)[command]
-    code, out, seen = watch([RPGAN, *map(str, args)], env, timeout=240)
-    assert code == 0, out[-3000:]
-    names = {name for name, _ in seen}
-    assert {"gcs_server", "raylet"} <= names, seen  # Ray ran, and was watched
-    if command == "train":  # Ray Train's workers hold the process group's store
-        assert any(name.startswith("ray::RayTrainWo") for name in names), seen  # comm: 15 characters
-    exposed = {(name, ip) for name, ip in seen if not is_loopback(ip)}
-    assert not exposed, f"listening beyond loopback: {exposed}"
+def test_every_command_that_starts_a_private_ray_listens_on_loopback_only(ckpt, env, tmp_path):
+    """All at once (each with its own Ray): the wall time of the slowest. `rpgan sweep` is
+    watched the same way in tests/test_sweeps.py, on a run that is there anyway."""
+    runs = watch({name: [RPGAN, *map(str, args)] for name, args in commands(ckpt, tmp_path).items()}, env, timeout=400)
+    for command, (code, out, seen) in runs.items():
+        assert code == 0, f"{command}: {out[-3000:]}"
+        names = {name for name, _ in seen}
+        assert {"gcs_server", "raylet"} <= names, (command, seen)  # Ray ran, and was watched
+        if command == "train":  # Ray Train's workers hold the process group's store
+            assert any(name.startswith("ray::RayTrainWo") for name in names), seen  # comm: 15 characters
+        exposed = {(name, ip) for name, ip in seen if not is_loopback(ip)}
+        assert not exposed, f"{command} listens beyond loopback: {exposed}"
 
 
 def test_ray_imported_before_rpgan_is_refused(env):

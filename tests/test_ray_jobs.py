@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import select
 import shutil
 import signal
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.processes import wait_for_output
 from tests.sockets import listening_sockets
 
 BIN = Path(sys.executable).parent
@@ -78,16 +78,6 @@ def _end_head(marker: bytes) -> None:
         time.sleep(0.2)
 
 
-def _read_until(process: subprocess.Popen, text: str, seconds: float) -> str:
-    seen, fd, deadline = "", process.stdout.fileno(), time.monotonic() + seconds
-    while text not in seen:
-        ready = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
-        chunk = os.read(fd, 65536).decode(errors="replace") if ready else ""
-        assert chunk, f"no {text!r} from `ray job submit` before it ended or {seconds:g} s passed:\n{seen}"
-        seen += chunk
-    return seen
-
-
 @pytest.fixture
 def head():
     """A one-node cluster started like cluster/gpu.yaml's head, every server on loopback:
@@ -137,7 +127,7 @@ def test_a_sweep_job_outlives_its_client_and_the_head_finds_the_cluster_without_
                                "--storage", str(storage)],
                               env=laptop, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _read_until(submit, "Ray: 1 node(s)", 120)  # the job's driver runs and has connected to Ray
+        wait_for_output(submit, "Ray: 1 node(s)", 120)  # the job's driver runs and has connected to Ray
     finally:
         os.killpg(submit.pid, signal.SIGKILL)  # the laptop closes
         submit.wait()

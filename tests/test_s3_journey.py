@@ -75,10 +75,10 @@ def test_ray_train_into_s3_recovers_from_a_fault_and_reads_back(rpgan, s3, tmp_p
 def test_sweep_then_the_best_trial_analysed_on_s3(rpgan, s3, tmp_path):
     sweeps = f"{s3}/sweeps"
     code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--steps", 2, "--fid-samples", 10,
-                           "--evaluations", 1, "--space", "blocks_per_bucket=1,2", "--storage", sweeps)
+                           "--evaluations", 1, "--space", "blocks_per_bucket=2", "--storage", sweeps)
     assert code == 0, err
     trials = _table(f"{sweeps}/ablation_blocks-quick/trials")
-    assert sorted(trials.blocks_per_bucket) == [1, 2] and set(trials.status) == {"ok"}
+    assert trials.blocks_per_bucket.tolist() == [2] and set(trials.status) == {"ok"}
     code, best, err = rpgan("results", "ablation_blocks", "--quick", "--storage", sweeps, "--best")
     best = best.strip()
     assert code == 0 and best == trials.sort_values("fid").ckpt.iloc[0] and best.startswith(sweeps), err

@@ -1,0 +1,39 @@
+"""The processes a test starts: the tree below one, and waiting on what one prints."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import time
+from pathlib import Path
+
+
+def descendants(root: int) -> set[int]:
+    """root and every process below it."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def wait_for_output(process: subprocess.Popen, text: str, seconds: float) -> str:
+    """Read the process's output until `text` appears in it; what was read. Fails if the
+    process ends or `seconds` pass first."""
+    seen, fd, deadline = "", process.stdout.fileno(), time.monotonic() + seconds
+    while text not in seen:
+        ready = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
+        chunk = os.read(fd, 65536).decode(errors="replace") if ready else ""
+        assert chunk, f"no {text!r} from the process before it ended or {seconds:g} s passed:\n{seen}"
+        seen += chunk
+    return seen

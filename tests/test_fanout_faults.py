@@ -1,0 +1,127 @@
+"""Analysis survives a lost worker: an actor SIGKILLed in the middle of `rpgan analyze` is
+restarted, its call retried, and the numbers are those of an undisturbed run of the same seed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import fanout
+from rpgan.data import load_data
+from rpgan.train import train
+from tests.conftest import tiny_run
+from tests.processes import descendants
+
+RPGAN = str(Path(sys.executable).with_name("rpgan"))
+ACTOR = "ray::AnalysisWo"  # /proc/PID/comm keeps 15 characters of Ray's "ray::AnalysisWorker..." title
+EVALUATIONS = 6
+
+
+def _actors(root: int) -> dict[int, str]:
+    """pid -> process title (Ray's, e.g. ray::AnalysisWorker.responsibility) of the analysis
+    actors under root."""
+    found = {}
+    for pid in descendants(root):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip().startswith(ACTOR):
+                found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except OSError:
+            continue
+    return found
+
+
+def _analyze(ckpt: Path, out: Path, kill: bool) -> tuple[str, set[int], int | None]:
+    """Run `rpgan analyze` on 2 local Ray workers; with `kill`, SIGKILL an actor that is running
+    a call once the first call has finished. Returns (its output, every actor pid seen, killed pid)."""
+    cmd = [RPGAN, "analyze", "--ckpt", str(ckpt), "--workers", "2", "--evaluations", str(EVALUATIONS),
+           "--chunk", "1", "--grids", "0", "--seed", "3", "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
+    stdout = out.parent / f"{out.name}.stdout"  # Ray reports a lost worker there
+    with stdout.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.PIPE, text=True, env=env)
+    seen: set[int] = set()
+
+    def sample() -> None:  # every actor process of the run, to see the restarted one
+        while proc.poll() is None:
+            seen.update(_actors(proc.pid))
+            threading.Event().wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    err, killed = [], None
+    try:
+        for line in proc.stderr:
+            err.append(line)
+            finished = re.match(rf"task (\d+)/{EVALUATIONS} ", line)
+            if kill and killed is None and finished:
+                busy = [pid for pid, title in _actors(proc.pid).items() if title.endswith(".responsibility")]
+                assert int(finished[1]) < EVALUATIONS - 1 and busy, "the kill must land while calls remain"
+                killed = busy[0]
+                os.kill(killed, signal.SIGKILL)
+        assert proc.wait(timeout=300) == 0, "".join(err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sampler.join()
+    return stdout.read_text() + "".join(err), seen, killed
+
+
+def _tables(out: Path) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_parquet(out / name).drop(columns="created_at")
+            for name in ("responsibility", "responsibility_summary")}
+
+
+def test_a_killed_actor_restarts_and_the_numbers_do_not_change(tmp_path):
+    ckpt = train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path / "run", quiet=True)
+    with ThreadPoolExecutor(1) as side:  # the undisturbed run alongside, to save wall time
+        calm = side.submit(_analyze, ckpt, tmp_path / "calm", kill=False)
+        output, seen, killed = _analyze(ckpt, tmp_path / "killed", kill=True)
+        calm.result()
+    assert killed in seen and not Path(f"/proc/{killed}").exists()
+    assert len(seen) >= 3  # the 2 actors and the killed one's restart
+    assert "Traceback" not in output and "rpgan:" not in output, output
+    assert f"task {EVALUATIONS}/{EVALUATIONS} " in output
+    for name, table in _tables(tmp_path / "killed").items():
+        pd.testing.assert_frame_equal(table, _tables(tmp_path / "calm")[name], check_exact=True)
+
+
+class _Dying(fanout.AnalysisWorker):
+    """An actor whose every call kills its process, and that counts its starts."""
+
+    def __init__(self, ckpt: str | None, inception_state: dict, device: str, threads: int = 0):
+        with open(ckpt, "a") as starts:
+            starts.write("start\n")
+
+    def responsibility(self, *args) -> list[dict]:
+        os._exit(1)
+
+
+@pytest.fixture
+def local_ray():
+    import ray
+
+    from rpgan.ray_session import connect
+
+    connect(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def test_a_worker_that_keeps_dying_ends_in_one_line(local_ray, tmp_path, monkeypatch):
+    monkeypatch.setattr(fanout, "AnalysisWorker", _Dying)
+    starts = tmp_path / "starts"
+    calls = [("responsibility", (i,)) for i in range(3)]
+    with pytest.raises(fanout.WorkerLost) as lost:
+        fanout._run_calls(calls, str(starts), {}, 1, "cpu", 0.0, 1.0, "task")
+    message = str(lost.value)
+    assert "\n" not in message and "task 1/3 (responsibility)" in message and "safe" in message
+    assert starts.read_text().count("start") == 1 + fanout.RESTARTS  # bounded: no retry forever
