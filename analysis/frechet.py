@@ -1,4 +1,4 @@
-"""The Fréchet distance between two Gaussians, without scipy's sqrtm (DESIGN.md).
+"""The Fréchet distance between two Gaussians, without scipy's sqrtm (docs/analysis.md).
 
 FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2). The last trace equals the sum of
 square roots of the eigenvalues of S1^1/2 S2 S1^1/2, a symmetric PSD matrix: two `eigh` calls

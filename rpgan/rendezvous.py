@@ -46,6 +46,7 @@ def _join(backend: str, address: str, port: int, world_rank: int, world: int, ti
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     timeout = timedelta(seconds=timeout_s)
     lead = world_rank == 0
+    # rank 0's server listens on the socket _listen bound to the node address (127.0.0.1 on a local run)
     store = dist.TCPStore(address, port, world, is_master=lead, timeout=timeout,
                           master_listen_fd=_store_socket.fileno() if lead else None)
     dist.init_process_group(backend, store=store, rank=world_rank, world_size=world, timeout=timeout)

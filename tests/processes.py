@@ -37,3 +37,24 @@ def wait_for_output(process: subprocess.Popen, text: str, seconds: float) -> str
         assert chunk, f"no {text!r} from the process before it ended or {seconds:g} s passed:\n{seen}"
         seen += chunk
     return seen
+
+
+def wait_until_gone(pids: set[int], seconds: float = 60) -> None:
+    """Ray's workers outlive a killed driver by a moment (until they notice their raylet is
+    gone), and one could still finish writing a row: wait until they have all exited. A
+    pidfd becomes readable when its process exits."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            pass  # already gone
+    try:
+        deadline = time.monotonic() + seconds
+        waiting = list(fds)
+        while waiting and time.monotonic() < deadline:
+            ready = select.select(waiting, [], [], deadline - time.monotonic())[0]
+            waiting = [fd for fd in waiting if fd not in ready]
+    finally:
+        for fd in fds:
+            os.close(fd)

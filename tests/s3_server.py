@@ -8,8 +8,10 @@ import json
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
+
+from tests.processes import wait_for_output
 
 BUCKET = "rpgan"
 SETUP_CALLS = 4  # unauthenticated calls that make the user, its policy and key, and the bucket
@@ -28,18 +30,15 @@ def start(region: str = "us-east-1") -> tuple[subprocess.Popen, dict[str, str]]:
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
                               env={"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_CALLS), "PATH": "/usr/bin:/bin"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.1)
+    try:
+        wait_for_output(server, "Running on", 30)  # werkzeug says so once it listens
+    except AssertionError:
+        server.kill()
+        raise RuntimeError("moto_server did not start") from None
+    # it logs every request: keep reading, or a full pipe would stall it
+    threading.Thread(target=lambda: server.stdout.read(), daemon=True).start()
     setup = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup", "region_name": region,
              "endpoint_url": endpoint}
     iam = boto3.client("iam", **setup)

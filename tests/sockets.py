@@ -62,7 +62,12 @@ def watch(cmds: dict[str, list[str]], env: dict[str, str], timeout: float) -> di
             if proc.poll() is None:
                 owners = socket_owners(descendants(proc.pid))
                 seen[name] |= {(owners[i], listening[i]) for i in owners if i in listening}
-        time.sleep(0.2)
+        running = next((p for p in procs.values() if p.poll() is None), None)
+        if running:  # the next sample in 0.2 s, or as soon as that command ends
+            try:
+                running.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
     results = {}
     for name, proc in procs.items():
         if proc.poll() is None:

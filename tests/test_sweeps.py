@@ -5,11 +5,9 @@ trial again or writing any row twice."""
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +20,7 @@ from rpgan.run_store import Folder
 from sweeps import NAMES, get_sweep
 from sweeps.results import SCHEMAS, read_table, summarise, write_rows
 from sweeps.spec import Plan, plan
-from tests.processes import descendants, wait_for_output
+from tests.processes import descendants, wait_for_output, wait_until_gone
 from tests.sockets import is_loopback, watch
 
 # The quick ablation with a tiny budget: 3 trials, seconds of training each.
@@ -130,27 +128,6 @@ def _ok_rows(sweep: Path) -> pd.DataFrame:
     return rows[rows["status"] == "ok"]
 
 
-def _wait_until_gone(pids: set[int], seconds: float = 60) -> None:
-    """Ray's workers outlive a killed driver by a moment (until they notice their raylet is
-    gone), and one could still finish writing a row: wait until they have all exited. A
-    pidfd becomes readable when its process exits."""
-    fds = []
-    for pid in pids:
-        try:
-            fds.append(os.pidfd_open(pid))
-        except ProcessLookupError:
-            pass  # already gone
-    try:
-        deadline = time.monotonic() + seconds
-        waiting = list(fds)
-        while waiting and time.monotonic() < deadline:
-            ready = select.select(waiting, [], [], deadline - time.monotonic())[0]
-            waiting = [fd for fd in waiting if fd not in ready]
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
 @pytest.fixture(scope="module")
 def killed_and_resumed(tmp_path_factory):
     """A tiny quick sweep whose driver is killed (SIGKILL) once a trial has finished, then resumed."""
@@ -161,7 +138,7 @@ def killed_and_resumed(tmp_path_factory):
     below = descendants(driver.pid) - {driver.pid}
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
-    _wait_until_gone(below)
+    wait_until_gone(below)
     before = _ok_rows(sweep)
     resumed = _rpgan_process("sweep", "ablation_blocks", "--quick", "--resume", "--storage", storage,
                              cache=storage / "cache")
