@@ -52,13 +52,6 @@ def _start_private(num_cpus: int | None, log_to_driver: bool) -> None:
              logging_config=ray.LoggingConfig(log_level="ERROR"))
 
 
-def is_private() -> bool:
-    """Whether the connected Ray is this process's own local instance (bound to loopback)."""
-    import ray
-
-    return ray.util.get_node_ip_address() == LOOPBACK
-
-
 def cluster_resources() -> dict[str, float]:
     """Total resources of the connected cluster, e.g. {"CPU": 2.0, "GPU": 1.0}."""
     import ray
