@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch and torchvision pinned to the releases this project is tested with (CPU or CUDA wheels).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,12 @@ demo: setup
 test: setup
 	$(BIN)/ruff check rpgan analysis sweeps tests bench
 	$(BIN)/python -m pytest -q
+
+# The edit-test loop (under 3 minutes on 2 cores): everything but the end-to-end runs marked slow
+# (local Ray clusters, S3, sweeps, real training); `make test` runs those too.
+test-fast: setup
+	$(BIN)/ruff check rpgan analysis sweeps tests bench
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(BIN)/python bench/routing.py

@@ -16,18 +16,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import torch
 
-from analysis.fanout import Fanout
+from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
 from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS
 from analysis.plots import plot_responsibility
-from analysis.responsibility import make_plan
-from analysis.results import write_table
-from rpgan.eigengan import EigenGenerator
+from analysis.responsibility import Plan, distinct_images, evaluation_rows, make_plan, variations
+from analysis.results import table
 from rpgan.errors import UserError
-from rpgan.images import save_layer_grid
-from rpgan.model import Generator
+from rpgan.io.images import save_layer_grid
+from rpgan.model.eigengan import EigenGenerator
+from rpgan.model.networks import Generator
+
+# per method x layer x distance; also a sweep's per-trial rows (sweeps.results)
+RESPONSIBILITY_SUMMARY = [
+    ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("evaluations", pa.int64()),
+    ("ratio_mean", pa.float64()), ("ratio_std", pa.float64()), ("spread_mean", pa.float64()),
+    ("spread_std", pa.float64())]
+RESPONSIBILITY = table("responsibility", [
+    ("method", pa.string()), ("evaluation", pa.int64()), ("layer", pa.int64()), ("distance", pa.string()),
+    ("spread", pa.float64()), ("ratio", pa.float64())])
+SUMMARY = table("responsibility_summary", RESPONSIBILITY_SUMMARY)
 
 
 @dataclass(frozen=True)
@@ -73,13 +84,19 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
+def evaluate(worker: AnalysisWorker, plan: Plan, first: int, mode: str, noise_scale: float) -> list[dict]:
+    """Task: the rows of evaluations first..first+len(plan)-1 (see analysis.responsibility)."""
+    images = variations(worker.generator, plan, mode, noise_scale)
+    return evaluation_rows(images, worker.embed, distinct_images(worker.generator.blocks, mode), first)
+
+
 def measure(generator: Generator, ckpt: Path | str, cfg: AnalyzeConfig, fan: Fanout) -> tuple[list[dict], pd.DataFrame]:
     """D_{l->1} of the checkpoint's generator, computed where `fan` says: the long rows (method x
     evaluation x layer x distance) and their summary (method x layer x distance)."""
     todo = methods(generator, cfg.noise_scales)
     plan = make_plan(generator, cfg.evaluations, cfg.seed)
     starts = range(0, cfg.evaluations, cfg.chunk)
-    calls = [("responsibility", (plan.chunk(a, a + cfg.chunk), a, mode, scale))
+    calls = [(evaluate, (plan.chunk(a, a + cfg.chunk), a, mode, scale))
              for _, mode, scale in todo for a in starts]
     results = fan.run(calls, ckpt)
     per_method = len(starts)
@@ -94,9 +111,8 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
     cfg.validate()
     with open_job(ckpt, out, fan.device) as job:
         generator, config, out = job.generator, job.config, job.out
-        methods(generator, cfg.noise_scales)  # refuse a generator that cannot vary before drawing grids
-        written: dict[str, Path] = {}
-
+        rows, summary = measure(generator, job.ckpt, cfg, fan)  # first: a job that fails writes nothing
+        written: dict[str, Path | str] = {}
         rng = torch.Generator().manual_seed(cfg.seed)
         paths, z = generator.sample_latent(cfg.grids, rng)
         for g in range(cfg.grids):
@@ -106,12 +122,9 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
                 where = out / "frozen_paths" / f"path_{'-'.join(map(str, paths[g].tolist()))}.png"
             written[f"grid_{g}"] = save_layer_grid(generator, paths[g], None if z is None else z[g], where,
                                                    cfg.per_bucket, cfg.seed)
-
-        rows, summary = measure(generator, job.ckpt, cfg, fan)
         ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
-        written["responsibility"] = write_table(out, "responsibility", ctx, rows)
-        written["responsibility_summary"] = write_table(out, "responsibility_summary", ctx,
-                                                        summary.to_dict("records"))
+        written["responsibility"] = RESPONSIBILITY.write(out, ctx, rows)
+        written["responsibility_summary"] = SUMMARY.write(out, ctx, summary.to_dict("records"))
         title = (f"{config.preset or config.model.arch}: blocks {list(generator.blocks)}, step {ctx['step']}, "
                  f"{cfg.evaluations} evaluations")
         written["plot"] = plot_responsibility(summary, out / "responsibility.png", title)

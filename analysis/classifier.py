@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rpgan.data import ImageData, to_float
+from rpgan.io.data import ImageData, to_float
 
 
 class DigitClassifier(nn.Module):

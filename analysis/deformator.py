@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_STEPS
 from rpgan.errors import UserError
-from rpgan.model import Generator
-from rpgan.progress import Progress
+from rpgan.io.progress import Progress
+from rpgan.model.networks import Generator
 
 SHIFT_WEIGHT = 0.25  # the paper's weight of the shift regression term
 

@@ -15,20 +15,35 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
-from analysis.deformator import DirectionsConfig, traversals
+from analysis.deformator import Deformator, DirectionsConfig, accuracy, train_directions, traversals
 from analysis.distances import color_histograms, color_spread, semantic_spread
-from analysis.fanout import Fanout
+from analysis.fanout import AnalysisWorker, Fanout
+from analysis.fid import image_features
 from analysis.job import Job, open_job
-from analysis.results import write_table
-from rpgan.atomic import atomic_write
-from rpgan.data import to_uint8
-from rpgan.images import save_labeled_rows
+from analysis.results import table
+from rpgan.io.atomic import atomic_write
+from rpgan.io.data import to_uint8
+from rpgan.io.images import save_labeled_rows
 
+DIRECTIONS = table("directions", [
+    ("bucket", pa.int64()), ("direction", pa.int64()), ("directions", pa.int64()),
+    ("direction_steps", pa.int64()),
+    ("final_loss", pa.float64()), ("accuracy", pa.float64()), ("semantic_spread", pa.float64()),
+    ("color_spread", pa.float64())])
 SHOWN = 7  # shifts per traversal row
 LATENTS = 4  # latents traversed per direction, for the rows and the spreads
 HELD_OUT = 50  # fresh pairs per direction for the accuracy
+
+
+def learn(worker: AnalysisWorker, cfg: DirectionsConfig, held_out: int) -> tuple[Deformator, list[dict], torch.Tensor]:
+    """Task: train latent directions (see analysis.deformator) on the worker's device: the
+    deformator (on CPU), the loss history, and per-direction accuracy [K] on `held_out` fresh pairs."""
+    deformator, reconstructor, history = train_directions(worker.generator, cfg)
+    per_direction = accuracy(worker.generator, deformator, reconstructor, cfg, held_out, cfg.seed + 1)
+    return deformator.cpu(), history, per_direction.cpu()
 
 
 def directions(ckpt: Path | str, out: Path | str | None, cfg: DirectionsConfig, fan: Fanout) -> dict[str, str]:
@@ -41,7 +56,7 @@ def directions(ckpt: Path | str, out: Path | str | None, cfg: DirectionsConfig, 
 
 def _directions(job: Job, cfg: DirectionsConfig, fan: Fanout) -> dict[str, Path]:
     generator, out, ckpt = job.generator, job.out, job.ckpt
-    [(deformator, history, per_direction)] = fan.run([("learn_directions", (cfg, HELD_OUT * cfg.directions))], ckpt,
+    [(deformator, history, per_direction)] = fan.run([(learn, (cfg, HELD_OUT * cfg.directions))], ckpt,
                                                      label="directions training")
 
     paths, z = generator.sample_latent(LATENTS, torch.Generator().manual_seed(cfg.seed + 2))
@@ -49,15 +64,15 @@ def _directions(job: Job, cfg: DirectionsConfig, fan: Fanout) -> dict[str, Path]
     images = traversals(generator, deformator, cfg.bucket, paths, z, shifts)  # [K, B, T, C, S, S]
     k, b, t = images.shape[:3]
     flat = to_uint8(images.flatten(0, 2))
-    feats = torch.from_numpy(np.concatenate(fan.run([("image_features", (flat,))], None, label="traversal")))
+    feats = torch.from_numpy(np.concatenate(fan.run([(image_features, (flat,))], None, label="traversal")))
     semantic = semantic_spread(feats.view(k, b, t, -1)).mean(1)  # over the shifts of a latent, then latents
     color = color_spread(color_histograms(flat).view(k, b, t, 3, -1)).mean((1, 2))
 
     ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
-    rows = [{"bucket": cfg.bucket, "direction": i, "directions": k, "steps": cfg.steps,
+    rows = [{"bucket": cfg.bucket, "direction": i, "directions": k, "direction_steps": cfg.steps,
              "final_loss": history[-1]["loss"], "accuracy": float(per_direction[i]),
              "semantic_spread": float(semantic[i]), "color_spread": float(color[i])} for i in range(k)]
-    written = {"table": write_table(out, "directions", ctx, rows)}
+    written = {"table": DIRECTIONS.write(out, ctx, rows)}
     state = {"directions": deformator.directions().detach(), "scale": torch.tensor(deformator.scale),
              "bucket": torch.tensor(cfg.bucket)}
     written["weights"] = atomic_write(out / "directions.pt", lambda tmp: torch.save(state, tmp))

@@ -12,42 +12,66 @@ Writes, under the output directory:
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
+import pyarrow as pa
 import torch
+from torch import Tensor
 
-from analysis.dissection import layers
-from analysis.fanout import Fanout
+from analysis.dissection import ablation, ablation_effects, layers, unit_activations
+from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import Job, open_job
 from analysis.limits import MAX_SAMPLES, MAX_STRIPS
 from analysis.plots import plot_responsibility
-from analysis.results import write_table
+from analysis.results import table
 from rpgan.errors import UserError
-from rpgan.images import render, save_labeled_rows
+from rpgan.io.images import render, save_labeled_rows
 
 QUANTILES = (0.5, 0.9, 0.99)
+Fill = Literal["mean", "zero"]
+UNIT_ACTIVATION = table("unit_activation", [
+    ("layer", pa.int64()), ("unit", pa.int64()), ("units", pa.int64()), ("rank", pa.int64()),
+    ("mean", pa.float64()), ("q50", pa.float64()), ("q90", pa.float64()), ("q99", pa.float64())])
+ABLATION_EFFECT = table("ablation_effect", [
+    ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("samples", pa.int64()),
+    ("effect_mean", pa.float64()), ("effect_std", pa.float64()), ("ratio_mean", pa.float64()),
+    ("ratio_std", pa.float64())])
 
 
 @dataclass(frozen=True)
 class DissectConfig:
-    samples: int = 200  # random paths the activations and effects are averaged over
+    n: int = 200  # images (random paths) the activations and effects are averaged over
     units: int = 8  # top units ablated together in each layer
-    fill: str = "mean"  # ablated units take their mean activation ("mean") or 0 ("zero")
+    fill: Fill = "mean"  # ablated units take their mean activation ("mean") or 0 ("zero")
     seed: int = 0
     strips: int = 4  # units shown per layer in units/layer_L.png
     per_strip: int = 8  # top-activating samples shown per unit
     chunk: int = 50  # samples per task sent to a worker
 
     def validate(self) -> DissectConfig:
-        if self.samples < 2 or self.units < 0 or self.chunk < 1 or self.strips < 0 or self.per_strip < 1:
-            raise UserError("--samples must be >= 2, --units and --strips >= 0, --chunk and --per-strip >= 1")
-        if max(self.samples, self.units, self.chunk) > MAX_SAMPLES or max(self.strips, self.per_strip) > MAX_STRIPS:
-            raise UserError(f"--samples, --units and --chunk go up to {MAX_SAMPLES}, --strips up to {MAX_STRIPS}")
-        if self.fill not in ("mean", "zero"):
-            raise UserError(f"--fill takes mean or zero, got {self.fill!r}")
+        if self.n < 2 or self.units < 0 or self.chunk < 1 or self.strips < 0 or self.per_strip < 1:
+            raise UserError("--n must be >= 2, --units and --strips >= 0, --chunk and --per-strip >= 1")
+        if max(self.n, self.units, self.chunk) > MAX_SAMPLES or max(self.strips, self.per_strip) > MAX_STRIPS:
+            raise UserError(f"--n, --units and --chunk go up to {MAX_SAMPLES}, --strips up to {MAX_STRIPS}")
+        if self.fill not in typing.get_args(Fill):
+            raise UserError(f"--fill takes {' or '.join(typing.get_args(Fill))}, got {self.fill!r}")
         return self
+
+
+def activations(worker: AnalysisWorker, paths: Tensor, z: Tensor | None, layer: int) -> Tensor:
+    """Task: activations [N, U] of a layer's units (see analysis.dissection)."""
+    return unit_activations(worker.generator, paths, z, layer)
+
+
+def effects(worker: AnalysisWorker, paths: Tensor, z: Tensor | None,
+            ablations: list[tuple[int, Tensor, Tensor]]) -> Tensor:
+    """Task: effects [A, N, 2] of each (layer, units [k], fill [U]) ablation (see analysis.dissection)."""
+    edits = [(layer, ablation(units, fill)) for layer, units, fill in ablations]
+    return ablation_effects(worker.generator, paths, z, edits, worker.embed)
 
 
 def summarise(effects: torch.Tensor, dissected: list[int], method: str) -> pd.DataFrame:
@@ -75,13 +99,13 @@ def dissect(ckpt: Path | str, out: Path | str | None, cfg: DissectConfig, fan: F
 def _dissect(job: Job, cfg: DissectConfig, fan: Fanout) -> dict[str, Path]:
     generator, config, out, ckpt = job.generator, job.config, job.out, job.ckpt
     dissected = layers(generator)
-    paths, z = generator.sample_latent(cfg.samples, torch.Generator().manual_seed(cfg.seed))
-    starts = range(0, cfg.samples, cfg.chunk)
+    paths, z = generator.sample_latent(cfg.n, torch.Generator().manual_seed(cfg.seed))
+    starts = range(0, cfg.n, cfg.chunk)
 
     def part(a: int) -> tuple:
         return paths[a : a + cfg.chunk], None if z is None else z[a : a + cfg.chunk]
 
-    calls = [("unit_activations", (*part(a), layer)) for layer in dissected for a in starts]
+    calls = [(activations, (*part(a), layer)) for layer in dissected for a in starts]
     results = fan.run(calls, ckpt, label="activation chunk")
     acts = {layer: torch.cat(results[i * len(starts) : (i + 1) * len(starts)]) for i, layer in enumerate(dissected)}
 
@@ -97,15 +121,15 @@ def _dissect(job: Job, cfg: DissectConfig, fan: Fanout) -> dict[str, Path]:
         top[layer] = order[: min(cfg.units, a.shape[1])]
         fill = mean if cfg.fill == "mean" else torch.zeros_like(mean)
         ablations.append((layer, top[layer], fill))
-    chunks = fan.run([("ablation_effects", (*part(a), ablations)) for a in starts], ckpt, label="ablation chunk")
+    chunks = fan.run([(effects, (*part(a), ablations)) for a in starts], ckpt, label="ablation chunk")
     method = f"unit-ablation-top{cfg.units}-{cfg.fill}"
     summary = summarise(torch.cat(chunks, 1), dissected, method)
 
     ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
-    written = {"unit_activation": write_table(out, "unit_activation", ctx, unit_rows),
-               "ablation_effect": write_table(out, "ablation_effect", ctx, summary.to_dict("records"))}
+    written = {"unit_activation": UNIT_ACTIVATION.write(out, ctx, unit_rows),
+               "ablation_effect": ABLATION_EFFECT.write(out, ctx, summary.to_dict("records"))}
     title = (f"{config.preset or config.model.arch}: ablating the top {cfg.units} units of each layer "
-             f"(fill {cfg.fill}), {cfg.samples} samples, step {ctx['step']}")
+             f"(fill {cfg.fill}), {cfg.n} samples, step {ctx['step']}")
     written["plot"] = plot_responsibility(summary, out / "dissection.png", title)
     for layer, a in acts.items():
         if cfg.strips:

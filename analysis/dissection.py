@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from analysis.distances import color_histograms, hellinger
-from rpgan.data import to_uint8
-from rpgan.images import render
-from rpgan.model import Generator
+from rpgan.io.data import to_uint8
+from rpgan.io.images import render
+from rpgan.model.networks import Generator
 
 Edit = Callable[[Tensor], Tensor]
 

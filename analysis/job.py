@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.results import context, run_id
-from rpgan.checkpoint import checkpoint_ref, load_generator, read_step
 from rpgan.config import RunConfig
-from rpgan.model import Generator
-from rpgan.remote import is_uri, parent, upload
+from rpgan.io.remote import is_uri, parent, upload
+from rpgan.model.networks import Generator
+from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_step
 
 ANALYSIS = "analysis"  # a job's default folder, inside the checkpoint's run
 
@@ -57,9 +57,9 @@ def open_job(ckpt: Path | str, out: Path | str | None, device: str = "cpu") -> I
     exact = checkpoint_ref(ckpt)
     generator, config, local = load_generator(exact, device)
     target = str(out) if out else default_out(exact)
-    staging = Path(tempfile.mkdtemp(prefix="rpgan-out-")) if is_uri(target) else None
+    staging = Path(tempfile.mkdtemp(prefix="rpgan-out-")).resolve() if is_uri(target) else None
     try:
-        yield Job(exact, generator, config, read_step(exact), staging or Path(target),
+        yield Job(exact, generator, config, read_step(exact), staging or Path(target).expanduser().resolve(),
                   target.rstrip("/") if staging else None)
     finally:
         if staging:

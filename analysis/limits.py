@@ -6,7 +6,7 @@ from __future__ import annotations
 
 MAX_EVALUATIONS = 100_000  # analyze --evaluations, --chunk (the paper uses 100)
 MAX_GRIDS = 1000  # analyze --grids, --per-bucket
-MAX_SAMPLES = 100_000  # dissect --samples, --units, --chunk
+MAX_SAMPLES = 100_000  # dissect --n, --units, --chunk
 MAX_STRIPS = 1000  # dissect --strips
 MAX_DIRECTIONS = 4096  # directions --directions
 MAX_STEPS = 10_000_000  # directions --steps

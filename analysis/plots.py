@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rpgan.atomic import atomic_write  # noqa: E402
+from rpgan.io.atomic import atomic_write  # noqa: E402
 
 PANELS = (("semantic", "semantic (Inception pool3)", "tab:blue"), ("color", "color (Hellinger, mean RGB)", "tab:red"))
 

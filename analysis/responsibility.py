@@ -18,11 +18,11 @@ import torch
 from torch import Tensor
 
 from analysis.distances import CHANNELS, color_histograms, color_spread, ratio_to_first, semantic_spread
-from rpgan.data import to_uint8
-from rpgan.eigengan import EigenGenerator
-from rpgan.images import render
-from rpgan.model import Generator
-from rpgan.paths import frozen_path_variations, sample_paths
+from rpgan.io.data import to_uint8
+from rpgan.io.images import render
+from rpgan.model.eigengan import EigenGenerator
+from rpgan.model.networks import Generator
+from rpgan.model.paths import frozen_path_variations, sample_paths
 
 IMAGES_PER_LAYER = 4  # the paper's four images per bucket
 

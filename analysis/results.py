@@ -1,9 +1,11 @@
-"""Parquet results: one dataset directory per table, one part file per run, written atomically.
+"""Parquet results: one dataset directory per table, one part file per run (rpgan.io.parquet).
 
 `pandas.read_parquet(dir)` reads all runs of a table; each run's rows carry `run_id`,
-`created_at` and the configuration columns needed to filter without joining. A run id is a hash
-of the job's options, so re-running the same job replaces its part instead of duplicating rows.
-Schemas are documented in docs/results.md; tests check files against SCHEMAS.
+`created_at` and the configuration columns needed to filter without joining: `run_columns`,
+the one set that analysis tables and sweep tables share (the model's preset, data and blocks,
+and every setting of rpgan.overrides). A run id is a hash of the job's options, so re-running the
+same job replaces its part instead of duplicating rows. Each job module registers
+its tables (`table`); schemas are documented in docs/results.md.
 """
 
 from __future__ import annotations
@@ -11,52 +13,57 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from rpgan.atomic import atomic_write
 from rpgan.config import RunConfig
+from rpgan.io.parquet import write_part
+from rpgan.io.run_store import Folder
+from rpgan.overrides import SETTINGS
 
+
+def _arrow(kind: object) -> pa.DataType:
+    if kind is bool:
+        return pa.bool_()
+    return {int: pa.int64(), float: pa.float64()}.get(kind, pa.string())  # str and Literal: text
+
+
+# The model a row was made from: its preset, data and blocks, and every setting but the seed
+# (a table's `seed` is that of whatever made its rows: an analysis job, a sweep trial).
+RUN_COLUMNS = [
+    ("preset", pa.string()), ("data", pa.string()), ("labels", pa.string()), ("blocks", pa.string()),
+    ("n_buckets", pa.int64()), ("total_blocks", pa.int64()), ("blocks_per_bucket", pa.int64()),
+    *((s.name, _arrow(s.kind)) for s in SETTINGS.values() if s.name != "seed"),
+]
 CONTEXT = [  # every analysis table starts with these: who made the rows and from which model
     ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("ckpt", pa.string()),
-    ("step", pa.int64()), ("preset", pa.string()), ("data", pa.string()), ("arch", pa.string()),
-    ("blocks", pa.string()), ("n_buckets", pa.int64()), ("linear", pa.bool_()), ("input", pa.string()),
-    ("seed", pa.int64()),
+    ("step", pa.int64()), *RUN_COLUMNS, ("seed", pa.int64()),
 ]
-RESPONSIBILITY_SUMMARY = [  # per method x layer x distance; also a sweep's per-trial rows (sweeps.results)
-    ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("evaluations", pa.int64()),
-    ("ratio_mean", pa.float64()), ("ratio_std", pa.float64()), ("spread_mean", pa.float64()),
-    ("spread_std", pa.float64())]
-SCHEMAS = {
-    "responsibility": pa.schema(CONTEXT + [
-        ("method", pa.string()), ("evaluation", pa.int64()), ("layer", pa.int64()), ("distance", pa.string()),
-        ("spread", pa.float64()), ("ratio", pa.float64())]),
-    "responsibility_summary": pa.schema(CONTEXT + RESPONSIBILITY_SUMMARY),
-    "quality": pa.schema(CONTEXT + [
-        ("reference", pa.string()), ("n_generated", pa.int64()), ("n_reference", pa.int64()),
-        ("fid", pa.float64()), ("prd_f8_recall", pa.float64()), ("prd_f1_8_precision", pa.float64())]),
-    "unit_activation": pa.schema(CONTEXT + [
-        ("layer", pa.int64()), ("unit", pa.int64()), ("units", pa.int64()), ("rank", pa.int64()),
-        ("mean", pa.float64()), ("q50", pa.float64()), ("q90", pa.float64()), ("q99", pa.float64())]),
-    "ablation_effect": pa.schema(CONTEXT + [
-        ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("samples", pa.int64()),
-        ("effect_mean", pa.float64()), ("effect_std", pa.float64()), ("ratio_mean", pa.float64()),
-        ("ratio_std", pa.float64())]),
-    "directions": pa.schema(CONTEXT + [
-        ("bucket", pa.int64()), ("direction", pa.int64()), ("directions", pa.int64()), ("steps", pa.int64()),
-        ("final_loss", pa.float64()), ("accuracy", pa.float64()), ("semantic_spread", pa.float64()),
-        ("color_spread", pa.float64())]),
-    "comparison": pa.schema([
-        ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("model", pa.string()),
-        ("family", pa.string()), ("source_run_id", pa.string()), ("ckpt", pa.string()), ("step", pa.int64()),
-        ("preset", pa.string()), ("arch", pa.string()), ("blocks", pa.string()), ("method", pa.string()),
-        ("layer", pa.int64()), ("distance", pa.string()), ("ratio_mean", pa.float64()), ("ratio_std", pa.float64())]),
-    "prd_curve": pa.schema(CONTEXT + [
-        ("reference", pa.string()), ("angle_index", pa.int64()), ("precision", pa.float64()),
-        ("recall", pa.float64())]),
-}
+SCHEMAS: dict[str, pa.Schema] = {}  # every analysis table, by name (each job module registers its own)
+
+
+@dataclass(frozen=True)
+class Table:
+    """An analysis table: a dataset directory OUT/NAME of part files of one schema."""
+
+    name: str
+    schema: pa.Schema
+
+    def write(self, out: Path | str, ctx: dict, rows: list[dict]) -> str:
+        """Write rows (context columns added) as OUT/NAME/part-<run_id>.parquet, OUT a local
+        directory or a URI; returns where it went."""
+        return write_part(Folder.at(out), self.name, ctx["run_id"], self.schema, [{**ctx, **row} for row in rows])
+
+
+def table(name: str, columns: list[tuple[str, pa.DataType]], context: bool = True) -> Table:
+    """Register the table NAME: the CONTEXT columns (unless `context` is False), then `columns`."""
+    taken = {c for c, _ in CONTEXT} & {c for c, _ in columns} if context else set()
+    if name in SCHEMAS or taken:
+        raise ValueError(f"analysis table {name}: the name or its columns {sorted(taken)} are taken")
+    SCHEMAS[name] = pa.schema((CONTEXT if context else []) + columns)
+    return Table(name, SCHEMAS[name])
 
 
 def run_id(options: dict) -> str:
@@ -64,17 +71,17 @@ def run_id(options: dict) -> str:
     return hashlib.sha1(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def context(rid: str, ckpt: Path, step: int, config: RunConfig, seed: int) -> dict:
+def run_columns(config: RunConfig) -> dict:
+    """The RUN_COLUMNS of rows made from a model of this configuration."""
+    m, sections = config.model, {"model": config.model, "train": config.train}
+    even = len(set(m.blocks)) == 1
+    return {"preset": config.preset, "data": config.data, "labels": config.labels,
+            "blocks": ",".join(map(str, m.blocks)), "n_buckets": m.n_buckets, "total_blocks": sum(m.blocks),
+            "blocks_per_bucket": m.blocks[0] if even else None,
+            **{s.name: getattr(sections[s.section], s.name) for s in SETTINGS.values() if s.name != "seed"}}
+
+
+def context(rid: str, ckpt: Path | str, step: int, config: RunConfig, seed: int) -> dict:
     """The CONTEXT columns for a checkpoint's rows."""
-    m = config.model
     return {"run_id": rid, "created_at": dt.datetime.now(dt.UTC), "ckpt": str(ckpt), "step": step,
-            "preset": config.preset, "data": config.data, "arch": m.arch, "blocks": ",".join(map(str, m.blocks)),
-            "n_buckets": m.n_buckets, "linear": m.linear, "input": m.input, "seed": seed}
-
-
-def write_table(out_dir: Path, table: str, ctx: dict, rows: list[dict]) -> Path:
-    """Write rows (context columns added) as out_dir/table/part-<run_id>.parquet, atomically."""
-    schema = SCHEMAS[table]
-    data = pa.Table.from_pylist([{**ctx, **row} for row in rows], schema=schema)
-    path = Path(out_dir) / table / f"part-{ctx['run_id']}.parquet"
-    return atomic_write(path, lambda tmp: pq.write_table(data, tmp))
+            **run_columns(config), "seed": seed}

@@ -32,14 +32,15 @@ import time
 from pathlib import Path
 
 from analysis import fanout
+from analysis.analyze import evaluate
 from analysis.fanout import Fanout
 from analysis.responsibility import make_plan
-from rpgan.checkpoint import load_generator
 from rpgan.config import RunConfig
-from rpgan.data import training_images
+from rpgan.distributed.ray_session import connect
+from rpgan.io.data import training_images
 from rpgan.presets import get_preset
-from rpgan.ray_session import connect
-from rpgan.train import train
+from rpgan.training.checkpoint import load_generator
+from rpgan.training.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the process helpers it shares
 from tests.processes import descendants  # noqa: E402
@@ -57,7 +58,7 @@ class Timed(fanout.Progress):
         Timed.times.append(time.perf_counter())
         if step == 1 and Timed.victim:
             titles = actors()
-            busy = [pid for pid, title in titles.items() if title.endswith(".responsibility")]
+            busy = [pid for pid, title in titles.items() if title.endswith(".run")]
             idle = [pid for pid in titles if pid not in busy]
             pick = (busy if Timed.victim == "busy" else idle) or busy or idle
             Timed.killed = [pick[0]]
@@ -66,7 +67,7 @@ class Timed(fanout.Progress):
 
 def actors() -> dict[int, str]:
     """pid -> process title of this process's analysis actors (Ray's title names the method while
-    a call runs: ray::AnalysisWorker.responsibility)."""
+    a call runs: ray::AnalysisWorker.run)."""
     found = {}
     for pid in descendants(os.getpid()):
         try:
@@ -98,7 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         generator, _, ckpt = load_generator(args.ckpt or digits_checkpoint(Path(tmp) / "digits"))
         plan = make_plan(generator, args.evaluations, seed=0)
-        calls = [("responsibility", (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
+        calls = [(evaluate, (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
                  for a in range(0, args.evaluations, args.chunk)]
         print(f"{ckpt}: blocks {list(generator.blocks)}, {args.evaluations} evaluations in {len(calls)} calls of "
               f"{args.chunk}, {args.workers} actors of {os.cpu_count() // args.workers} thread(s)")

@@ -23,9 +23,8 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
-from rpgan import routing
-from rpgan.compress import merge_buckets
-from rpgan.model import Generator
+from rpgan.model.compress import merge_buckets
+from rpgan.model.networks import Generator, routing
 from rpgan.presets import get_preset
 
 CANDIDATES = (("group", "W x^T"), ("group", "x W^T"), ("loop", "W x^T"))

@@ -29,12 +29,12 @@ import torch
 from analysis.classifier import classify, train_classifier
 from analysis.fanout import Fanout
 from analysis.fid import fid
-from rpgan.checkpoint import list_checkpoints, load_generator
 from rpgan.config import RunConfig
-from rpgan.data import ImageData, load_data
-from rpgan.images import render, save_grid
+from rpgan.io.data import ImageData, load_data
+from rpgan.io.images import render, save_grid
 from rpgan.presets import get_preset
-from rpgan.train import train
+from rpgan.training.checkpoint import list_checkpoints, load_generator
+from rpgan.training.train import train
 
 HERE = Path(__file__).resolve().parent
 

@@ -10,11 +10,11 @@ import argparse
 import dataclasses
 import time
 
-from rpgan.checkpoint import new_training_state
 from rpgan.config import RunConfig
-from rpgan.data import load_data
+from rpgan.io.data import load_data
 from rpgan.presets import get_preset
-from rpgan.train import train_step
+from rpgan.training.checkpoint import new_training_state
+from rpgan.training.train import train_step
 
 # (generator width, discriminator width, batch)
 CANDIDATES = [(64, 64, 64), (64, 64, 32), (64, 32, 48), (64, 32, 32)]

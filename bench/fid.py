@@ -22,10 +22,10 @@ from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from analysis.frechet import frechet_distance, statistics
 from analysis.inception import hub_cache_file, resolve_weights
-from rpgan.checkpoint import load_generator
-from rpgan.data import load_data, to_uint8
-from rpgan.images import render
-from rpgan.ray_session import connect
+from rpgan.distributed.ray_session import connect
+from rpgan.io.data import load_data, to_uint8
+from rpgan.io.images import render
+from rpgan.training.checkpoint import load_generator
 
 
 def _write_pngs(images: torch.Tensor, folder: Path) -> None:

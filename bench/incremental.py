@@ -23,12 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from analysis.classifier import classify, train_classifier  # noqa: E402
-from rpgan.checkpoint import load_generator  # noqa: E402
 from rpgan.config import RunConfig  # noqa: E402
-from rpgan.data import ImageData, load_data, select_labels, to_float  # noqa: E402
-from rpgan.images import render, save_grid  # noqa: E402
+from rpgan.io.data import ImageData, load_data, select_labels, to_float  # noqa: E402
+from rpgan.io.images import render, save_grid  # noqa: E402
 from rpgan.presets import get_preset  # noqa: E402
-from rpgan.train import start_extension, train  # noqa: E402
+from rpgan.training.checkpoint import load_generator  # noqa: E402
+from rpgan.training.train import start_extension, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,12 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from rpgan.config import RunConfig
-from rpgan.data import training_images
+from rpgan.distributed.ray_session import connect
+from rpgan.distributed.ray_train import Workers, train_on_ray
+from rpgan.io.data import training_images
+from rpgan.io.run_store import RunStore
 from rpgan.presets import get_preset
-from rpgan.ray_session import connect
-from rpgan.ray_train import Workers, train_on_ray
-from rpgan.run_store import RunStore
-from rpgan.train import train
+from rpgan.training.train import train
 
 
 def steady(run: Path, batch: int) -> tuple[float, float]:

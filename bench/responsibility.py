@@ -11,11 +11,12 @@ import argparse
 import time
 from pathlib import Path
 
+from analysis.analyze import evaluate
 from analysis.fanout import Fanout
 from analysis.inception import resolve_weights
 from analysis.responsibility import make_plan
-from rpgan.checkpoint import load_generator
-from rpgan.ray_session import connect
+from rpgan.distributed.ray_session import connect
+from rpgan.training.checkpoint import load_generator
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     generator, _, ckpt = load_generator(args.ckpt)
     plan = make_plan(generator, args.evaluations, seed=0)
-    calls = [("responsibility", (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
+    calls = [(evaluate, (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
              for a in range(0, args.evaluations, args.chunk)]
     print(connect(), f"| Inception weights: {resolve_weights()[1]}")
     gpus = 1.0 if args.device == "cuda" else 0.0

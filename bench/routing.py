@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from rpgan.model import Generator, build_discriminator
+from rpgan.model.networks import Generator, build_discriminator
 from rpgan.presets import get_preset
 
 

@@ -3,7 +3,7 @@
     python bench/sweep.py [--sweep ablation_blocks] [--steps 600] [--fid-samples 200] [--evaluations 8]
 
 Candidates, on the same trials (the sweep's --quick variant) and the same cached reference features:
-  direct   each trial in this process, one after another: `rpgan.train.train`, then the same
+  direct   each trial in this process, one after another: `rpgan.training.train.train`, then the same
            evaluation (`sweeps.trial.evaluate`) in-process; torch uses every core
   sweep    `run_sweep` as `rpgan sweep` runs it: Tune trials, each training on a Ray Train worker
            (1 CPU) and evaluating on analysis actors, as many trials at once as the cores hold
@@ -23,12 +23,12 @@ from pathlib import Path
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
-from rpgan.checkpoint import load_generator
-from rpgan.data import training_images
-from rpgan.ray_session import connect
-from rpgan.ray_train import Workers
-from rpgan.run_store import Folder
-from rpgan.train import train
+from rpgan.distributed.ray_session import connect
+from rpgan.distributed.ray_train import Workers
+from rpgan.io.data import training_images
+from rpgan.io.run_store import Folder
+from rpgan.training.checkpoint import load_generator
+from rpgan.training.train import train
 from sweeps import get_sweep
 from sweeps.runner import concurrency, run_sweep
 from sweeps.spec import plan

@@ -39,6 +39,12 @@ Routing = Literal["group", "gather", "loop"]
 Loss = Literal["hinge", "wgan-gp"]
 
 
+def setting(default: Any, help: str, resumable: bool = False) -> Any:
+    """A scalar field a user sets by name: a `rpgan train` flag, a sweep's search key and a results
+    column (rpgan.overrides). `resumable`: it may change when a run resumes."""
+    return field(default=default, metadata={"help": help, "resumable": resumable})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Generator and discriminator architecture.
@@ -48,20 +54,21 @@ class ModelConfig:
     (`arch="eigengan"`) has one block per layer: `len(blocks)` is its number of subspace layers.
     """
 
-    arch: Arch = "resnet"
-    image_size: int = 32
-    channels: int = 3
+    arch: Arch = setting("resnet", "Generator backbone (eigengan: one subspace per layer, no paths).")
+    image_size: int = setting(32, "Resolution of the generated images.")
+    channels: int = setting(3, "Image channels: 1 (gray) or 3 (color).")
     blocks: tuple[int, ...] = (40, 40, 40, 40, 40)
-    width: int = 256  # generator feature channels (dcgan: channels of the last hidden layer)
+    width: int = setting(256, "Generator channels (dcgan: of the last hidden layer).")
     fc_widths: tuple[int, ...] = (128, 256, 512, 1024)  # arch="fc": hidden widths (Table 3)
     plain_buckets: tuple[int, ...] = ()  # arch="fc": 0-based buckets without BN (mnist-fc's, merged ones)
-    eigen_dims: int = 6  # arch="eigengan": dimensions of each layer's subspace (He et al. use 6)
-    z_dim: int = 128
-    input: InputMode = "learned"  # learned Z (paper), fixed Z, or Gaussian z per sample
-    linear: bool = False  # every nonlinearity inside the generator replaced by identity (4.4)
-    routing: Routing = "group"  # how samples reach their blocks; same outputs, different speed
-    d_arch: DArch = "resnet"
-    d_width: int = 128
+    eigen_dims: int = setting(6, "EigenGAN: dimensions of each layer's subspace (He et al. use 6).")
+    z_dim: int = setting(128, "Length of Z (learned or fixed), or of the Gaussian z.")
+    input: InputMode = setting("learned", "Learned Z (paper), fixed Z, or Gaussian z per sample (a standard GAN "
+                               "with --blocks 1).")
+    linear: bool = setting(False, "Identity instead of every nonlinearity of the generator (section 4.4).")
+    routing: Routing = setting("group", "How samples reach their blocks: same images, different speed.")
+    d_arch: DArch = setting("resnet", "Discriminator backbone.")
+    d_width: int = setting(128, "Discriminator channels.")
 
     @property
     def n_buckets(self) -> int:
@@ -113,23 +120,15 @@ class ModelConfig:
                 )
             if self.arch == "eigengan":
                 self._validate_eigengan()
-        elif self.arch == "fc":
+        else:  # "fc" (check_types refused any other arch)
             need = self.natural_n_buckets
             if self.n_buckets != need:
                 raise UserError(f"the fc generator has {need} buckets; pass --blocks with {need} values")
             if any(not 0 <= i < need for i in self.plain_buckets):
                 raise UserError(f"plain_buckets are 0-based buckets 0..{need - 1}, got {list(self.plain_buckets)}")
-        else:
-            raise UserError(f"unknown arch {self.arch!r}; choose resnet, dcgan, fc or eigengan")
-        if self.input not in ("learned", "fixed", "gaussian"):
-            raise UserError(f"unknown input {self.input!r}; choose learned, fixed or gaussian")
-        if self.routing not in ("group", "gather", "loop"):
-            raise UserError(f"unknown routing {self.routing!r}; choose group, gather or loop")
-        if self.d_arch not in ("resnet", "dcgan"):
-            raise UserError(f"unknown discriminator {self.d_arch!r}; choose resnet or dcgan")
         if self.channels not in (1, 3):
             raise UserError(f"images have 1 or 3 channels, got {self.channels}")
-        from rpgan.model_size import parameter_counts  # arithmetic on this config, nothing built
+        from rpgan.model.size import parameter_counts  # arithmetic on this config, nothing built
 
         g, d = parameter_counts(self)
         if g + d > MAX_PARAMETERS:
@@ -154,20 +153,21 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation protocol (paper section 4: Adam 2.5e-4, betas 0.5/0.999, hinge)."""
 
-    steps: int = 450_000  # generator steps
-    batch: int = 64
-    d_steps: int = 5  # discriminator steps per generator step
-    loss: Loss = "hinge"
-    lr: float = 2.5e-4
+    steps: int = setting(450_000, "Generator steps (the total, also when resuming).", resumable=True)
+    batch: int = setting(64, "Images per step (the global batch, shared by Ray workers).")
+    d_steps: int = setting(5, "Discriminator steps per generator step.")
+    loss: Loss = setting("hinge", "Adversarial loss.")
+    lr: float = setting(2.5e-4, "Adam learning rate of G and D.")
     betas: tuple[float, float] = (0.5, 0.999)
-    diversity_weight: float = 0.1  # weight of the block diversity loss in the generator loss
-    orthogonality_weight: float = 1.0  # EigenGAN: weight of sum_l ||U_l^T U_l - I||^2 in the generator loss
-    gp_weight: float = 10.0  # WGAN-GP gradient penalty weight
-    seed: int = 0
+    diversity_weight: float = setting(0.1, "Weight of the block diversity loss in the generator loss.")
+    orthogonality_weight: float = setting(1.0, "EigenGAN: weight of sum_l ||U_l^T U_l - I||^2 in the generator "
+                                          "loss.")
+    gp_weight: float = setting(10.0, "WGAN-GP gradient penalty weight.")
+    seed: int = setting(0, "Seed of the weights, paths and data order.")
     frozen_blocks: tuple[int, ...] = ()  # incremental learning: blocks [0, n_i) of bucket i stay fixed
-    sample_every: int = 500  # steps between sample grids (0: only at the end)
-    checkpoint_every: int = 1000  # steps between checkpoints (0: only at the end)
-    log_every: int = 10  # steps between rows of the run's metrics (Parquet, TensorBoard)
+    sample_every: int = setting(500, "Steps between sample grids (0: only at the end).", resumable=True)
+    checkpoint_every: int = setting(1000, "Steps between checkpoints (0: only at the end).", resumable=True)
+    log_every: int = setting(10, "Steps between rows of metrics.parquet and TensorBoard.", resumable=True)
 
     def validate(self) -> TrainConfig:
         """Return self, or raise UserError naming the impossible setting."""
@@ -181,8 +181,6 @@ class TrainConfig:
         for name in ("sample_every", "checkpoint_every", "log_every"):
             _in_range(f"--{name.replace('_', '-')}", getattr(self, name), 0, MAX_STEPS)
         _in_range("--seed", self.seed, 0, MAX_SEED)
-        if self.loss not in ("hinge", "wgan-gp"):
-            raise UserError(f"unknown loss {self.loss!r}; choose hinge or wgan-gp")
         if self.lr <= 0 or self.diversity_weight < 0 or self.orthogonality_weight < 0:
             raise UserError("--lr must be positive, --diversity-weight and --orthogonality-weight non-negative")
         if self.gp_weight < 0 or not all(0 <= b < 1 for b in self.betas):

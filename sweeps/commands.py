@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from analysis.limits import MAX_EVALUATIONS, MAX_FID_SAMPLES
-from rpgan.cli import ADDRESS, SEED
+from rpgan.cli.options import ADDRESS, GPUS, SEED, example
 from rpgan.config import MAX_STEPS
 from rpgan.errors import UserError
-from rpgan.run_store import Folder
+from rpgan.io.run_store import Folder
 from sweeps import NAMES, get_sweep
 from sweeps.spec import SEARCH_KEYS, Plan, plan
 
@@ -52,7 +50,7 @@ def parse_space(items: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return space
 
 
-@click.command("sweeps")
+@click.command("sweeps", epilog=example("rpgan sweeps"))
 def list_sweeps() -> None:
     """List the named sweeps (sweeps/*.py), one line each."""
     for name in NAMES:
@@ -63,7 +61,9 @@ def list_sweeps() -> None:
                    f"{quick.budget.steps} steps")
 
 
-@click.command()
+@click.command(epilog=example("rpgan sweep ablation_blocks --quick --seed 0",
+                               "rpgan sweep ablation_blocks --storage s3://bucket/sweeps --samples 3",
+                               "rpgan sweep random_buckets --quick --space random_buckets='all;1;all-but-1'"))
 @click.argument("sweep_name", metavar="SWEEP")
 @QUICK
 # Upper bounds only (the plan refuses values too small, with its own messages): a typo must not
@@ -85,7 +85,7 @@ def list_sweeps() -> None:
               "are kept, failed and unfinished ones run again.")
 @click.option("--workers-per-trial", type=click.IntRange(1), default=1, show_default=True,
               help="Ray Train workers of each trial.")
-@click.option("--gpus-per-worker", type=click.FloatRange(0), help="[default: 1 when the cluster has GPUs, else 0]")
+@GPUS
 @click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1, show_default=True)
 @click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once [default: as many as the "
               "cluster's resources hold].")
@@ -118,8 +118,8 @@ def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None,
 def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: float, max_concurrent: int | None,
          address: str | None) -> None:
     from analysis.fanout import Fanout
-    from rpgan.ray_session import cluster_resources, connect
-    from rpgan.ray_train import Workers
+    from rpgan.distributed.ray_session import connect, default_gpus, ray_address
+    from rpgan.distributed.ray_train import Workers
     from sweeps.results import finished
     from sweeps.runner import PLAN, concurrency, run_sweep
 
@@ -131,12 +131,13 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
         click.echo(f"sweep {folder.uri}: all {len(chosen.trials)} trials have finished, nothing to do; `{again}` "
                    "shows them")
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    import os
+
+    address = ray_address(address)
     click.echo(connect(address, num_cpus=None if address else (os.cpu_count() or 1) + 1), err=True)
-    if gpus is None:
-        gpus = 1.0 if cluster_resources().get("GPU", 0) > 0 else 0.0
+    gpus = default_gpus("auto") if gpus is None else gpus
     workers = Workers(count, gpus, cpus).validate()
-    at_once = max_concurrent or concurrency(workers, local=not address)
+    at_once = max_concurrent or concurrency(workers)
     click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
                f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, {gpus:g} "
                f"GPU) -> {folder.uri}", err=True)
@@ -149,7 +150,8 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
         raise SystemExit(1)
 
 
-@click.command()
+@click.command(epilog=example("rpgan results ablation_blocks --quick",
+                               "rpgan analyze --ckpt $(rpgan results ablation_blocks --quick --best)"))
 @click.argument("sweep_name", metavar="SWEEP")
 @QUICK
 @STORAGE
@@ -205,3 +207,6 @@ def _show(folder: Folder, chosen: Plan) -> None:
         click.echo(f"\nsummary plot: {folder.uri}/summary.png\nbest checkpoint (lowest FID): {_best(folder)}")
     click.echo(f"results: pandas.read_parquet('{folder.uri}/trials'), responsibility: "
                f"pandas.read_parquet('{folder.uri}/responsibility')")
+
+
+COMMANDS = [sweep, list_sweeps, results]  # entry point rpgan.commands

@@ -10,28 +10,20 @@ failed. Every row carries the sweep, the trial and every configuration value as 
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from analysis.results import RESPONSIBILITY_SUMMARY
-from rpgan.config import RunConfig
-from rpgan.errors import UserError
-from rpgan.run_store import Folder
+from analysis.analyze import RESPONSIBILITY_SUMMARY
+from analysis.results import RUN_COLUMNS, run_columns
+from rpgan.io.parquet import read_parts, write_part
+from rpgan.io.run_store import Folder
 from sweeps.spec import Plan, Trial
 
-TABLES = ("trials", "responsibility")
-_CONFIG = [  # who made the row, and the trial's whole configuration
+_CONFIG = [  # who made the row (the sweep, its trial), and the trial's whole configuration
     ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("sweep", pa.string()),
-    ("variant", pa.string()), ("trial", pa.string()), ("preset", pa.string()), ("data", pa.string()),
-    ("arch", pa.string()), ("image_size", pa.int64()), ("channels", pa.int64()), ("blocks", pa.string()),
-    ("n_buckets", pa.int64()), ("total_blocks", pa.int64()), ("blocks_per_bucket", pa.int64()),
-    ("random_buckets", pa.string()), ("width", pa.int64()), ("z_dim", pa.int64()), ("input", pa.string()),
-    ("linear", pa.bool_()), ("routing", pa.string()), ("d_arch", pa.string()), ("d_width", pa.int64()),
-    ("steps", pa.int64()), ("batch", pa.int64()), ("d_steps", pa.int64()), ("loss", pa.string()),
-    ("lr", pa.float64()), ("diversity_weight", pa.float64()), ("gp_weight", pa.float64()), ("seed", pa.int64()),
+    ("variant", pa.string()), ("trial", pa.string()), ("random_buckets", pa.string()), *RUN_COLUMNS,
+    ("seed", pa.int64()),
 ]
 SCHEMAS = {
     "trials": pa.schema(_CONFIG + [
@@ -45,53 +37,21 @@ SCHEMAS = {
 
 def config_columns(plan: Plan, trial: Trial) -> dict:
     """The leading columns of every row of a trial."""
-    c: RunConfig = trial.config
-    m, t = c.model, c.train
-    even = len(set(m.blocks)) == 1
-    return {
-        "run_id": plan.run_id, "created_at": dt.datetime.now(dt.UTC), "sweep": plan.sweep, "variant": plan.variant,
-        "trial": trial.key, "preset": c.preset, "data": c.data, "arch": m.arch, "image_size": m.image_size,
-        "channels": m.channels, "blocks": ",".join(map(str, m.blocks)), "n_buckets": m.n_buckets,
-        "total_blocks": sum(m.blocks), "blocks_per_bucket": m.blocks[0] if even else None,
-        "random_buckets": trial.point.get("random_buckets"), "width": m.width, "z_dim": m.z_dim, "input": m.input,
-        "linear": m.linear, "routing": m.routing, "d_arch": m.d_arch, "d_width": m.d_width, "steps": t.steps,
-        "batch": t.batch, "d_steps": t.d_steps, "loss": t.loss, "lr": t.lr, "diversity_weight": t.diversity_weight,
-        "gp_weight": t.gp_weight, "seed": t.seed,
-    }
+    return {"run_id": plan.run_id, "created_at": dt.datetime.now(dt.UTC), "sweep": plan.sweep,
+            "variant": plan.variant, "trial": trial.key, "random_buckets": trial.point.get("random_buckets"),
+            **run_columns(trial.config), "seed": trial.config.train.seed}
 
 
 def write_rows(sweep: Folder, table: str, plan: Plan, trial: Trial, rows: list[dict]) -> str:
-    """Replace the trial's part of `table` with rows (configuration columns added); returns its name."""
-    data = pa.Table.from_pylist([{**config_columns(plan, trial), **row} for row in rows], schema=SCHEMAS[table])
-    buffer = io.BytesIO()
-    pq.write_table(data, buffer)
-    name = f"{table}/part-{trial.key}.parquet"
-    sweep.write_bytes(name, buffer.getvalue())
-    return name
+    """Replace the trial's part of `table` with rows (configuration columns added); returns where it went."""
+    columns = config_columns(plan, trial)
+    return write_part(sweep, table, trial.key, SCHEMAS[table], [{**columns, **row} for row in rows])
 
 
 def read_table(sweep: Folder, table: str) -> pd.DataFrame:
-    """All parts of a table (an empty frame with the schema's columns if there are none). A part
-    that is not Parquet, is truncated or has columns of other types is a one-line UserError naming
-    it; columns a part lacks (an older rpgan's) read as nulls."""
-    parts = [_read_part(sweep, table, name) for name in sweep.files(table) if name.endswith(".parquet")]
-    frame = pa.concat_tables(parts) if parts else SCHEMAS[table].empty_table()
-    return frame.to_pandas()
-
-
-def _read_part(sweep: Folder, table: str, name: str) -> pa.Table:
-    """One part, conformed to the table's schema."""
-    schema, data = SCHEMAS[table], sweep.read_bytes(f"{table}/{name}")
-    try:
-        part = pq.read_table(io.BytesIO(data or b""))
-        columns = [part.column(f.name).cast(f.type) if f.name in part.column_names else pa.nulls(len(part), f.type)
-                   for f in schema]
-        return pa.Table.from_arrays(columns, schema=schema)
-    except (pa.ArrowException, OSError, ValueError, KeyError) as e:  # ArrowInvalid: not Parquet, truncated ...
-        detail = " ".join(str(e).split())[:160] or type(e).__name__
-        raise UserError(f"sweep result {sweep.uri}/{table}/{name} is unreadable ({detail}); delete trials/{name} "
-                        f"and responsibility/{name}, then resume the sweep (rpgan sweep ... --resume) to evaluate "
-                        "that trial again") from None
+    """All parts of a table (see rpgan.io.parquet.read_parts)."""
+    return read_parts(sweep, table, SCHEMAS[table], "delete trials/{name} and responsibility/{name}, then resume the "
+                      "sweep (rpgan sweep ... --resume) to evaluate that trial again")
 
 
 def finished(sweep: Folder) -> dict[str, dict]:

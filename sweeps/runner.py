@@ -19,11 +19,11 @@ import ray.tune
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
-from rpgan.data import training_images
-from rpgan.errors import UserError
-from rpgan.progress import clock
-from rpgan.ray_train import Workers
-from rpgan.run_store import Folder
+from rpgan.distributed.ray_session import check_fit, cluster_resources, is_private
+from rpgan.distributed.ray_train import Workers
+from rpgan.io.data import training_images
+from rpgan.io.progress import clock
+from rpgan.io.run_store import Folder
 from sweeps.results import finished
 from sweeps.spec import Plan
 from sweeps.trial import Setup, run_trial
@@ -39,19 +39,16 @@ TRIAL_CPU = 0.001
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
-def concurrency(workers: Workers, local: bool) -> int:
-    """How many trials (each a group of `workers`) the connected cluster runs at once."""
-    have = ray.cluster_resources()
-    cpus = have.get("CPU", 0) - (1 if local else 0)  # the local Ray's extra CPU is for trial functions
-    slots = [cpus // (workers.count * workers.cpus)]
+def concurrency(workers: Workers) -> int:
+    """How many trials (each a group of `workers`) the connected cluster runs at once; UserError
+    if a private local Ray cannot hold even one."""
+    spare = 1.0 if is_private() else 0.0  # a local Ray's extra CPU, for the trial functions
+    check_fit(workers.count, workers.cpus, workers.gpus, "--workers-per-trial", spare_cpus=spare)
+    have = cluster_resources()
+    slots = [(have.get("CPU", 0) - spare) // (workers.count * workers.cpus)]
     if workers.gpus:
         slots.append(have.get("GPU", 0) // (workers.count * workers.gpus))
-    fits = int(min(slots))
-    if fits < 1 and local:
-        raise UserError(f"a trial's {workers.count} workers x ({workers.cpus:g} CPU, {workers.gpus:g} GPU) do not "
-                        f"fit this machine ({cpus:g} CPUs, {have.get('GPU', 0):g} GPUs); lower --workers-per-trial "
-                        "or --cpus-per-worker / --gpus-per-worker, or pass --address of a cluster")
-    return max(1, fits)  # a cluster that autoscales grows to fit the first trial
+    return max(1, int(min(slots)))  # a cluster that autoscales grows to fit the first trial
 
 
 class Report(ray.tune.Callback):

@@ -6,8 +6,8 @@ and a CPU-sized `quick` variant on the embedded data set, each a search space, a
 validated up front, so a bad value is refused before any trial starts.
 
 A search space maps search keys to the values to try; the trials are the grid over all keys,
-times `samples` seeds. A key is a scalar field of ModelConfig / TrainConfig (`lr`, `width`,
-`diversity_weight`, ...) or one of AXES, which set the blocks of every bucket.
+times `samples` seeds. A key is a setting of the run configuration (rpgan.overrides: `lr`,
+`width`, `diversity_weight`, ...) or one of AXES, which set the blocks of every bucket.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
 from rpgan.errors import UserError
+from rpgan.overrides import SETTINGS, with_settings
 from rpgan.presets import get_preset
 
 AXES = {
@@ -30,10 +31,9 @@ AXES = {
     "total_blocks": "blocks over all buckets, spread evenly (with n_buckets: a fixed total at every depth)",
     "random_buckets": "'all', buckets like '2' or '1,3' (only those random), or 'all-but-2'; the rest hold 1 block",
 }
-# Scalar configuration fields a sweep may vary; each is a column of the results (sweeps.results).
-MODEL_FIELDS = ("arch", "image_size", "channels", "width", "z_dim", "input", "linear", "routing", "d_arch", "d_width")
-TRAIN_FIELDS = ("steps", "batch", "d_steps", "loss", "lr", "diversity_weight", "gp_weight", "seed")
-SEARCH_KEYS = (*AXES, *MODEL_FIELDS, *(f for f in TRAIN_FIELDS if f not in ("steps", "seed")))
+# Set by the plan itself: seeds from --samples, steps and checkpoints from the budget, no grids.
+PLANNED = ("seed", "steps", "checkpoint_every", "sample_every")
+SEARCH_KEYS = (*AXES, *(name for name in SETTINGS if name not in PLANNED))
 METRICS = ("fid", "prd", "responsibility")
 # PRD's k-means (analysis.prd.compute_prd, num_clusters) clusters the generated and as many real
 # images together, and k-means needs at least as many points as clusters.
@@ -41,14 +41,9 @@ PRD_CLUSTERS = 20
 PRD_MIN_SAMPLES = math.ceil(PRD_CLUSTERS / 2)
 
 
-def _key_types() -> dict[str, object]:
-    """The type of each search key's values: int, float, bool, str, or a Literal of choices."""
-    hints = {**typing.get_type_hints(ModelConfig), **typing.get_type_hints(TrainConfig)}
-    axes = {"blocks_per_bucket": int, "n_buckets": int, "total_blocks": int, "random_buckets": str}
-    return {k: axes[k] if k in axes else hints[k] for k in SEARCH_KEYS}
-
-
-KEY_TYPES = _key_types()
+# The type of each search key's values: int, float, bool, str, or a Literal of choices.
+KEY_TYPES = {"blocks_per_bucket": int, "n_buckets": int, "total_blocks": int, "random_buckets": str,
+             **{name: SETTINGS[name].kind for name in SEARCH_KEYS if name in SETTINGS}}
 
 
 @dataclass(frozen=True)
@@ -233,9 +228,8 @@ def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str,
                  budget: Budget) -> RunConfig:
     """The preset's configuration with a point of the search space applied; UserError if impossible."""
     try:
-        model = dataclasses.replace(model, **{k: v for k, v in point.items() if k in MODEL_FIELDS})
-        train = dataclasses.replace(train, **{k: v for k, v in point.items() if k in TRAIN_FIELDS}, seed=seed,
-                                    steps=budget.steps, checkpoint_every=budget.checkpoint_every, sample_every=0)
+        planned = {"seed": seed, "steps": budget.steps, "checkpoint_every": budget.checkpoint_every, "sample_every": 0}
+        model, train = with_settings(model, train, {**{k: v for k, v in point.items() if k in SETTINGS}, **planned})
         model = dataclasses.replace(model, blocks=_blocks(model, point))
         return RunConfig(model=model.validate(), train=train.validate(), data=data, preset=preset)
     except (UserError, TypeError, ValueError) as e:

@@ -20,10 +20,10 @@ import numpy as np
 from analysis.analyze import AnalyzeConfig, measure
 from analysis.fanout import Fanout
 from analysis.fid import generated_features, score
-from rpgan.checkpoint import load_generator, read_step
-from rpgan.model import Generator
-from rpgan.ray_train import Workers, finished_checkpoint, train_on_ray
-from rpgan.run_store import Folder, RunStore
+from rpgan.distributed.ray_train import Workers, finished_checkpoint, train_on_ray
+from rpgan.io.run_store import Folder, RunStore
+from rpgan.model.networks import Generator
+from rpgan.training.checkpoint import load_generator, read_step
 from sweeps.results import write_rows
 from sweeps.spec import Plan, Trial
 

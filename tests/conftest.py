@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rpgan.cli import main  # imports rpgan before any test imports ray: a local Ray binds to loopback
+from rpgan.cli.main import main  # imports rpgan before any test imports ray: a local Ray binds to loopback
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

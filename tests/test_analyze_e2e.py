@@ -14,11 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from analysis.results import SCHEMAS
+from analysis.analyze import RESPONSIBILITY, SUMMARY
 from rpgan.config import RunConfig
-from rpgan.data import load_data
-from rpgan.train import train
+from rpgan.io.data import load_data
+from rpgan.training.train import train
 from tests.conftest import TINY_MODELS, tiny_run
+
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def ckpt(tmp_path_factory) -> Path:
 def local_ray():
     import ray
 
-    from rpgan.ray_session import connect
+    from rpgan.distributed.ray_session import connect
 
     connect(num_cpus=2)
     yield
@@ -46,10 +48,9 @@ def test_two_ray_workers_write_parquet_plots_and_grids(rpgan, ckpt, local_ray, t
     code, out, err = rpgan(*args, "--workers", 2, "--out", tmp_path / "a")
     assert code == 0, err
     assert "mean D_(l->1)" in out
-    for name, schema in SCHEMAS.items():
-        if name.startswith("responsibility"):
-            files = list((tmp_path / "a" / name).glob("part-*.parquet"))
-            assert len(files) == 1 and pq.read_schema(files[0]).equals(schema, check_metadata=False)
+    for table in (RESPONSIBILITY, SUMMARY):
+        files = list((tmp_path / "a" / table.name).glob("part-*.parquet"))
+        assert len(files) == 1 and pq.read_schema(files[0]).equals(table.schema, check_metadata=False)
     long, summary = _tables(tmp_path / "a").values()
     assert len(long) == 4 * 3 * 5  # evaluations x buckets x distances
     assert set(long["distance"]) == {"semantic", "color", "color_r", "color_g", "color_b"}

@@ -17,13 +17,13 @@ import torch
 from analysis.analyze import AnalyzeConfig
 from analysis.deformator import DirectionsConfig
 from analysis.dissect import DissectConfig
-from rpgan.compress import merge_buckets
 from rpgan.config import MAX_PARAMETERS, ModelConfig, RunConfig, TrainConfig
 from rpgan.errors import UserError
-from rpgan.model import Generator, build_discriminator, build_generator
-from rpgan.model_size import parameter_counts
+from rpgan.io.run_store import Folder, RunStore
+from rpgan.model.compress import merge_buckets
+from rpgan.model.networks import Generator, build_discriminator, build_generator
+from rpgan.model.size import parameter_counts
 from rpgan.presets import PRESETS
-from rpgan.run_store import Folder, RunStore
 from tests.conftest import TINY_EIGENGAN, TINY_MODELS, tiny_run
 
 MNIST_FC_COMPRESSED = dataclasses.replace(PRESETS["mnist-fc"].model, blocks=(32, 32, 128), fc_widths=(128, 256),
@@ -171,7 +171,7 @@ def test_corrupt_analysis_tables_and_fid_statistics_are_one_line(tmp_path):
     lambda: AnalyzeConfig(evaluations=10**7).validate(),
     lambda: AnalyzeConfig(grids=10**6).validate(),
     lambda: AnalyzeConfig(noise_scales=(float("nan"),)).validate(),
-    lambda: DissectConfig(samples=10**9).validate(),
+    lambda: DissectConfig(n=10**9).validate(),
     lambda: DissectConfig(strips=10**6).validate(),
     lambda: DirectionsConfig(directions=10**6).validate(Generator(TINY_MODELS["resnet"])),
     lambda: DirectionsConfig(max_shift=float("inf")).validate(Generator(TINY_MODELS["resnet"])),
@@ -183,5 +183,5 @@ def test_analysis_counts_are_bounded(make):
 
 def test_compression_refuses_an_absurd_block_count_before_drawing_it():
     linear = dataclasses.replace(TINY_MODELS["fc"], linear=True)
-    with pytest.raises(UserError, match=r"--blocks must be 1..10000, got 1000000000"):
+    with pytest.raises(UserError, match=r"--merged-blocks must be 1..10000, got 1000000000"):
         merge_buckets(Generator(linear), 0, 2, 10**9, torch.Generator())

@@ -10,11 +10,17 @@ from pathlib import Path, PurePosixPath
 import pytest
 import torch
 
-from rpgan import checkpoint as ckpt_mod
-from rpgan.checkpoint import list_checkpoints, load_generator, load_training_state, read_config, resolve_checkpoint
-from rpgan.data import load_data
 from rpgan.errors import UserError
-from rpgan.train import train
+from rpgan.io.data import load_data
+from rpgan.training import checkpoint as ckpt_mod
+from rpgan.training.checkpoint import (
+    list_checkpoints,
+    load_generator,
+    load_training_state,
+    read_config,
+    resolve_checkpoint,
+)
+from rpgan.training.train import train
 from tests.conftest import tiny_run
 
 
@@ -214,7 +220,7 @@ def test_leftovers_of_a_killed_write_are_removed_on_resume(tmp_path):
 
 
 def test_writes_reach_the_disk_before_their_rename(tmp_path, monkeypatch):
-    from rpgan import atomic
+    from rpgan.io import atomic
 
     events = []
     real_fsync, real_replace, real_rename = atomic.os.fsync, atomic.os.replace, atomic.os.rename

@@ -35,7 +35,7 @@ def test_train_sample_info(run_dir, tmp_path, rpgan):
 
 
 def test_sample_writes_its_grid_and_paths_file_atomically(run_dir, tmp_path, rpgan, monkeypatch):
-    from rpgan import atomic
+    from rpgan.io import atomic
 
     written, real = [], atomic.os.replace  # atomic_write's rename of its flushed temporary
     monkeypatch.setattr(atomic.os, "replace", lambda tmp, path: (written.append(Path(path).name), real(tmp, path)))
@@ -100,7 +100,7 @@ def test_resume_refuses_a_different_configuration(run_dir, rpgan):
     (["fid-stats", "--data", "digits", "--image-size", "100000"], "1<=x<=1024"),
     (["analyze", "--ckpt", "/no/such/run", "--evaluations", "1000000"], "--evaluations and --chunk go up to 100000"),
     (["analyze", "--ckpt", "/no/such/run", "--grids", "5000"], "--grids and --per-bucket up to 1000"),
-    (["dissect", "--ckpt", "/no/such/run", "--samples", "10000000"], "--samples, --units and --chunk go up to"),
+    (["dissect", "--ckpt", "/no/such/run", "--n", "10000000"], "--n, --units and --chunk go up to"),
     (["directions", "--ckpt", "/no/such/run", "--directions", "100000"], "2<=x<=4096"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, rpgan, tmp_path):
@@ -138,11 +138,64 @@ def test_unwritable_out_or_storage_is_one_line(rpgan, tmp_path):
 def test_other_os_errors_keep_their_traceback(rpgan, monkeypatch):
     import errno
 
-    from rpgan import cli
+    from rpgan.cli import main
 
     def broken(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error", "/somewhere")
 
-    monkeypatch.setattr(cli.cli, "main", broken)
+    monkeypatch.setattr(main.cli, "main", broken)
     with pytest.raises(OSError, match="Input/output"):
         rpgan("info")
+
+
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(rpgan, tmp_path, run_dir):
+    from rpgan.config import RunConfig
+
+    code, out, _ = rpgan("train", "--preset", "cifar10", "--blocks", "20", "--lr", "1e-4", "--no-linear",
+                         "--out", tmp_path / "new", "--dry-run")
+    config = RunConfig.from_json(out)
+    assert code == 0 and not (tmp_path / "new").exists()
+    assert config.model.blocks == (20,) * 5 and config.model.width == 256 and config.train.d_steps == 5  # preset
+    assert config.train.lr == 1e-4 and config.data == "cifar10" and config.preset == "cifar10"
+    code, out, _ = rpgan("train", *TINY[:-1], "9", "--out", run_dir, "--resume", "--dry-run")  # the resumed run's
+    assert code == 0 and RunConfig.from_json(out).train.steps == 9
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_00000003"]
+
+
+def test_every_setting_is_a_train_flag_a_search_key_and_a_results_column(rpgan):
+    from analysis.results import CONTEXT
+    from rpgan.overrides import SETTINGS
+    from sweeps.results import SCHEMAS
+    from sweeps.spec import PLANNED, SEARCH_KEYS
+
+    code, out, _ = rpgan("train", "--help")
+    columns = {name for name, _ in CONTEXT}
+    assert {"lr", "routing", "d_width", "gp_weight", "linear"} <= set(SETTINGS)
+    for s in SETTINGS.values():
+        assert s.name == "seed" or s.flag in out, s.name
+        assert s.name in PLANNED or s.name in SEARCH_KEYS, s.name
+        assert s.name in columns and s.name in SCHEMAS["trials"].names, s.name
+    assert "[hinge|wgan-gp]" in out and "[group|gather|loop]" in out  # choices from the Literal types
+    assert "Examples:" in out
+
+
+def test_the_root_command_lists_every_package_s_commands(rpgan):
+    code, out, _ = rpgan("--help")
+    for name in ("train", "sample", "info", "extend", "compress", "analyze", "fid", "fid-stats", "dissect",
+                 "directions", "compare", "sweep", "sweeps", "results"):
+        assert f"  {name} " in out, name
+
+
+@pytest.mark.slow
+def test_workers_that_a_local_ray_cannot_hold_are_refused_before_anything_is_written(run_dir, rpgan, tmp_path):
+    import ray
+
+    try:
+        code, _, err = rpgan("analyze", "--ckpt", run_dir, "--workers", 1, "--gpus-per-worker", 1,
+                             "--evaluations", 2, "--grids", 0, "--out", tmp_path / "a")
+        assert code == 2 and "do not fit this machine" in err and "--gpus-per-worker" in err, err
+        assert err.strip().splitlines()[-1].startswith("rpgan: ") and not (tmp_path / "a").exists()
+        code, _, err = rpgan("train", *TINY, "--workers", 64, "--storage", tmp_path, "--name", "r")
+        assert code == 2 and "64 workers" in err and not any((tmp_path / "r").iterdir()), err
+    finally:
+        ray.shutdown()

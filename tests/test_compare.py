@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 from analysis.results import SCHEMAS
-from rpgan.data import load_data
-from rpgan.train import train
+from rpgan.io.data import load_data
+from rpgan.training.train import train
 from tests.conftest import tiny_run
+
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_one_table_and_plot_compare_all_methods_layer_by_layer(rpgan, analysed, 
         code, _, err = rpgan("analyze", "--ckpt", ckpt, "--evaluations", 3, "--grids", 0, "--noise-injection",
                              "--noise-scales", "0.5", "--workers", 0, "--out", out)
         assert code == 0, err
-        code, _, err = rpgan("dissect", "--ckpt", ckpt, "--samples", 6, "--units", 2, "--strips", 0,
+        code, _, err = rpgan("dissect", "--ckpt", ckpt, "--n", 6, "--units", 2, "--strips", 0,
                              "--workers", 0, "--out", out)
         assert code == 0, err
         dirs.append(out)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from rpgan.checkpoint import load_generator
-from rpgan.compress import merge_buckets
 from rpgan.errors import UserError
-from rpgan.model import Generator
+from rpgan.model.compress import merge_buckets
+from rpgan.model.networks import Generator
+from rpgan.training.checkpoint import load_generator
 from tests.conftest import TINY_MODELS
 
 LINEAR_FC = dataclasses.replace(TINY_MODELS["fc"], blocks=(3, 4, 3, 5, 2), fc_widths=(16, 24, 32, 40), linear=True)
@@ -71,7 +71,7 @@ def test_refusals(cfg, first, last, message):
 def test_cli_compress_gives_a_normal_checkpoint(tmp_path, rpgan):
     assert rpgan("train", "--preset", "mnist-fc", "--data", "digits-gray", "--blocks", "3,3,3,2,2",
                  "--batch", "8", "--steps", "2", "--out", tmp_path / "fc")[0] == 0
-    assert rpgan("compress", "--ckpt", tmp_path / "fc", "--merge", "3-5", "--blocks", "16",
+    assert rpgan("compress", "--ckpt", tmp_path / "fc", "--merge", "3-5", "--merged-blocks", "16",
                  "--out", tmp_path / "small")[0] == 0
     small, config, ckpt = load_generator(tmp_path / "small")
     assert config.model.blocks == (3, 3, 16) and config.model.fc_widths == (128, 256)
@@ -88,6 +88,6 @@ def test_cli_compress_gives_a_normal_checkpoint(tmp_path, rpgan):
                  "--per-bucket", "4", "--workers", "0", "--out", tmp_path / "an")[0] == 0
     summary = pd.read_parquet(tmp_path / "an" / "responsibility_summary")
     assert sorted(summary["layer"].unique()) == [1, 2, 3]  # the merged bucket is layer 3
-    code, _, err = rpgan("compress", "--ckpt", tmp_path / "small", "--merge", "1-2", "--blocks", "4",
+    code, _, err = rpgan("compress", "--ckpt", tmp_path / "small", "--merge", "1-2", "--merged-blocks", "4",
                          "--out", tmp_path / "small")
     assert code == 2 and "already holds a run" in err

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rpgan.data import load_data, select_labels, to_float, to_uint8
 from rpgan.errors import UserError
+from rpgan.io.data import load_data, select_labels, to_float, to_uint8
 from tests.conftest import shared_data
 
 

@@ -7,13 +7,14 @@ import dataclasses
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from analysis.deformator import Deformator, DirectionsConfig, input_scale, shifted_input, train_directions
-from analysis.results import SCHEMAS
-from rpgan.data import load_data
-from rpgan.model import Generator
-from rpgan.train import train
+from analysis.directions import DIRECTIONS
+from rpgan.io.data import load_data
+from rpgan.model.networks import Generator
+from rpgan.training.train import train
 from tests.conftest import TINY_MODELS, tiny_run
 
 
@@ -61,7 +62,7 @@ def test_directions_command_writes_table_weights_and_traversals(rpgan, tmp_path)
     assert code == 0, err
     assert "reconstructor accuracy" in out
     table = pq.read_table(tmp_path / "d" / "directions")
-    assert table.schema.equals(SCHEMAS["directions"], check_metadata=False)
+    assert table.schema.equals(DIRECTIONS.schema, check_metadata=False)
     rows = table.to_pandas()
     assert rows.direction.tolist() == [0, 1, 2] and rows.accuracy.between(0, 1).all()
     assert (rows.semantic_spread > 0).all()
@@ -73,10 +74,11 @@ def test_directions_command_writes_table_weights_and_traversals(rpgan, tmp_path)
     assert code == 2 and "--bucket must be 1..3" in err
 
 
+@pytest.mark.slow
 def test_directions_learned_on_a_ray_worker_match_in_process(rpgan, tmp_path):
     import ray
 
-    from rpgan.ray_session import connect
+    from rpgan.distributed.ray_session import connect
 
     ckpt = train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path / "run", quiet=True)
     args = ["directions", "--ckpt", ckpt, "--directions", 3, "--steps", 6, "--batch", 4, "--seed", 2]

@@ -10,11 +10,11 @@ from PIL import Image
 
 from analysis.dissection import ablation, ablation_effects, instrument, layers, unit_activations
 from analysis.results import SCHEMAS
-from rpgan.data import load_data
-from rpgan.images import render
-from rpgan.model import Generator
-from rpgan.paths import sample_paths
-from rpgan.train import train
+from rpgan.io.data import load_data
+from rpgan.io.images import render
+from rpgan.model.networks import Generator
+from rpgan.model.paths import sample_paths
+from rpgan.training.train import train
 from tests.conftest import TINY_MODELS, tiny_run
 
 
@@ -56,7 +56,7 @@ def test_ablating_no_units_changes_nothing_and_ablating_some_does():
 
 def test_dissect_writes_tables_plot_and_unit_strips(rpgan, tmp_path):
     ckpt = train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path / "run", quiet=True)
-    code, out, err = rpgan("dissect", "--ckpt", ckpt, "--samples", 6, "--units", 2, "--chunk", 4, "--strips", 2,
+    code, out, err = rpgan("dissect", "--ckpt", ckpt, "--n", 6, "--units", 2, "--chunk", 4, "--strips", 2,
                            "--workers", 0, "--out", tmp_path / "d")
     assert code == 0, err
     assert "ablating the top 2 units" in out

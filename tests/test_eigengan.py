@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 
 from analysis.responsibility import Plan, eigen_variations
-from rpgan.checkpoint import load_generator, new_training_state
 from rpgan.config import ModelConfig
-from rpgan.data import load_data, to_uint8
-from rpgan.eigengan import EigenGenerator, Subspace, orthogonality, orthogonality_loss
 from rpgan.errors import UserError
-from rpgan.images import render
-from rpgan.model import build_generator
-from rpgan.train import train, train_step
+from rpgan.io.data import load_data, to_uint8
+from rpgan.io.images import render
+from rpgan.model.eigengan import EigenGenerator, Subspace, orthogonality, orthogonality_loss
+from rpgan.model.networks import build_generator
+from rpgan.training.checkpoint import load_generator, new_training_state
+from rpgan.training.train import train, train_step
 from tests.conftest import TINY_EIGENGAN, tiny_run
 
 
@@ -105,6 +105,7 @@ def test_eigen_variations_change_only_the_chosen_layer_coefficients():
     assert (images[:, :, 0] != images[:, :, 1]).any()
 
 
+@pytest.mark.slow
 def test_cli_trains_and_analyzes_an_eigengan(rpgan, tmp_path):
     run = tmp_path / "run"
     code, out, err = rpgan("train", "--preset", "eigengan-digits", "--steps", 2, "--batch", 4, "--width", 8,
@@ -115,7 +116,7 @@ def test_cli_trains_and_analyzes_an_eigengan(rpgan, tmp_path):
     assert code == 0 and "latent space z of 88 dimensions: noise 64 + 4 x 6" in out
     for args, message in [(["sample", "--path", "0,0,0,0"], "has no paths"),
                           (["extend", "--add-blocks", "1,1,1,1", "--out", tmp_path / "x"], "an EigenGAN has none"),
-                          (["compress", "--merge", "1-2", "--blocks", "2", "--out", tmp_path / "y"],
+                          (["compress", "--merge", "1-2", "--merged-blocks", "2", "--out", tmp_path / "y"],
                            "fully-connected")]:
         code, _, err = rpgan(*args, "--ckpt", run)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

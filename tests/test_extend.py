@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from rpgan.checkpoint import load_generator
-from rpgan.data import load_data, parse_labels, select_labels
 from rpgan.errors import UserError
-from rpgan.extend import add_blocks
-from rpgan.model import Generator
-from rpgan.train import start_extension, train
+from rpgan.io.data import load_data, parse_labels, select_labels
+from rpgan.model.extend import add_blocks
+from rpgan.model.networks import Generator
+from rpgan.training.checkpoint import load_generator
+from rpgan.training.train import start_extension, train
 from tests.conftest import TINY_MODELS, tiny_run
 
 
@@ -89,7 +89,7 @@ def test_cli_extend(tmp_path, rpgan):
 
 def test_digit_classifier_learns_real_mnist():
     from analysis.classifier import classify, train_classifier
-    from rpgan.data import ImageData, to_float
+    from rpgan.io.data import ImageData, to_float
     from tests.conftest import shared_data
 
     mnist = load_data(f"npz:{shared_data('mnist_t10k.npz')}", 16, 1)

@@ -16,10 +16,12 @@ import pandas as pd
 import pytest
 
 from analysis import fanout
-from rpgan.data import load_data
-from rpgan.train import train
+from rpgan.io.data import load_data
+from rpgan.training.train import train
 from tests.conftest import tiny_run
 from tests.processes import descendants
+
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
 ACTOR = "ray::AnalysisWo"  # /proc/PID/comm keeps 15 characters of Ray's "ray::AnalysisWorker..." title
@@ -27,7 +29,7 @@ EVALUATIONS = 6
 
 
 def _actors(root: int) -> dict[int, str]:
-    """pid -> process title (Ray's, e.g. ray::AnalysisWorker.responsibility) of the analysis
+    """pid -> process title (Ray's, e.g. ray::AnalysisWorker.run) of the analysis
     actors under root."""
     found = {}
     for pid in descendants(root):
@@ -63,7 +65,7 @@ def _analyze(ckpt: Path, out: Path, kill: bool) -> tuple[str, set[int], int | No
             err.append(line)
             finished = re.match(rf"task (\d+)/{EVALUATIONS} ", line)
             if kill and killed is None and finished:
-                busy = [pid for pid, title in _actors(proc.pid).items() if title.endswith(".responsibility")]
+                busy = [pid for pid, title in _actors(proc.pid).items() if title.endswith(".run")]
                 assert int(finished[1]) < EVALUATIONS - 1 and busy, "the kill must land while calls remain"
                 killed = busy[0]
                 os.kill(killed, signal.SIGKILL)
@@ -94,22 +96,24 @@ def test_a_killed_actor_restarts_and_the_numbers_do_not_change(tmp_path):
         pd.testing.assert_frame_equal(table, _tables(tmp_path / "calm")[name], check_exact=True)
 
 
-class _Dying(fanout.AnalysisWorker):
-    """An actor whose every call kills its process, and that counts its starts."""
+class _Counting(fanout.AnalysisWorker):
+    """An actor that counts its starts in the file named where a checkpoint goes."""
 
     def __init__(self, ckpt: str | None, inception_state: dict, device: str, threads: int = 0):
         with open(ckpt, "a") as starts:
             starts.write("start\n")
 
-    def responsibility(self, *args) -> list[dict]:
-        os._exit(1)
+
+def _die(worker: fanout.AnalysisWorker, *args) -> None:
+    """A task that kills its worker's process."""
+    os._exit(1)
 
 
 @pytest.fixture
 def local_ray():
     import ray
 
-    from rpgan.ray_session import connect
+    from rpgan.distributed.ray_session import connect
 
     connect(num_cpus=2)
     yield
@@ -117,11 +121,11 @@ def local_ray():
 
 
 def test_a_worker_that_keeps_dying_ends_in_one_line(local_ray, tmp_path, monkeypatch):
-    monkeypatch.setattr(fanout, "AnalysisWorker", _Dying)
+    monkeypatch.setattr(fanout, "AnalysisWorker", _Counting)
     starts = tmp_path / "starts"
-    calls = [("responsibility", (i,)) for i in range(3)]
+    calls = [(_die, (i,)) for i in range(3)]
     with pytest.raises(fanout.WorkerLost) as lost:
         fanout._run_calls(calls, str(starts), {}, 1, "cpu", 0.0, 1.0, "task")
     message = str(lost.value)
-    assert "\n" not in message and "task 1/3 (responsibility)" in message and "safe" in message
+    assert "\n" not in message and "task 1/3 (_die)" in message and "safe" in message
     assert starts.read_text().count("start") == 1 + fanout.RESTARTS  # bounded: no retry forever

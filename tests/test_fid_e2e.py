@@ -8,9 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.results import SCHEMAS
-from rpgan.data import load_data
-from rpgan.train import train
+from rpgan.io.data import load_data
+from rpgan.training.train import train
 from tests.conftest import tiny_run
+
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from rpgan.losses import d_loss, diversity_loss, diversity_term, g_loss, gradient_penalty
-from rpgan.model import Generator
+from rpgan.model.networks import Generator
+from rpgan.training.losses import d_loss, diversity_loss, diversity_term, g_loss, gradient_penalty
 from tests.conftest import TINY_MODELS
 
 

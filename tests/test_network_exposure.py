@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from rpgan.data import load_data
-from rpgan.train import train
+from rpgan.io.data import load_data
+from rpgan.training.train import train
 from tests.conftest import tiny_run
 from tests.sockets import is_loopback, watch
 
-pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")]
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
 
 
@@ -49,7 +49,7 @@ def commands(ckpt: Path, out: Path) -> dict[str, list]:
         "fid": ["fid", "--ckpt", ckpt, "--n", 4, "--reference-n", 4, "--no-prd", "--workers", 1, "--out", out / "f"],
         "fid-stats": ["fid-stats", "--data", "digits", "--image-size", 8, "--n", 4, "--workers", 1,
                       "--out", out / "stats.npz"],
-        "dissect": ["dissect", "--ckpt", ckpt, "--samples", 4, "--units", 1, "--strips", 0, "--chunk", 4,
+        "dissect": ["dissect", "--ckpt", ckpt, "--n", 4, "--units", 1, "--strips", 0, "--chunk", 4,
                     "--workers", 1, "--out", out / "d"],
         "directions": ["directions", "--ckpt", ckpt, "--directions", 2, "--steps", 1, "--batch", 2, "--workers", 1,
                        "--out", out / "dir"],
@@ -72,7 +72,7 @@ def test_every_command_that_starts_a_private_ray_listens_on_loopback_only(ckpt, 
 
 def test_ray_imported_before_rpgan_is_refused(env):
     script = ("import ray; print(ray.util.get_node_ip_address(), flush=True); "
-              "from rpgan.ray_session import connect; connect(num_cpus=1)")
+              "from rpgan.distributed.ray_session import connect; connect(num_cpus=1)")
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     if is_loopback(result.stdout.split()[0]):
         pytest.skip("this machine has no network address for Ray to bind")

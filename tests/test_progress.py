@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rpgan import progress
+from rpgan.io import progress
 
 
 @pytest.mark.parametrize("elapsed,expected", [(0.5, "4.0 chunk/s | ETA 0:01"), (80.0, "40.0 s/chunk | ETA 2:40")])

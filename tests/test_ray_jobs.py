@@ -22,6 +22,8 @@ import pytest
 from tests.processes import wait_for_output, wait_until_gone
 from tests.sockets import listening_sockets
 
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
+
 BIN = Path(sys.executable).parent
 JOB = "sweep-1"
 # The README's cloud sweep with a budget of seconds: one trial of 2 steps.

@@ -9,12 +9,14 @@ import pytest
 
 from tests.sockets import is_loopback, listening_sockets, socket_owners
 
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
+
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 def test_local_ray_listens_on_loopback_only(monkeypatch):
     import ray
 
-    from rpgan.ray_session import connect
+    from rpgan.distributed.ray_session import connect
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     connect(num_cpus=1)

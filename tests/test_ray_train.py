@@ -15,9 +15,11 @@ import ray
 import torch
 from ray.cluster_utils import Cluster
 
-from rpgan.checkpoint import load_generator
-from rpgan.eigengan import EigenGenerator
-from rpgan.run_log import SCHEMA
+from rpgan.model.eigengan import EigenGenerator
+from rpgan.training.checkpoint import load_generator
+from rpgan.training.run_log import SCHEMA
+
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 # Small and fast: 12 steps, a checkpoint every 4, a metrics row every 2.
 RUN = ["train", "--preset", "digits", "--blocks", "3", "--width", "16", "--batch", "8", "--d-steps", "1",

@@ -7,11 +7,11 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from rpgan import remote
-from rpgan.checkpoint import checkpoint_ref, load_generator, read_step
-from rpgan.data import load_data
 from rpgan.errors import UserError
-from rpgan.train import train
+from rpgan.io import remote
+from rpgan.io.data import load_data
+from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_step
+from rpgan.training.train import train
 from tests.conftest import tiny_run
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rpgan.model import Generator
-from rpgan.paths import frozen_path_variations, sample_paths
+from rpgan.model.networks import Generator
+from rpgan.model.paths import frozen_path_variations, sample_paths
 from tests.conftest import TINY_MODELS
 
 

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from tensorboardX.proto.event_pb2 import Event
 
-from rpgan.data import load_data
 from rpgan.errors import UserError
-from rpgan.run_log import METRICS, SCHEMA, read_rows
-from rpgan.train import train
+from rpgan.io.data import load_data
+from rpgan.training.run_log import METRICS, SCHEMA, read_rows
+from rpgan.training.train import train
 from tests.conftest import tiny_run
 
 

@@ -11,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from rpgan.run_log import SCHEMA
+from rpgan.training.run_log import SCHEMA
 from tests import s3_server
+
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 TRAIN = ["train", "--preset", "digits", "--blocks", "2", "--width", "8", "--batch", "4", "--d-steps", "1",
          "--steps", "4", "--checkpoint-every", "2", "--log-every", "1", "--sample-every", "2", "--seed", "1"]
@@ -95,7 +97,7 @@ def test_sweep_then_the_best_trial_analysed_on_s3(rpgan, s3, tmp_path):
                            "--out", f"{s3}/fid")
     assert code == 0 and "FID " in out, err
     assert _table(f"{s3}/fid/quality").fid.iloc[0] > 0
-    for job in (["dissect", "--samples", 4, "--units", 1, "--strips", 0, "--chunk", 4],
+    for job in (["dissect", "--n", 4, "--units", 1, "--strips", 0, "--chunk", 4],
                 ["directions", "--directions", 2, "--steps", 1, "--batch", 2]):
         code, out, err = rpgan(*job, "--ckpt", best, "--workers", 0)
         assert code == 0 and f"table: {analysis}/" in out or f"ablation_effect: {analysis}/" in out, err

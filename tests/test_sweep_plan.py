@@ -34,11 +34,11 @@ def test_values_equal_once_typed_are_refused(space, message):
 
 def test_points_sharing_a_run_directory_or_a_configuration_are_refused():
     with pytest.raises(UserError, match=r"share one run directory \(random_buckets-1\+3_seed-0\)"):
-        _plan("random_buckets=1,3;1, 3", name="block_ablations")
+        _plan("random_buckets=1,3;1, 3", name="random_buckets")
     with pytest.raises(UserError, match="share the same configuration"):
-        _plan("random_buckets=all-but-2;all-but-02", name="block_ablations")
+        _plan("random_buckets=all-but-2;all-but-02", name="random_buckets")
     with pytest.raises(UserError, match="share the same configuration"):  # 4 buckets: all of them is 'all'
-        _plan("random_buckets=all;1,2,3,4", name="block_ablations")
+        _plan("random_buckets=all;1,2,3,4", name="random_buckets")
     with pytest.raises(UserError, match="--space width is given twice"):
         parse_space(("width=8", "width=16"))
 

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rpgan.errors import UserError
-from rpgan.remote import local_checkpoint
-from rpgan.run_store import Folder
+from rpgan.io.remote import local_checkpoint
+from rpgan.io.run_store import Folder
 from sweeps import NAMES, get_sweep
 from sweeps.results import SCHEMAS, read_table, summarise, write_rows
 from sweeps.spec import Plan, plan
@@ -50,7 +50,7 @@ def test_search_keys_set_the_blocks_of_every_bucket():
     assert [t.config.model.blocks for t in depth.trials] == [
         (10, 10, 10, 10), (8, 8, 8, 8, 8), (7, 7, 7, 7, 6, 6), (6, 6, 6, 6, 6, 5, 5)]
     ablations = {t.point["random_buckets"]: t.config.model.blocks
-                 for t in plan(get_sweep("block_ablations"), True, 0).trials}
+                 for t in plan(get_sweep("random_buckets"), True, 0).trials}
     assert ablations["all"] == (10, 10, 10, 10)
     assert ablations["2"] == (1, 10, 1, 1)
     assert ablations["all-but-2"] == (10, 1, 10, 10)
@@ -60,7 +60,7 @@ def test_search_keys_set_the_blocks_of_every_bucket():
 
 @pytest.mark.parametrize("name, space, message", [
     ("ablation_blocks", {"blocks_per_bucket": (0, 5)}, "at least 1 block"),
-    ("block_ablations", {"random_buckets": ("9",)}, "random_buckets '9'"),
+    ("random_buckets", {"random_buckets": ("9",)}, "random_buckets '9'"),
     ("bucket_counts", {"n_buckets": (3,)}, "needs at least 4 buckets"),
     ("ablation_blocks", {"momentum": (0.9,)}, "unknown search key 'momentum'"),
     ("ablation_blocks", {"blocks_per_bucket": ()}, "at least one value"),
@@ -147,6 +147,7 @@ def killed_and_resumed(tmp_path_factory):
     return storage, sweep, before, out
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_with_exactly_one_row_per_trial(killed_and_resumed):
     _, sweep, before, out = killed_and_resumed
     assert 1 <= len(before) < len(KEYS)
@@ -162,6 +163,7 @@ def test_killed_sweep_resumes_with_exactly_one_row_per_trial(killed_and_resumed)
         assert steps.is_unique and steps.max() == 4
 
 
+@pytest.mark.slow
 def test_quick_sweep_results_schema_filter_and_plot(killed_and_resumed, rpgan):
     storage, sweep, _, _ = killed_and_resumed
     trials = pq.read_table(sweep / "trials")
@@ -184,6 +186,7 @@ def test_quick_sweep_results_schema_filter_and_plot(killed_and_resumed, rpgan):
     assert code == 0 and (storage / "best.png").is_file(), err
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_settings_and_a_finished_sweep_does_nothing(killed_and_resumed, rpgan):
     storage, sweep, _, _ = killed_and_resumed
     code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--storage", storage)
@@ -196,6 +199,7 @@ def test_resume_refuses_other_settings_and_a_finished_sweep_does_nothing(killed_
     assert pd.read_parquet(sweep / "trials")["created_at"].sort_values().to_list() == stamp
 
 
+@pytest.mark.slow
 def test_the_same_sweep_again_gives_the_same_numbers_on_loopback_only(killed_and_resumed, tmp_path):
     """Run uninterrupted, with other trials beside each evaluation than in the killed and
     resumed run, and its own reference features: every number is the same. Its private Ray,

@@ -8,13 +8,15 @@ import itertools
 import pytest
 import torch
 
-from rpgan.checkpoint import load_generator
 from rpgan.config import RunConfig
-from rpgan.data import load_data
-from rpgan.images import render
-from rpgan.paths import frozen_path_variations
+from rpgan.io.data import load_data
+from rpgan.io.images import render
+from rpgan.model.paths import frozen_path_variations
 from rpgan.presets import get_preset
-from rpgan.train import train
+from rpgan.training.checkpoint import load_generator
+from rpgan.training.train import train
+
+pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 STEPS = 300
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from rpgan.atomic import atomic_write
-from rpgan.data import to_uint8
+from rpgan.io.atomic import atomic_write
+from rpgan.io.data import to_uint8
 
 MIN_CELL = 64  # pixels: 16x16 digits are drawn 4x, nearest-neighbour, to stay crisp
 PAD = 2
@@ -73,7 +73,7 @@ def save_frozen_path_grid(generator: torch.nn.Module, path: Tensor, out: Path, p
     """The paper's Figure 3 for one frozen path [n_buckets]: the base image, then one row per
     bucket with that bucket unfrozen (all its blocks, or `per_bucket` of them chosen by seed).
     For a Gaussian-input generator pass its z [z_dim]."""
-    from rpgan.paths import frozen_path_variations
+    from rpgan.model.paths import frozen_path_variations
 
     pick = torch.Generator().manual_seed(seed)
     zs = None if z is None else z.expand(per_bucket, -1)

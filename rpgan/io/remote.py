@@ -75,7 +75,7 @@ def _files(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
 def checkpoint_uri(uri: str) -> str:
     """The checkpoint a URI names: itself if it holds config.json, else the newest
     checkpoints/step_N of the run it names. One line if there is none."""
-    from rpgan.checkpoint import CHECKPOINTS, CONFIG, STEP_DIR
+    from rpgan.training.checkpoint import CHECKPOINTS, CONFIG, STEP_DIR
 
     uri = uri.rstrip("/")
     fs, path = filesystem(uri)

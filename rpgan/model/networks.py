@@ -10,7 +10,7 @@ s = paths[k] (0-based). Three backbones:
   one bucket each, halving the channels; 32x32: 4 buckets.
 - "fc" (Table 3): fully-connected buckets 128 -> 128 -> 256 -> 512 -> 1024 -> 784.
 
-`build_generator` also builds the EigenGAN generator (rpgan/eigengan.py), which has this
+`build_generator` also builds the EigenGAN generator (rpgan/model/eigengan.py), which has this
 generator's interface.
 
 `linear=True` replaces every ReLU of the generator by identity (section 4.4); the final tanh
@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from rpgan.config import ModelConfig
-from rpgan.eigengan import EigenGenerator
-from rpgan.paths import sample_paths
-from rpgan.routing import Bucket, Route, RoutedBatchNorm, RoutedConv2d, RoutedLinear
+from rpgan.model.eigengan import EigenGenerator
+from rpgan.model.paths import sample_paths
+from rpgan.model.routing import Bucket, Route, RoutedBatchNorm, RoutedConv2d, RoutedLinear
 
 # ---------------------------------------------------------------------------------------------
 # Buckets

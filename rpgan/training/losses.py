@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from rpgan.routing import Bucket
+from rpgan.model.routing import Bucket
 
 
 def d_loss(kind: str, real_logits: Tensor, fake_logits: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """How many parameters a ModelConfig's generator and discriminator have, by arithmetic on the
 config alone: ModelConfig.validate refuses a model too big to allocate before anything is built
 (building even on the meta device takes a second for the CIFAR-10 preset). It mirrors
-rpgan.model and rpgan.eigengan layer by layer; tests/test_bad_input.py checks it against the
+rpgan.model.networks and rpgan.model.eigengan layer by layer; tests/test_bad_input.py checks it against the
 built models of every architecture.
 """
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def parameter_counts(m: ModelConfig) -> tuple[int, int]:
     """Parameters of the generator and the discriminator `m` describes, computed without building
-    them (rpgan.model and rpgan.eigengan; tests compare the two)."""
+    them (rpgan.model.networks and rpgan.model.eigengan; tests compare the two)."""
     return _generator_parameters(m), _discriminator_parameters(m)
 
 

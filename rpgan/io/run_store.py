@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from rpgan.atomic import atomic_write
-from rpgan.checkpoint import CHECKPOINTS, STEP_DIR, checkpoint_name, prunable
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
-from rpgan.remote import filesystem, is_uri, put_bytes, remote_errors, upload
+from rpgan.io.atomic import atomic_write
+from rpgan.io.remote import filesystem, is_uri, put_bytes, remote_errors, upload
+from rpgan.training.checkpoint import CHECKPOINTS, STEP_DIR, checkpoint_name, prunable
 
 RUN_CONFIG = "run.json"
 
@@ -44,6 +44,15 @@ class Folder:
         self.path = f"{root.rstrip('/')}/{name}"
         self.uri = f"{self.storage}/{name}"
 
+    @classmethod
+    def at(cls, location: str | Path) -> Folder:
+        """The folder at a local path or a URI (its last component is the name)."""
+        if is_uri(location):
+            storage, _, name = str(location).rstrip("/").rpartition("/")
+            return cls(storage, name)
+        path = Path(location).expanduser().resolve()
+        return cls(str(path.parent), path.name)
+
     def read_bytes(self, name: str) -> bytes | None:
         """The file NAME (a path relative to the folder), or None if there is none."""
         try:
@@ -68,7 +77,7 @@ class Folder:
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write the file NAME (may hold subdirectories) under a temporary name, then move it
-        (locally: flushed to disk first, rpgan.atomic)."""
+        (locally: flushed to disk first, rpgan.io.atomic)."""
         if self.local is not None:
             atomic_write(self.local / name, lambda tmp: tmp.write_bytes(data))
             return
@@ -121,7 +130,7 @@ class RunStore(Folder):
         return sorted(int(m.group(1)) for name in self.dirs(CHECKPOINTS) if (m := STEP_DIR.match(name)))
 
     def prune_checkpoints(self, step: int) -> None:
-        """Delete what `rpgan.checkpoint.prunable` says, once the checkpoint of `step` is persisted."""
+        """Delete what `rpgan.training.checkpoint.prunable` says, once the checkpoint of `step` is persisted."""
         for old in prunable(self.checkpoint_steps(), step):
             self.fs.delete_dir(f"{self.path}/{checkpoint_name(old)}")
 

@@ -22,12 +22,12 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from rpgan.atomic import atomic_dir
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
-from rpgan.extend import freeze_old_blocks
-from rpgan.model import Generator, build_discriminator, build_generator
-from rpgan.remote import checkpoint_uri, is_uri, local_checkpoint
+from rpgan.io.atomic import atomic_dir
+from rpgan.io.remote import checkpoint_uri, is_uri, local_checkpoint
+from rpgan.model.extend import freeze_old_blocks
+from rpgan.model.networks import Generator, build_discriminator, build_generator
 
 CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
 CHECKPOINTS = "checkpoints"  # a run directory's folder of step_N checkpoints
@@ -122,7 +122,7 @@ def checkpoint_step(ckpt: Path | str) -> int:
 def resolve_checkpoint(path: Path | str) -> Path:
     """A checkpoint directory itself, or the newest checkpoint of a run directory, as a local
     directory; a URI (s3://..., file://...) is resolved the same way and fetched once into the
-    local cache (rpgan.remote)."""
+    local cache (rpgan.io.remote)."""
     if is_uri(path):
         return local_checkpoint(str(path))
     path = Path(path)
@@ -162,12 +162,13 @@ def latest_config(found: Sequence[Path]) -> RunConfig:
     return newest_loadable(found, read_config, say=lambda line: None)
 
 
-def _read_tensors(ckpt: Path, name: str) -> dict:
+def _read_tensors(ckpt: Path, name: str, mmap: bool = False) -> dict:
+    """A checkpoint file's tensors; `mmap`: mapped, not read, until used (to read only a scalar)."""
     file = ckpt / name
     if not file.is_file():
         raise UserError(f"checkpoint {ckpt} is incomplete: {name} is missing; use another checkpoint")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, foreign pickle, unsafe globals ...
         reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise UserError(f"checkpoint {ckpt}: {name} is truncated or not a weights file ({reason}); "
@@ -194,11 +195,12 @@ def load_generator(path: Path | str, device: str = "cpu") -> tuple[Generator, Ru
 
 
 def read_step(ckpt: Path | str) -> int:
-    """The step of a checkpoint (a local directory or URI): its directory's name, else train_state.pt."""
+    """The step of a checkpoint (a local directory or URI): its directory's name, else the step in
+    train_state.pt, read with the optimizer states mapped, not loaded."""
     name = str(ckpt).rstrip("/").rpartition("/")[2]
     if STEP_DIR.match(name):
         return checkpoint_step(name)
-    return int(_read_tensors(resolve_checkpoint(ckpt), TRAIN_STATE)["step"])
+    return int(_read_tensors(resolve_checkpoint(ckpt), TRAIN_STATE, mmap=True)["step"])
 
 
 def new_training_state(config: RunConfig, device: str) -> TrainingState:

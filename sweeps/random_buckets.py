@@ -8,7 +8,7 @@ shows which buckets the variety of the samples comes from.
 from sweeps.spec import Budget, Sweep, Variant
 
 SWEEP = Sweep(
-    name="block_ablations",
+    name="random_buckets",
     about="only bucket B random, or all but B (the rest hold 1 block), vs all random; CIFAR-10 preset",
     x="random_buckets",
     metrics=("fid", "prd", "responsibility"),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from rpgan.errors import UserError
-from rpgan.model import Generator
+from rpgan.model.networks import Generator
 
 
 def add_blocks(generator: Generator, add: Sequence[int]) -> Generator:

@@ -10,8 +10,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rpgan.atomic import atomic_write, remove_leftovers
-from rpgan.checkpoint import (
+from rpgan.config import ModelConfig, RunConfig, TrainConfig
+from rpgan.distributed.replica import SOLO, Replica
+from rpgan.errors import UserError
+from rpgan.io.atomic import atomic_write, remove_leftovers
+from rpgan.io.data import ImageData, to_float
+from rpgan.io.images import render, save_grid, save_layer_grid
+from rpgan.io.progress import Progress
+from rpgan.model.eigengan import orthogonality_loss
+from rpgan.model.extend import add_blocks, freeze_old_blocks
+from rpgan.model.networks import Generator
+from rpgan.training.checkpoint import (
     CHECKPOINTS,
     TrainingState,
     derived_training_state,
@@ -24,17 +33,8 @@ from rpgan.checkpoint import (
     read_step,
     save_checkpoint,
 )
-from rpgan.config import ModelConfig, RunConfig, TrainConfig
-from rpgan.data import ImageData, to_float
-from rpgan.eigengan import orthogonality_loss
-from rpgan.errors import UserError
-from rpgan.extend import add_blocks, freeze_old_blocks
-from rpgan.images import render, save_grid, save_layer_grid
-from rpgan.losses import d_loss, diversity_loss, g_loss, gradient_penalty
-from rpgan.model import Generator
-from rpgan.progress import Progress
-from rpgan.replica import SOLO, Replica
-from rpgan.run_log import METRICS, RunLog, read_rows
+from rpgan.training.losses import d_loss, diversity_loss, g_loss, gradient_penalty
+from rpgan.training.run_log import METRICS, RunLog, read_rows
 
 PREVIEW_SEED = 1234  # the paths shown in the sample grids during training
 

@@ -1,6 +1,10 @@
-"""Connecting to Ray: an existing cluster (--address or $RAY_ADDRESS), else a private local one.
+"""Connecting to Ray and sizing its workers: the one resource policy of train, sweeps and analysis.
 
-Imported only by code that distributes work; the model and the in-process paths never need Ray.
+The cluster is --address, else $RAY_ADDRESS, else a private local Ray. A worker takes
+`--gpus-per-worker` GPUs, by default one when the device asks for CUDA (`default_gpus`); a
+private local Ray cannot grow, so workers that do not fit it are refused up front (`check_fit`),
+while a cluster may autoscale to them. Imported only by code that distributes work; the model
+and the in-process paths never need Ray.
 """
 
 from __future__ import annotations
@@ -10,6 +14,12 @@ import os
 from rpgan.errors import UserError
 
 LOOPBACK = "127.0.0.1"
+_private = False  # whether this process started its own local Ray (see connect)
+
+
+def ray_address(address: str | None) -> str | None:
+    """The cluster to join: `address` (--address), else $RAY_ADDRESS, else None (a private local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = False) -> str:
@@ -22,13 +32,15 @@ def connect(address: str | None = None, num_cpus: int | None = None, log_to_driv
     (training progress) here."""
     import ray
 
-    address = address or os.environ.get("RAY_ADDRESS")
+    global _private
+    address = ray_address(address)
     if not ray.is_initialized():
         try:
             if address:
                 ray.init(address=address, log_to_driver=log_to_driver)
             else:
                 _start_private(num_cpus, log_to_driver)
+                _private = True
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise UserError(f"cannot connect to Ray at {address}: {e}; check --address / RAY_ADDRESS "
                             "or leave both unset for a local Ray") from None
@@ -65,3 +77,30 @@ def cluster_slots(gpus_per_worker: float, cpus_per_worker: float = 1.0) -> int:
     if gpus_per_worker > 0:
         return max(1, int(res.get("GPU", 0) // gpus_per_worker))
     return max(1, int(res.get("CPU", 1) // cpus_per_worker))
+
+
+def is_private() -> bool:
+    """Whether this process runs its own local Ray (which cannot grow), not a cluster's."""
+    return _private
+
+
+def default_gpus(device: str) -> float:
+    """GPUs per worker when the user gave none: 1 when `device` asks for CUDA (cuda, or auto on a
+    cluster with GPUs), else 0."""
+    if device == "cuda":
+        return 1.0
+    return 1.0 if device == "auto" and cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def check_fit(count: int, cpus: float, gpus: float, what: str, spare_cpus: float = 0.0) -> None:
+    """Refuse `count` workers of (cpus, gpus) each that a private local Ray cannot hold, leaving
+    `spare_cpus` aside (one line naming the flags to change); on a cluster, which may autoscale,
+    accept them."""
+    if not is_private():
+        return
+    have = cluster_resources()
+    cpu, gpu = have.get("CPU", 0) - spare_cpus, have.get("GPU", 0)
+    if count * cpus > cpu or count * gpus > gpu:
+        raise UserError(f"{what}: {count} workers x ({cpus:g} CPU, {gpus:g} GPU) do not fit this machine "
+                        f"({cpu:g} CPUs, {gpu:g} GPUs); lower the workers or --cpus-per-worker / "
+                        "--gpus-per-worker, or pass --address of a cluster")

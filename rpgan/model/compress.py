@@ -14,8 +14,8 @@ from torch import Tensor
 
 from rpgan.config import MAX_BLOCKS
 from rpgan.errors import UserError
-from rpgan.model import DenseBucket, Generator
-from rpgan.paths import sample_paths
+from rpgan.model.networks import DenseBucket, Generator
+from rpgan.model.paths import sample_paths
 
 
 def block_affine(bucket: DenseBucket, b: int) -> tuple[Tensor, Tensor]:
@@ -45,7 +45,7 @@ def merge_buckets(generator: Generator, first: int, last: int, k: int,
         raise UserError(f"--merge needs two or more consecutive buckets within 1-{cfg.n_buckets}, "
                         f"got {first + 1}-{last + 1}")
     if not 1 <= k <= MAX_BLOCKS:  # before drawing k tuples: a typo must not allocate gigabytes
-        raise UserError(f"--blocks must be 1..{MAX_BLOCKS}, got {k}")
+        raise UserError(f"--merged-blocks must be 1..{MAX_BLOCKS}, got {k}")
     span = last - first
     tuples = sample_paths(cfg.blocks[first : last + 1], k, rng)
     dims = [cfg.z_dim, *cfg.fc_widths, cfg.channels * cfg.image_size**2]

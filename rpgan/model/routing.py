@@ -24,8 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ROUTINGS = ("group", "gather", "loop")
-
 
 @dataclass
 class Route:

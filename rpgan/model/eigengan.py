@@ -7,7 +7,7 @@ coefficients z_l ~ N(0, I); layer l adds phi_l = sum_j L_lj z_lj u_lj + mu_l to 
 interpretable dimension of that layer. The orthogonality regulariser ||U_l^T U_l - I||^2
 keeps the basis orthonormal during training.
 
-The generator has the interface of rpgan.model.Generator (cfg, blocks, buckets, sample_latent,
+The generator has the interface of rpgan.model.networks.Generator (cfg, blocks, buckets, sample_latent,
 forward(paths, z)), so training, checkpoints and the analysis jobs use it unchanged: its
 "buckets" are its subspace layers, each of one block, and its paths are all zero. Its z is
 [eps (z_dim), z_1, ..., z_L (eigen_dims each)]. The layers follow the authors' public code;

@@ -1,8 +1,8 @@
-"""Distributed training on Ray Train (V2): a TorchTrainer whose workers each run `rpgan.train.fit`.
+"""Distributed training on Ray Train (V2): a TorchTrainer whose workers each run `rpgan.training.train.fit`.
 
 Each worker holds a whole G and D, samples its own random paths for its share of the global
 batch (`Replica.share`), and gradients are averaged over workers after every backward
-(`rpgan.replica`), over gloo on CPU and NCCL on GPU. Rank 0 writes the checkpoint directory of
+(`rpgan.distributed.replica`), over gloo on CPU and NCCL on GPU. Rank 0 writes the checkpoint directory of
 an in-process run and reports it as the Ray Checkpoint under checkpoints/step_N of the run, so
 `rpgan sample --ckpt STORAGE/NAME` reads a distributed run like any other. A crashed worker
 makes Ray restart the group (FailureConfig); the group resumes from the last reported
@@ -26,8 +26,14 @@ import ray.train.torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from rpgan.atomic import fsync_tree
-from rpgan.checkpoint import (
+from rpgan.config import RunConfig
+from rpgan.distributed.rendezvous import NodeBoundTorchConfig
+from rpgan.distributed.replica import Replica
+from rpgan.errors import UserError
+from rpgan.io.atomic import fsync_tree
+from rpgan.io.data import training_images
+from rpgan.io.run_store import RUN_CONFIG, Mirror, RunStore
+from rpgan.training.checkpoint import (
     TrainingState,
     checkpoint_name,
     checkpoint_step,
@@ -37,14 +43,8 @@ from rpgan.checkpoint import (
     newest_loadable,
     write_checkpoint,
 )
-from rpgan.config import RunConfig
-from rpgan.data import training_images
-from rpgan.errors import UserError
-from rpgan.rendezvous import NodeBoundTorchConfig
-from rpgan.replica import Replica
-from rpgan.run_log import METRICS, RunLog, read_rows
-from rpgan.run_store import RUN_CONFIG, Mirror, RunStore
-from rpgan.train import fit, save_final_grids
+from rpgan.training.run_log import METRICS, RunLog, read_rows
+from rpgan.training.train import fit, save_final_grids
 
 
 @dataclass(frozen=True)

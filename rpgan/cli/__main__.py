@@ -1,0 +1,3 @@
+from rpgan.cli.main import main
+
+main()

@@ -1,0 +1,74 @@
+"""Options shared by the commands of every package (rpgan, analysis, sweeps), defined once.
+
+`--workers` means the same everywhere: the Ray workers a command spreads its work over, 0 for
+all of it in this process. Its default differs with the work, and says why in each --help:
+`train` defaults to 0 (one process trains fastest on one machine; Ray Train pays for several GPUs
+or nodes), the analysis commands to as many workers as the cluster holds (their chunks are
+independent, and the numbers do not depend on the count).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Literal
+
+import click
+
+from rpgan.config import MAX_SEED
+from rpgan.errors import UserError
+from rpgan.overrides import SETTINGS, Setting
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def pick_device(device: Device) -> str:
+    """The torch device for --device: auto is cuda when a GPU is visible, else cpu."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
+    return device
+
+
+def choice(kind: object) -> click.Choice:
+    """A click choice of a Literal type's values."""
+    return click.Choice(typing.get_args(kind))
+
+
+DEVICE = click.option("--device", type=choice(Device), default="auto", show_default=True)
+SEED = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+                    help="Seed for paths and samples.")
+ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
+CKPT = click.option("--ckpt", required=True, help="Checkpoint or run: a directory, or a URI (s3://..., file://...).")
+GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0),
+                    help="GPUs per Ray worker [default: 1 on CUDA: --device cuda, or auto (the only choice of "
+                         "a sweep) when the cluster has GPUs; else 0].")
+
+
+def workers(default: int | None, why: str) -> Callable:
+    """The --workers option with a command's default and the reason for it (see the module)."""
+    return click.option("--workers", type=click.IntRange(0), default=default,
+                        help=f"Ray workers to spread the work over; 0: all of it in this process [default: {why}].")
+
+
+def example(*lines: str) -> str:
+    """A --help epilog showing example command lines, kept as written."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _setting_option(s: Setting) -> Callable:
+    if s.kind is bool:
+        return click.option(f"{s.flag}/--no-{s.flag[2:]}", s.name, default=None, help=s.help)
+    kind = choice(s.kind) if s.choices else s.kind
+    return click.option(s.flag, s.name, type=kind, help=s.help)
+
+
+def setting_options(command: Callable) -> Callable:
+    """One option per setting of the run configuration (rpgan.overrides), but --seed (see SEED)."""
+    for s in reversed(SETTINGS.values()):
+        if s.name != "seed":
+            command = _setting_option(s)(command)
+    return command

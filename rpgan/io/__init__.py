@@ -1,0 +1,1 @@
+"""Where bytes go: data sets, PNG grids, URIs and folders, Parquet parts, atomic writes, progress."""
