@@ -166,3 +166,15 @@ def test_linear_generator_has_no_relu():
     z1, z2 = torch.randn(8), torch.randn(8)
     with torch.no_grad():
         torch.testing.assert_close(pre_tanh((z1 + z2) / 2), (pre_tanh(z1) + pre_tanh(z2)) / 2, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["resnet", "dcgan", "fc"])
+def test_the_group_router_never_reads_the_device_back(arch):
+    """A meta-device generator holds no data: any device-to-host read (block counts read back
+    per bucket) fails. The paths, sampled on the host, give every bucket's counts up front."""
+    with torch.device("meta"):
+        generator = Generator(TINY_MODELS[arch])
+    paths, z = generator.sample_latent(6, torch.Generator().manual_seed(0))
+    assert generator(paths, z).shape == (6, generator.cfg.channels, *(2 * [generator.cfg.image_size]))
+    with pytest.raises(NotImplementedError):  # without the host's counts, the bucket reads them back
+        generator.buckets[1](torch.empty(6, 8, device="meta"), paths[:, 1].to("meta"))

@@ -160,6 +160,11 @@ class Generator(nn.Module):
 
     def forward(self, paths: Tensor, z: Tensor | None = None) -> Tensor:
         device = next(self.parameters()).device
+        # Samples per block of every bucket, from the paths on the host (sampled there): the
+        # group router then never reads the device back, once per bucket, to size its chunks.
+        host = paths.cpu()
+        counts = [torch.bincount(host[:, i], minlength=m).tolist() if self.cfg.routing == "group" else None
+                  for i, m in enumerate(self.blocks)]
         paths = paths.to(device)
         if self.cfg.input == "gaussian":
             if z is None:
@@ -171,7 +176,7 @@ class Generator(nn.Module):
         for i, bucket in enumerate(self.buckets):
             if i == last:
                 x = self.pre_output(x)
-            x = bucket(x, paths[:, i], self.cfg.routing)
+            x = bucket(x, paths[:, i], self.cfg.routing, counts[i])
         size = self.cfg.image_size
         return torch.tanh(x).view(len(paths), self.cfg.channels, size, size)
 

@@ -48,12 +48,14 @@ class Bucket(nn.Module):
     def blocks_forward(self, x: Tensor, route: Route) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, x: Tensor, index: Tensor, mode: str = "group") -> Tensor:
-        """x: [N, ...] batch; index: LongTensor [N] block per sample. Returns [N, ...]."""
+    def forward(self, x: Tensor, index: Tensor, mode: str = "group", counts: list[int] | None = None) -> Tensor:
+        """x: [N, ...] batch; index: LongTensor [N] block per sample. Returns [N, ...]. `counts`:
+        samples per block (group mode), if known on the host; else read back from `index`."""
         if mode != "group":
             return self.blocks_forward(x, Route(index, mode))
         order = torch.argsort(index, stable=True)
-        counts = torch.bincount(index, minlength=self.n_blocks).tolist()
+        if counts is None:
+            counts = torch.bincount(index, minlength=self.n_blocks).tolist()
         y = self.blocks_forward(x[order], Route(index[order], mode, counts))
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(len(order), device=order.device)
