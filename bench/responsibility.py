@@ -15,7 +15,7 @@ from analysis.analyze import evaluate
 from analysis.fanout import Fanout
 from analysis.inception import resolve_weights
 from analysis.responsibility import make_plan
-from rpgan.distributed.ray_session import connect
+from rpgan.distributed.ray_session import connect, default_gpus
 from rpgan.training.checkpoint import load_generator
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     calls = [(evaluate, (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
              for a in range(0, args.evaluations, args.chunk)]
     print(connect(), f"| Inception weights: {resolve_weights()[1]}")
-    gpus = 1.0 if args.device == "cuda" else 0.0
+    gpus = default_gpus(args.device)
     images = args.evaluations * len(generator.blocks) * 4
     rates = {}
     for name, workers in (("in-process", 0), ("1 Ray worker", 1), ("2 Ray workers", 2)):

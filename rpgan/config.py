@@ -101,7 +101,7 @@ class ModelConfig:
             raise UserError(f"--blocks takes 1..{MAX_BUCKETS} buckets of at most {MAX_BLOCKS} blocks each, "
                             f"got {len(self.blocks)} buckets of up to {max(self.blocks, default=0)}")
         _in_range("--image-size", self.image_size, 1, MAX_IMAGE_SIZE)
-        for name, value in (("--width", self.width), ("z_dim", self.z_dim), ("d_width", self.d_width),
+        for name, value in (("--width", self.width), ("--z-dim", self.z_dim), ("--d-width", self.d_width),
                             *(("fc_widths", w) for w in self.fc_widths)):
             _in_range(name, value, 1, MAX_WIDTH)
         if self.arch in ("resnet", "dcgan", "eigengan"):
@@ -134,7 +134,7 @@ class ModelConfig:
         if g + d > MAX_PARAMETERS:
             raise UserError(f"this model would have {g / 1e6:,.1f}M generator and {d / 1e6:,.1f}M discriminator "
                             f"parameters, over rpgan's limit of {MAX_PARAMETERS / 1e6:,.0f}M; lower --width, "
-                            "--blocks or d_width")
+                            "--blocks or --d-width")
         return self
 
     def _validate_eigengan(self) -> None:
@@ -184,7 +184,7 @@ class TrainConfig:
         if self.lr <= 0 or self.diversity_weight < 0 or self.orthogonality_weight < 0:
             raise UserError("--lr must be positive, --diversity-weight and --orthogonality-weight non-negative")
         if self.gp_weight < 0 or not all(0 <= b < 1 for b in self.betas):
-            raise UserError(f"gp_weight must be non-negative and betas in [0, 1), got {self.gp_weight}, "
+            raise UserError(f"--gp-weight must be non-negative and betas in [0, 1), got {self.gp_weight}, "
                             f"{list(self.betas)}")
         if any(n < 0 or n > MAX_BLOCKS for n in self.frozen_blocks):
             raise UserError(f"frozen_blocks are block counts 0..{MAX_BLOCKS}, got {list(self.frozen_blocks)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from analysis.limits import MAX_EVALUATIONS, MAX_FID_SAMPLES
@@ -131,8 +133,6 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
         click.echo(f"sweep {folder.uri}: all {len(chosen.trials)} trials have finished, nothing to do; `{again}` "
                    "shows them")
         return
-    import os
-
     address = ray_address(address)
     click.echo(connect(address, num_cpus=None if address else (os.cpu_count() or 1) + 1), err=True)
     gpus = default_gpus("auto") if gpus is None else gpus
@@ -207,6 +207,3 @@ def _show(folder: Folder, chosen: Plan) -> None:
         click.echo(f"\nsummary plot: {folder.uri}/summary.png\nbest checkpoint (lowest FID): {_best(folder)}")
     click.echo(f"results: pandas.read_parquet('{folder.uri}/trials'), responsibility: "
                f"pandas.read_parquet('{folder.uri}/responsibility')")
-
-
-COMMANDS = [sweep, list_sweeps, results]  # entry point rpgan.commands

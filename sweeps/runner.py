@@ -43,7 +43,8 @@ def concurrency(workers: Workers) -> int:
     """How many trials (each a group of `workers`) the connected cluster runs at once; UserError
     if a private local Ray cannot hold even one."""
     spare = 1.0 if is_private() else 0.0  # a local Ray's extra CPU, for the trial functions
-    check_fit(workers.count, workers.cpus, workers.gpus, "--workers-per-trial", spare_cpus=spare)
+    check_fit(workers.count, workers.cpus, workers.gpus, "--workers-per-trial, --cpus-per-worker or --gpus-per-worker",
+              spare_cpus=spare)
     have = cluster_resources()
     slots = [(have.get("CPU", 0) - spare) // (workers.count * workers.cpus)]
     if workers.gpus:

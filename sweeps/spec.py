@@ -33,7 +33,8 @@ AXES = {
 }
 # Set by the plan itself: seeds from --samples, steps and checkpoints from the budget, no grids.
 PLANNED = ("seed", "steps", "checkpoint_every", "sample_every")
-SEARCH_KEYS = (*AXES, *(name for name in SETTINGS if name not in PLANNED))
+BOOKKEEPING = ("log_every",)  # how often a run logs, not what it computes: nothing to search
+SEARCH_KEYS = (*AXES, *(name for name in SETTINGS if name not in PLANNED + BOOKKEEPING))
 METRICS = ("fid", "prd", "responsibility")
 # PRD's k-means (analysis.prd.compute_prd, num_clusters) clusters the generated and as many real
 # images together, and k-means needs at least as many points as clusters.

@@ -52,8 +52,8 @@ def test_every_preset_and_the_papers_configurations_are_admitted():
 
 @pytest.mark.parametrize("change, message", [
     ({"width": 5000}, "--width must be 1..4096"),
-    ({"d_width": 0}, "d_width must be 1..4096"),
-    ({"z_dim": 10**9}, "z_dim must be 1..4096"),
+    ({"d_width": 0}, "--d-width must be 1..4096"),
+    ({"z_dim": 10**9}, "--z-dim must be 1..4096"),
     ({"image_size": 4096}, "--image-size must be 1..1024"),
     ({"blocks": (10**6,) * 5}, "at most 10000 blocks"),
     ({"blocks": (1,) * 1000}, "1..64 buckets"),

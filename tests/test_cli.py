@@ -166,14 +166,14 @@ def test_every_setting_is_a_train_flag_a_search_key_and_a_results_column(rpgan):
     from analysis.results import CONTEXT
     from rpgan.overrides import SETTINGS
     from sweeps.results import SCHEMAS
-    from sweeps.spec import PLANNED, SEARCH_KEYS
+    from sweeps.spec import BOOKKEEPING, PLANNED, SEARCH_KEYS
 
     code, out, _ = rpgan("train", "--help")
     columns = {name for name, _ in CONTEXT}
     assert {"lr", "routing", "d_width", "gp_weight", "linear"} <= set(SETTINGS)
     for s in SETTINGS.values():
         assert s.name == "seed" or s.flag in out, s.name
-        assert s.name in PLANNED or s.name in SEARCH_KEYS, s.name
+        assert s.name in PLANNED + BOOKKEEPING or s.name in SEARCH_KEYS, s.name
         assert s.name in columns and s.name in SCHEMAS["trials"].names, s.name
     assert "[hinge|wgan-gp]" in out and "[group|gather|loop]" in out  # choices from the Literal types
     assert "Examples:" in out

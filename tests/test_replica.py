@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from rpgan.distributed.replica import Replica, fingerprint
 from rpgan.io.data import ImageData
 from rpgan.training.checkpoint import new_training_state
+from rpgan.training.replica import Replica, fingerprint
 from rpgan.training.train import train_step
 from tests.conftest import tiny_run
 

@@ -104,7 +104,7 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
     click.echo(connect(address, log_to_driver=True), err=True)
     gpus = default_gpus(device) if gpus is None else gpus
     workers = Workers(count, gpus, cpus, max_failures).validate()
-    check_fit(count, cpus, gpus, "--workers")  # before the run writes anything into it
+    check_fit(count, cpus, gpus, "--workers, --cpus-per-worker or --gpus-per-worker")  # before the run writes
     click.echo(f"training {config.preset} on {config.data} ({len(images)} images), blocks {list(config.model.blocks)}, "
                f"{config.train.steps} steps, global batch {config.train.batch} on {count} Ray workers "
                f"({cpus:g} CPU, {gpus:g} GPU each) -> {store.uri}", err=True)
@@ -263,6 +263,3 @@ def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
     saved = save_checkpoint(out, new_config, state, extra={"merge.json": json.dumps(merged)})
     click.echo(f"buckets {first + 1}-{last + 1} -> one bucket of {k} blocks; blocks now "
                f"{list(compressed.blocks)}\ncheckpoint: {saved}")
-
-
-COMMANDS = [train, sample, info, extend, compress]  # listed as entry point rpgan.commands (main.py)

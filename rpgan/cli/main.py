@@ -1,9 +1,9 @@
 """The `rpgan` program: the root group and the one place that turns errors into exit codes.
 
-The commands come from the packages that own them, each listing its commands in an entry point
-of the group `rpgan.commands` (pyproject.toml): rpgan's own (train, sample, ...), analysis's and
-sweeps'. The core imports neither of the packages above it; a package adds commands by listing
-them there.
+The commands come from the packages that own them: each is an entry point of the group
+`rpgan.commands` (pyproject.toml), rpgan's own (train, sample, ...), analysis's and sweeps'. The
+core imports neither of the packages above it, and a command's module is imported only when
+that command runs (or `--help` lists them all). A package adds a command by listing it there.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import sys
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
@@ -21,11 +21,13 @@ GROUP = "rpgan.commands"
 
 
 @cache
-def _commands() -> dict[str, click.Command]:
-    found = {}
+def _entry_points() -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=GROUP):
-        for command in ep.load():
-            found[command.name] = command
+        if ep.name in found and found[ep.name].value != ep.value:
+            raise UserError(f"two installed packages define `rpgan {ep.name}` ({found[ep.name].value} and "
+                            f"{ep.value}); uninstall one")
+        found[ep.name] = ep
     if not found:
         raise UserError(f"no rpgan commands are installed (entry points {GROUP}); run `make setup` or "
                         "`pip install -e .` in the project")
@@ -34,10 +36,11 @@ def _commands() -> dict[str, click.Command]:
 
 class Commands(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(_commands())
+        return sorted(_entry_points())
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return _commands().get(name)
+        ep = _entry_points().get(name)
+        return ep.load() if ep else None
 
 
 @click.group(cls=Commands, epilog="\b\nQuick start:\n  rpgan train --steps 200 --out runs/first\n"

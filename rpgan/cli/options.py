@@ -40,7 +40,7 @@ def choice(kind: object) -> click.Choice:
 
 DEVICE = click.option("--device", type=choice(Device), default="auto", show_default=True)
 SEED = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
-                    help="Seed for paths and samples.")
+                    help="Seed of every random choice: the same seed gives the same results.")
 ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
 CKPT = click.option("--ckpt", required=True, help="Checkpoint or run: a directory, or a URI (s3://..., file://...).")
 GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0),

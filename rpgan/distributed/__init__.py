@@ -1,2 +1,2 @@
-"""Training across processes: the Ray session and resource policy, Ray Train, the rendezvous and
-data parallelism. The only part of the core that imports Ray."""
+"""Training across processes on Ray: the Ray session and resource policy, Ray Train and its
+rendezvous. The only part of the core that imports Ray."""

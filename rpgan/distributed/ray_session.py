@@ -40,7 +40,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, log_to_driv
                 ray.init(address=address, log_to_driver=log_to_driver)
             else:
                 _start_private(num_cpus, log_to_driver)
-                _private = True
+            _private = not address
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise UserError(f"cannot connect to Ray at {address}: {e}; check --address / RAY_ADDRESS "
                             "or leave both unset for a local Ray") from None
@@ -92,15 +92,14 @@ def default_gpus(device: str) -> float:
     return 1.0 if device == "auto" and cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
-def check_fit(count: int, cpus: float, gpus: float, what: str, spare_cpus: float = 0.0) -> None:
+def check_fit(count: int, cpus: float, gpus: float, flags: str, spare_cpus: float = 0.0) -> None:
     """Refuse `count` workers of (cpus, gpus) each that a private local Ray cannot hold, leaving
-    `spare_cpus` aside (one line naming the flags to change); on a cluster, which may autoscale,
-    accept them."""
+    `spare_cpus` aside, in one line naming the `flags` that size them; on a cluster, which may
+    autoscale, accept them."""
     if not is_private():
         return
     have = cluster_resources()
     cpu, gpu = have.get("CPU", 0) - spare_cpus, have.get("GPU", 0)
     if count * cpus > cpu or count * gpus > gpu:
-        raise UserError(f"{what}: {count} workers x ({cpus:g} CPU, {gpus:g} GPU) do not fit this machine "
-                        f"({cpu:g} CPUs, {gpu:g} GPUs); lower the workers or --cpus-per-worker / "
-                        "--gpus-per-worker, or pass --address of a cluster")
+        raise UserError(f"{count} workers x ({cpus:g} CPU, {gpus:g} GPU) do not fit this machine ({cpu:g} CPUs, "
+                        f"{gpu:g} GPUs); lower {flags}, or pass --address of a cluster")

@@ -2,7 +2,7 @@
 
 Each worker holds a whole G and D, samples its own random paths for its share of the global
 batch (`Replica.share`), and gradients are averaged over workers after every backward
-(`rpgan.distributed.replica`), over gloo on CPU and NCCL on GPU. Rank 0 writes the checkpoint directory of
+(`rpgan.training.replica`), over gloo on CPU and NCCL on GPU. Rank 0 writes the checkpoint directory of
 an in-process run and reports it as the Ray Checkpoint under checkpoints/step_N of the run, so
 `rpgan sample --ckpt STORAGE/NAME` reads a distributed run like any other. A crashed worker
 makes Ray restart the group (FailureConfig); the group resumes from the last reported
@@ -28,7 +28,6 @@ from ray.train.torch import TorchTrainer
 
 from rpgan.config import RunConfig
 from rpgan.distributed.rendezvous import NodeBoundTorchConfig
-from rpgan.distributed.replica import Replica
 from rpgan.errors import UserError
 from rpgan.io.atomic import fsync_tree
 from rpgan.io.data import training_images
@@ -43,6 +42,7 @@ from rpgan.training.checkpoint import (
     newest_loadable,
     write_checkpoint,
 )
+from rpgan.training.replica import Replica
 from rpgan.training.run_log import METRICS, RunLog, read_rows
 from rpgan.training.train import fit, save_final_grids
 

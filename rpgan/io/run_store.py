@@ -32,8 +32,9 @@ def plain_name(name: str) -> str:
 class Folder:
     """A named directory STORAGE/NAME, local or behind a URI, read and written through pyarrow.fs."""
 
-    def __init__(self, storage: str, name: str):
-        self.name = plain_name(name)
+    def __init__(self, storage: str, name: str, typed: bool = True):
+        """`typed`: `name` is a --name the user typed, refused unless a plain directory name."""
+        self.name = plain_name(name) if typed else name
         if is_uri(storage):
             self.fs, root = filesystem(storage)
             self.storage, self.local = storage.rstrip("/"), None
@@ -49,9 +50,9 @@ class Folder:
         """The folder at a local path or a URI (its last component is the name)."""
         if is_uri(location):
             storage, _, name = str(location).rstrip("/").rpartition("/")
-            return cls(storage, name)
+            return cls(storage, name, typed=False)
         path = Path(location).expanduser().resolve()
-        return cls(str(path.parent), path.name)
+        return cls(str(path.parent), path.name, typed=False)
 
     def read_bytes(self, name: str) -> bytes | None:
         """The file NAME (a path relative to the folder), or None if there is none."""

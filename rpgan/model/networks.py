@@ -162,9 +162,10 @@ class Generator(nn.Module):
         device = next(self.parameters()).device
         # Samples per block of every bucket, from the paths on the host (sampled there): the
         # group router then never reads the device back, once per bucket, to size its chunks.
-        host = paths.cpu()
-        counts = [torch.bincount(host[:, i], minlength=m).tolist() if self.cfg.routing == "group" else None
-                  for i, m in enumerate(self.blocks)]
+        counts: list[list[int] | None] = [None] * len(self.blocks)
+        if self.cfg.routing == "group":
+            host = paths.cpu()
+            counts = [torch.bincount(host[:, i], minlength=m).tolist() for i, m in enumerate(self.blocks)]
         paths = paths.to(device)
         if self.cfg.input == "gaussian":
             if z is None:

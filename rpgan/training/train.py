@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
-from rpgan.distributed.replica import SOLO, Replica
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write, remove_leftovers
 from rpgan.io.data import ImageData, to_float
@@ -34,6 +33,7 @@ from rpgan.training.checkpoint import (
     save_checkpoint,
 )
 from rpgan.training.losses import d_loss, diversity_loss, g_loss, gradient_penalty
+from rpgan.training.replica import SOLO, Replica
 from rpgan.training.run_log import METRICS, RunLog, read_rows
 
 PREVIEW_SEED = 1234  # the paths shown in the sample grids during training
