@@ -31,7 +31,8 @@ QUALITY = table("quality", [
     ("reference", pa.string()), ("n_generated", pa.int64()), ("n_reference", pa.int64()),
     ("fid", pa.float64()), ("prd_f8_recall", pa.float64()), ("prd_f1_8_precision", pa.float64())])
 PRD_CURVE = table("prd_curve", [
-    ("reference", pa.string()), ("angle_index", pa.int64()), ("precision", pa.float64()), ("recall", pa.float64())])
+    ("reference", pa.string()), ("angle_index", pa.int64()), ("prd_precision", pa.float64()),
+    ("prd_recall", pa.float64())])
 
 
 def image_features(worker: AnalysisWorker, images: Tensor) -> np.ndarray:
@@ -122,7 +123,7 @@ def fid(ckpt: Path | str, n: int, seed: int, fan: Fanout, data: str | None = Non
         ctx = job.context({"n": n, "seed": seed, "data": data, "reference_n": reference_n, "prd": prd}, seed)
         written = {}
         if curve is not None:
-            rows = [{"reference": data, "angle_index": i, "precision": float(p), "recall": float(r)}
+            rows = [{"reference": data, "angle_index": i, "prd_precision": float(p), "prd_recall": float(r)}
                     for i, (p, r) in enumerate(zip(curve.precision, curve.recall))]
             written["prd_curve"] = PRD_CURVE.write(out, ctx, rows)
             k = min(measured["n_generated"], measured["n_reference"])

@@ -37,6 +37,7 @@ DArch = Literal["resnet", "dcgan"]
 InputMode = Literal["learned", "fixed", "gaussian"]
 Routing = Literal["group", "gather", "loop"]
 Loss = Literal["hinge", "wgan-gp"]
+Precision = Literal["fp32", "bf16"]
 
 
 def setting(default: Any, help: str, resumable: bool = False) -> Any:
@@ -168,6 +169,10 @@ class TrainConfig:
     sample_every: int = setting(500, "Steps between sample grids (0: only at the end).", resumable=True)
     checkpoint_every: int = setting(1000, "Steps between checkpoints (0: only at the end).", resumable=True)
     log_every: int = setting(10, "Steps between rows of metrics.parquet and TensorBoard.", resumable=True)
+    precision: Precision = setting("fp32", "Arithmetic of the forward passes: fp32, or bf16 autocast (weights, "
+                                   "gradients, optimizer states and the losses stay fp32).")
+    allow_tf32: bool = setting(True, "CUDA: TF32 matrix products and convolutions (Ampere and newer GPUs).")
+    cudnn_benchmark: bool = setting(True, "CUDA: let cuDNN time and pick its convolution algorithms.")
 
     def validate(self) -> TrainConfig:
         """Return self, or raise UserError naming the impossible setting."""

@@ -45,9 +45,10 @@ def test_round_trip_rebuilds_the_generator_from_json(tmp_path):
     assert G(paths).shape == (4, 3, 8, 8)
 
 
-@pytest.mark.parametrize("arch,loss", [("resnet", "hinge"), ("dcgan", "wgan-gp")])
-def test_resume_continues_exactly(tmp_path, arch, loss):
-    cfg = tiny_run(arch, loss=loss, steps=4)
+@pytest.mark.parametrize("arch,loss,precision", [("resnet", "hinge", "fp32"), ("dcgan", "wgan-gp", "fp32"),
+                                                ("resnet", "hinge", "bf16"), ("dcgan", "wgan-gp", "bf16")])
+def test_resume_continues_exactly(tmp_path, arch, loss, precision):
+    cfg = tiny_run(arch, loss=loss, steps=4, precision=precision)
     data = _data(cfg)
     one_go = train(cfg, data, tmp_path / "one", quiet=True)
     half = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2))

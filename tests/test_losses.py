@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
+import math
 
 import pytest
 import torch
@@ -65,3 +68,27 @@ def test_gradient_penalty_of_a_linear_critic():
     real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
     gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0))
     assert gp.item() == pytest.approx((a.norm().item() - 1) ** 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("arch,loss", [("resnet", "hinge"), ("dcgan", "wgan-gp"), ("fc", "hinge")])
+def test_bf16_steps_stay_finite_and_keep_fp32_weights(arch, loss):
+    from rpgan.io.data import load_data
+    from rpgan.training.checkpoint import new_training_state
+    from rpgan.training.train import train_step
+    from tests.conftest import tiny_run
+
+    cfg = tiny_run(arch, loss=loss, precision="bf16")
+    state = new_training_state(cfg, "cpu")
+    data = load_data("digits", cfg.model.image_size, cfg.model.channels)
+    for _ in range(3):
+        losses = train_step(state, data, cfg.train, "cpu")
+        assert all(math.isfinite(v) for v in losses.values()), losses
+    weights = [*state.generator.parameters(), *state.discriminator.parameters()]
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in weights)
+    fp32 = new_training_state(cfg, "cpu")
+    bf16 = copy.deepcopy(fp32)
+    train_step(fp32, data, dataclasses.replace(cfg.train, precision="fp32"), "cpu")
+    train_step(bf16, data, cfg.train, "cpu")  # the same start and draws, other arithmetic: close, not equal
+    pairs = list(zip(fp32.generator.parameters(), bf16.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in pairs)
+    assert all(torch.allclose(a, b, atol=0.05) for a, b in pairs)

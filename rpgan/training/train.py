@@ -50,18 +50,34 @@ def real_batch(data: ImageData, n: int, rng: torch.Generator, device: str) -> to
     return to_float(data.batch(torch.randint(len(data), (n,), generator=rng))).to(device)
 
 
+def autocast(cfg: TrainConfig, device: str) -> torch.autocast:
+    """The context of the forward passes: bf16 autocast when `cfg.precision` asks, else a no-op."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+
+def configure_device(cfg: TrainConfig, device: str) -> None:
+    """TF32 and cuDNN autotuning as the run configuration says (CUDA only; nothing on a CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+
+
 def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: str,
                replica: Replica = SOLO) -> dict[str, float]:
     """`cfg.d_steps` discriminator updates, then one generator update, on this replica's share
-    of the global batch `cfg.batch` with gradients averaged over replicas. Returns its losses."""
+    of the global batch `cfg.batch` with gradients averaged over replicas. Returns its losses.
+    The forward passes run in `cfg.precision`; the losses, the gradient penalty (a gradient of a
+    gradient) and the diversity loss are computed in fp32."""
     G, D = state.generator, state.discriminator
     rng = state.rng.manual_seed(step_seed(cfg.seed, replica.rank, state.step))
     n = replica.share(cfg.batch)
     for _ in range(cfg.d_steps):
         real = real_batch(data, n, rng, device)
-        with torch.no_grad():
-            fake = G(*G.sample_latent(n, rng))
-        loss_d = d_loss(cfg.loss, D(real), D(fake))
+        with torch.no_grad(), autocast(cfg, device):
+            fake = G(*G.sample_latent(n, rng)).float()
+        with autocast(cfg, device):
+            real_logits, fake_logits = D(real), D(fake)
+        loss_d = d_loss(cfg.loss, real_logits.float(), fake_logits.float())
         if cfg.loss == "wgan-gp":
             loss_d = loss_d + cfg.gp_weight * gradient_penalty(D, real, fake, rng)
         state.opt_d.zero_grad(set_to_none=True)
@@ -69,8 +85,9 @@ def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: 
         replica.average_gradients(D, cfg.batch)
         state.opt_d.step()
 
-    fake = G(*G.sample_latent(n, rng))
-    adversarial = g_loss(D(fake))
+    with autocast(cfg, device):
+        logits = D(G(*G.sample_latent(n, rng)))
+    adversarial = g_loss(logits.float())
     diversity = diversity_loss(G) if cfg.diversity_weight else torch.zeros((), device=device)
     orthogonality = orthogonality_loss(G)  # EigenGAN's bases; 0 for RPGAN
     state.opt_g.zero_grad(set_to_none=True)
@@ -91,6 +108,7 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
     paths goes to `samples`; every `checkpoint_every` steps and at the end, after checking that
     the replicas agree, every replica calls save(state). `after_step(step)` runs after each step."""
     cfg = config.train
+    configure_device(cfg, device)
     preview = preview_latent(state.generator)
     progress = None if quiet else Progress(cfg.steps, start=state.step, label="step")
     unused = {"diversity"} if config.model.arch == "eigengan" else {"orthogonality"}  # not shown: always 0
