@@ -3,7 +3,12 @@ real data (the same starting weights and draws for both):
 
     python bench/precision.py [--preset digits] [--steps 10] [--rounds 3] [--device cpu]
 
-Prints ms per step (median over rounds, the candidates alternating) and bf16 / fp32.
+Prints ms per step (median over rounds, the candidates alternating) and bf16 / fp32. With
+`--quality`, it instead trains the preset for its steps in fp32 (seeds 0 and 1) and in bf16
+(seed 0) and prints each one's FID against the data set, with the fp32 seed-to-seed gap as the
+yardstick for the bf16 one:
+
+    python bench/precision.py --quality [--fid-samples 2000]
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import argparse
 import copy
 import dataclasses
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from rpgan.config import RunConfig
-from rpgan.io.data import load_data
+from rpgan.io.data import ImageData, load_data
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import new_training_state
 from rpgan.training.train import configure_device, train_step
@@ -32,10 +39,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--quality", action="store_true", help="FID after the preset's steps instead of step time")
+    ap.add_argument("--fid-samples", type=int, default=2000)
     args = ap.parse_args()
     preset = get_preset(args.preset)
-    config = RunConfig(model=preset.model, train=preset.train, data=args.data or preset.data or "digits")
+    config = RunConfig(model=preset.model, train=preset.train, data=args.data or preset.data or "digits",
+                       preset=args.preset)
     data = load_data(config.data, config.model.image_size, config.model.channels)
+    if args.quality:
+        quality(config, data, args.device, args.fid_samples)
+        return
     start = new_training_state(config, args.device)
     states = {p: copy.deepcopy(start) for p in CANDIDATES}
     cfgs = {p: dataclasses.replace(config.train, precision=p) for p in CANDIDATES}
@@ -60,6 +73,29 @@ def main() -> None:
     for p in CANDIDATES:
         print(f"{p:5s} {ms[p]:9.1f} ms/step  (rounds: {', '.join(f'{t:.0f}' for t in times[p])})")
     print(f"bf16 / fp32: {ms['bf16'] / ms['fp32']:.2f}")
+
+
+def quality(config: RunConfig, data: ImageData, device: str, n: int) -> None:
+    from analysis.fanout import Fanout
+    from analysis.fid import fid
+    from rpgan.training.train import train
+
+    runs = {"fp32 seed 0": ("fp32", 0), "fp32 seed 1": ("fp32", 1), "bf16 seed 0": ("bf16", 0)}
+    fan = Fanout(workers=0, device=device)
+    scores = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (precision, seed) in runs.items():
+            run = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision, seed=seed),
+                                      dataset_size=len(data))
+            t0 = time.perf_counter()
+            ckpt = train(run, data, Path(tmp) / name.replace(" ", "-"), device=device, quiet=True)
+            seconds = time.perf_counter() - t0
+            scores[name] = fid(ckpt, n, 0, fan, out=Path(tmp) / "fid" / name.replace(" ", "-"), prd=False)["fid"]
+            print(f"{name}: {config.train.steps} steps in {seconds:.0f} s, FID {scores[name]:.2f} ({n} generated vs "
+                  f"{len(data)} real)", flush=True)
+    base = scores["fp32 seed 0"]
+    print(f"bf16 / fp32 FID: {scores['bf16 seed 0'] / base:.3f}; "
+          f"fp32 seed 1 / seed 0: {scores['fp32 seed 1'] / base:.3f}")
 
 
 if __name__ == "__main__":
