@@ -11,7 +11,9 @@ Writes, under the output directory:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from analysis.classifier import cached_classifier, classifier_features, load_classifier
 from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
 from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS
@@ -32,13 +35,21 @@ from rpgan.model.networks import Generator
 
 # per method x layer x distance; also a sweep's per-trial rows (sweeps.results)
 RESPONSIBILITY_SUMMARY = [
-    ("method", pa.string()), ("layer", pa.int64()), ("distance", pa.string()), ("evaluations", pa.int64()),
+    ("method", pa.string()), ("embedding", pa.string()), ("layer", pa.int64()), ("distance", pa.string()),
+    ("evaluations", pa.int64()),
     ("ratio_mean", pa.float64()), ("ratio_std", pa.float64()), ("spread_mean", pa.float64()),
     ("spread_std", pa.float64())]
 RESPONSIBILITY = table("responsibility", [
-    ("method", pa.string()), ("evaluation", pa.int64()), ("layer", pa.int64()), ("distance", pa.string()),
+    ("method", pa.string()), ("embedding", pa.string()), ("evaluation", pa.int64()), ("layer", pa.int64()),
+    ("distance", pa.string()),
     ("spread", pa.float64()), ("ratio", pa.float64())])
 SUMMARY = table("responsibility_summary", RESPONSIBILITY_SUMMARY)
+
+
+# What the semantic distance embeds: the paper's Inception pool3, or a classifier trained on the
+# data set's own labels (gray images: it sees the class, not the color).
+Embedding = typing.Literal["inception", "classifier"]
+EMBEDDING_NAMES = {"inception": "Inception pool3", "classifier": "classifier features"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class AnalyzeConfig:
     per_bucket: int = 10  # blocks shown per bucket in a Figure 3 row (EigenGAN: steps per traversal)
     noise_scales: tuple[float, ...] = ()  # noise injection: W + scale * std(W) * N(0, 1) per layer
     chunk: int = 10  # evaluations per task sent to a worker
+    embedding: Embedding = "inception"  # the features of the semantic distance (analysis.classifier)
 
     def validate(self) -> AnalyzeConfig:
         """Return self, or raise UserError: counts are bounded so that a typo allocates nothing."""
@@ -57,6 +69,8 @@ class AnalyzeConfig:
         if max(self.evaluations, self.chunk) > MAX_EVALUATIONS or max(self.grids, self.per_bucket) > MAX_GRIDS:
             raise UserError(f"--evaluations and --chunk go up to {MAX_EVALUATIONS}, --grids and --per-bucket up to "
                             f"{MAX_GRIDS}")
+        if self.embedding not in typing.get_args(Embedding):
+            raise UserError(f"--embedding must be one of {', '.join(typing.get_args(Embedding))}")
         if not all(0 < s < math.inf for s in self.noise_scales):
             raise UserError("--noise-scales must be positive, e.g. 0.1,0.5")
         return self
@@ -77,30 +91,41 @@ def methods(generator: Generator | EigenGenerator, noise_scales: tuple[float, ..
 
 def summarise(long: pd.DataFrame) -> pd.DataFrame:
     """Per method x layer x distance: evaluations with a defined ratio, ratio and spread mean/std."""
-    g = long.groupby(["method", "layer", "distance"], sort=False)
+    g = long.groupby(["method", "embedding", "layer", "distance"], sort=False)
     return pd.DataFrame({
         "evaluations": g["ratio"].count(), "ratio_mean": g["ratio"].mean(), "ratio_std": g["ratio"].std(),
         "spread_mean": g["spread"].mean(), "spread_std": g["spread"].std(),
     }).reset_index()
 
 
-def evaluate(worker: AnalysisWorker, plan: Plan, first: int, mode: str, noise_scale: float) -> list[dict]:
-    """Task: the rows of evaluations first..first+len(plan)-1 (see analysis.responsibility)."""
+def evaluate(worker: AnalysisWorker, plan: Plan, first: int, mode: str, noise_scale: float,
+             classifier: dict[str, torch.Tensor] | None = None) -> list[dict]:
+    """Task: the rows of evaluations first..first+len(plan)-1 (see analysis.responsibility), the
+    semantic distance on Inception features, or on those of `classifier` (a state dict)."""
     images = variations(worker.generator, plan, mode, noise_scale)
-    return evaluation_rows(images, worker.embed, distinct_images(worker.generator.blocks, mode), first)
+    embed = worker.embed
+    if classifier is not None:
+        embed = functools.partial(classifier_features, load_classifier(classifier, worker.generator.cfg.image_size))
+    return evaluation_rows(images, embed, distinct_images(worker.generator.blocks, mode), first)
 
 
-def measure(generator: Generator, ckpt: Path | str, cfg: AnalyzeConfig, fan: Fanout) -> tuple[list[dict], pd.DataFrame]:
+def measure(generator: Generator, ckpt: Path | str, cfg: AnalyzeConfig, fan: Fanout,
+            data: str = "") -> tuple[list[dict], pd.DataFrame]:
     """D_{l->1} of the checkpoint's generator, computed where `fan` says: the long rows (method x
-    evaluation x layer x distance) and their summary (method x layer x distance)."""
+    evaluation x layer x distance) and their summary (method x layer x distance). `data`: the
+    data set whose classifier `cfg.embedding == "classifier"` embeds with."""
     todo = methods(generator, cfg.noise_scales)
     plan = make_plan(generator, cfg.evaluations, cfg.seed)
+    classifier = None
+    if cfg.embedding == "classifier":
+        classifier = cached_classifier(data, generator.cfg.image_size, generator.cfg.channels)[0]
     starts = range(0, cfg.evaluations, cfg.chunk)
-    calls = [(evaluate, (plan.chunk(a, a + cfg.chunk), a, mode, scale))
+    calls = [(evaluate, (plan.chunk(a, a + cfg.chunk), a, mode, scale, classifier))
              for _, mode, scale in todo for a in starts]
     results = fan.run(calls, ckpt)
     per_method = len(starts)
-    rows = [{**row, "method": todo[i // per_method][0]} for i, chunk in enumerate(results) for row in chunk]
+    rows = [{**row, "method": todo[i // per_method][0], "embedding": cfg.embedding}
+            for i, chunk in enumerate(results) for row in chunk]
     return rows, summarise(pd.DataFrame(rows))
 
 
@@ -111,7 +136,7 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
     cfg.validate()
     with open_job(ckpt, out, fan.device) as job:
         generator, config, out = job.generator, job.config, job.out
-        rows, summary = measure(generator, job.ckpt, cfg, fan)  # first: a job that fails writes nothing
+        rows, summary = measure(generator, job.ckpt, cfg, fan, config.data)  # first: a job that fails writes nothing
         written: dict[str, Path | str] = {}
         rng = torch.Generator().manual_seed(cfg.seed)
         paths, z = generator.sample_latent(cfg.grids, rng)
@@ -126,6 +151,6 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
         written["responsibility"] = RESPONSIBILITY.write(out, ctx, rows)
         written["responsibility_summary"] = SUMMARY.write(out, ctx, summary.to_dict("records"))
         title = (f"{config.preset or config.model.arch}: blocks {list(generator.blocks)}, step {ctx['step']}, "
-                 f"{cfg.evaluations} evaluations")
+                 f"{cfg.evaluations} evaluations, semantic = {EMBEDDING_NAMES[cfg.embedding]}")
         written["plot"] = plot_responsibility(summary, out / "responsibility.png", title)
         return job.finish(written), summary

@@ -74,6 +74,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 
 
 @click.command(epilog=example("rpgan analyze --ckpt runs/digits --evaluations 100 --seed 0",
+                               "rpgan analyze --ckpt runs/digits --embedding classifier --out runs/digits-clf",
                                "rpgan analyze --ckpt s3://bucket/runs/cifar10 --noise-injection --out s3://bucket/an"))
 @CKPT
 @click.option("--evaluations", type=int, default=100, show_default=True, help="Random base paths for D_{l->1}.")
@@ -84,11 +85,14 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--noise-scales", default="0.1,0.5", show_default=True,
               help="With --noise-injection: noise std as a fraction of each weight's std (low, high).")
 @click.option("--chunk", type=int, default=10, show_default=True, help="Evaluations per worker task.")
+@click.option("--embedding", type=click.Choice(["inception", "classifier"]), default="inception", show_default=True,
+              help="Features of the semantic distance: Inception pool3 (the paper's), or a classifier trained on "
+              "the run's data set's labels, in gray (digits: the digit, not its color; cached).")
 @SEED
 @OUT
 @cluster_options
 def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_injection: bool, noise_scales: str,
-            chunk: int, seed: int, out: str | None, workers: int | None, gpus_per_worker: float | None,
+            chunk: int, embedding: str, seed: int, out: str | None, workers: int | None, gpus_per_worker: float | None,
             address: str | None, inception_weights: Path | None, device: str) -> None:
     """Layer responsibility (section 4.1): Figure 3 grids, D_{l->1} to Parquet, Figure 4 plot."""
     from analysis.analyze import AnalyzeConfig
@@ -96,12 +100,13 @@ def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_inje
 
     scales = _floats(noise_scales, "--noise-scales") if noise_injection else ()
     cfg = AnalyzeConfig(evaluations=evaluations, seed=seed, grids=grids, per_bucket=per_bucket,
-                        noise_scales=scales, chunk=chunk).validate()
+                        noise_scales=scales, chunk=chunk, embedding=embedding).validate()
     written, summary = run_analysis(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device,
                                                              inception_weights))
     table = summary.pivot_table(index="layer", columns=["method", "distance"], values="ratio_mean")
     wanted = [c for c in table.columns if c[1] in ("semantic", "color")]
-    click.echo(f"mean D_(l->1) over {evaluations} evaluations:\n{table[wanted].round(3).to_string()}")
+    click.echo(f"mean D_(l->1) over {evaluations} evaluations (semantic: {embedding}):\n"
+               f"{table[wanted].round(3).to_string()}")
     _echo_written(written, "grid_")
 
 

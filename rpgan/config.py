@@ -30,6 +30,7 @@ MAX_PARAMETERS = 1_000_000_000  # generator + discriminator: 4 GB of float32 wei
 MAX_BATCH = 65_536
 MAX_STEPS = 1_000_000_000
 MAX_D_STEPS = 1000
+MAX_DATA_WORKERS = 64
 MAX_SEED = 2**63 - 1
 
 Arch = Literal["resnet", "dcgan", "fc", "eigengan"]
@@ -37,7 +38,7 @@ DArch = Literal["resnet", "dcgan"]
 InputMode = Literal["learned", "fixed", "gaussian"]
 Routing = Literal["group", "gather", "loop"]
 Loss = Literal["hinge", "wgan-gp"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 def setting(default: Any, help: str, resumable: bool = False) -> Any:
@@ -169,10 +170,15 @@ class TrainConfig:
     sample_every: int = setting(500, "Steps between sample grids (0: only at the end).", resumable=True)
     checkpoint_every: int = setting(1000, "Steps between checkpoints (0: only at the end).", resumable=True)
     log_every: int = setting(10, "Steps between rows of metrics.parquet and TensorBoard.", resumable=True)
-    precision: Precision = setting("fp32", "Arithmetic of the forward passes: fp32, or bf16 autocast (weights, "
-                                   "gradients, optimizer states and the losses stay fp32).")
+    precision: Precision = setting("fp32", "Arithmetic of the forward passes: fp32, bf16 autocast, or fp16 autocast "
+                                   "with gradient scaling (weights, gradients, optimizer states and the losses "
+                                   "stay fp32).")
     allow_tf32: bool = setting(True, "CUDA: TF32 matrix products and convolutions (Ampere and newer GPUs).")
     cudnn_benchmark: bool = setting(True, "CUDA: let cuDNN time and pick its convolution algorithms.")
+    compile: bool = setting(False, "torch.compile the discriminator and the generator's shared layers (the "
+                            "routed buckets stay eager); D then sees real and fake images in one pass.")
+    data_workers: int = setting(2, "Processes decoding folder: images ahead of the training step (0: decode "
+                                "in the step; in-memory data sets need none).", resumable=True)
 
     def validate(self) -> TrainConfig:
         """Return self, or raise UserError naming the impossible setting."""
@@ -186,6 +192,10 @@ class TrainConfig:
         for name in ("sample_every", "checkpoint_every", "log_every"):
             _in_range(f"--{name.replace('_', '-')}", getattr(self, name), 0, MAX_STEPS)
         _in_range("--seed", self.seed, 0, MAX_SEED)
+        _in_range("--data-workers", self.data_workers, 0, MAX_DATA_WORKERS)
+        if self.compile and self.loss == "wgan-gp":
+            raise UserError("--compile cannot train with --loss wgan-gp: torch.compile has no double backward, "
+                            "which the gradient penalty needs; drop --compile")
         if self.lr <= 0 or self.diversity_weight < 0 or self.orthogonality_weight < 0:
             raise UserError("--lr must be positive, --diversity-weight and --orthogonality-weight non-negative")
         if self.gp_weight < 0 or not all(0 <= b < 1 for b in self.betas):

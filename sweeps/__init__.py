@@ -10,7 +10,7 @@ from importlib import import_module
 from rpgan.errors import UserError
 from sweeps.spec import Sweep
 
-NAMES = ("ablation_blocks", "bucket_counts", "random_buckets")
+NAMES = ("ablation_blocks", "bucket_counts", "random_buckets", "rpgan_vs_standard")
 
 
 def get_sweep(name: str) -> Sweep:

@@ -11,6 +11,7 @@ from rpgan.cli.options import ADDRESS, GPUS, SEED, example
 from rpgan.config import MAX_STEPS
 from rpgan.errors import UserError
 from rpgan.io.run_store import Folder
+from rpgan.presets import PRESETS
 from sweeps import NAMES, get_sweep
 from sweeps.spec import SEARCH_KEYS, Plan, plan
 
@@ -19,7 +20,7 @@ STORAGE = click.option("--storage", default="runs", show_default=True,
                        help="Where sweeps live: a path (shared by all nodes) or s3://...")
 NAME = click.option("--name", help="The sweep's folder under --storage [default: SWEEP, or SWEEP-quick].")
 # Flags that change what a sweep computes: a resumed sweep keeps the values it started with.
-PLAN_FLAGS = ("seed", "samples", "steps", "fid_samples", "evaluations", "space")
+PLAN_FLAGS = ("seed", "samples", "steps", "fid_samples", "evaluations", "space", "preset", "data")
 
 
 def _folder(sweep: str, quick: bool, storage: str, name: str | None) -> Folder:
@@ -55,17 +56,19 @@ def parse_space(items: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
 @click.command("sweeps", epilog=example("rpgan sweeps"))
 def list_sweeps() -> None:
     """List the named sweeps (sweeps/*.py), one line each."""
+    width = max(map(len, NAMES)) + 1
     for name in NAMES:
         s = get_sweep(name)
         full, quick = plan(s, False, 0), plan(s, True, 0)
-        click.echo(f"{name:16} {s.about}\n{'':16} full: {full.preset}, {len(full.trials)} trials x "
+        click.echo(f"{name:{width}} {s.about}\n{'':{width}} full: {full.preset}, {len(full.trials)} trials x "
                    f"{full.budget.steps} steps | --quick: {quick.preset}, {len(quick.trials)} trials x "
                    f"{quick.budget.steps} steps")
 
 
 @click.command(epilog=example("rpgan sweep ablation_blocks --quick --seed 0",
                                "rpgan sweep ablation_blocks --storage s3://bucket/sweeps --samples 3",
-                               "rpgan sweep random_buckets --quick --space random_buckets='all;1;all-but-1'"))
+                               "rpgan sweep random_buckets --quick --space random_buckets='all;1;all-but-1'",
+                               "rpgan sweep rpgan_vs_standard --preset anime --data folder:/data/anime-faces"))
 @click.argument("sweep_name", metavar="SWEEP")
 @QUICK
 # Upper bounds only (the plan refuses values too small, with its own messages): a typo must not
@@ -81,6 +84,10 @@ def list_sweeps() -> None:
               help="Random base paths for each trial's responsibility summary.")
 @click.option("--space", multiple=True, metavar="KEY=V1,V2",
               help="Replace or add a search key, e.g. blocks_per_bucket=5,10 (random_buckets: values split by ;).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), help="Every trial starts from this preset [default: the "
+              "variant's].")
+@click.option("--data", help="Every trial's data set (digits, cifar10, npz:PATH, folder:PATH ...) [default: the "
+              "preset's].")
 @STORAGE
 @NAME
 @click.option("--resume", is_flag=True, help="Continue the sweep in --storage/--name if it exists: finished trials "
@@ -94,13 +101,14 @@ def list_sweeps() -> None:
 @ADDRESS
 @click.pass_context
 def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None, seed: int, steps: int | None,
-          fid_samples: int | None, evaluations: int | None, space: tuple[str, ...], storage: str, name: str | None,
+          fid_samples: int | None, evaluations: int | None, space: tuple[str, ...], preset: str | None,
+          data: str | None, storage: str, name: str | None,
           resume: bool, workers_per_trial: int, gpus_per_worker: float | None, cpus_per_worker: float,
           max_concurrent: int | None, address: str | None) -> None:
     """Run a named sweep on Ray Tune: each trial trains on Ray Train, then FID, PRD and responsibility."""
     definition = get_sweep(sweep_name)
     folder = _folder(sweep_name, quick, storage, name)
-    wanted = plan(definition, quick, seed, parse_space(space), steps=steps, fid_samples=fid_samples,
+    wanted = plan(definition, quick, seed, parse_space(space), preset, data, steps=steps, fid_samples=fid_samples,
                   evaluations=evaluations, samples=samples)
     saved = _saved_plan(folder)
     if saved is not None:

@@ -20,9 +20,10 @@ from rpgan.io.parquet import read_parts, write_part
 from rpgan.io.run_store import Folder
 from sweeps.spec import Plan, Trial
 
+TEXT_AXES = ("random_buckets", "generator")  # search axes that are not a model column; null where not swept
 _CONFIG = [  # who made the row (the sweep, its trial), and the trial's whole configuration
     ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("sweep", pa.string()),
-    ("variant", pa.string()), ("trial", pa.string()), ("random_buckets", pa.string()), *RUN_COLUMNS,
+    ("variant", pa.string()), ("trial", pa.string()), *((axis, pa.string()) for axis in TEXT_AXES), *RUN_COLUMNS,
     ("seed", pa.int64()),
 ]
 SCHEMAS = {
@@ -38,7 +39,8 @@ SCHEMAS = {
 def config_columns(plan: Plan, trial: Trial) -> dict:
     """The leading columns of every row of a trial."""
     return {"run_id": plan.run_id, "created_at": dt.datetime.now(dt.UTC), "sweep": plan.sweep,
-            "variant": plan.variant, "trial": trial.key, "random_buckets": trial.point.get("random_buckets"),
+            "variant": plan.variant, "trial": trial.key,
+            **{axis: trial.point.get(axis) for axis in TEXT_AXES},
             **run_columns(trial.config), "seed": trial.config.train.seed}
 
 

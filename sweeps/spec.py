@@ -30,7 +30,10 @@ AXES = {
     "n_buckets": "generator depth; resnet adds same-resolution residual buckets; blocks spread evenly over them",
     "total_blocks": "blocks over all buckets, spread evenly (with n_buckets: a fixed total at every depth)",
     "random_buckets": "'all', buckets like '2' or '1,3' (only those random), or 'all-but-2'; the rest hold 1 block",
+    "generator": "rpgan (the buckets of blocks), or standard: one block per bucket and a Gaussian z, the standard "
+                 "GAN of the same architecture (Tables 1-2)",
 }
+Generator = typing.Literal["rpgan", "standard"]
 # Set by the plan itself: seeds from --samples, steps and checkpoints from the budget, no grids.
 PLANNED = ("seed", "steps", "checkpoint_every", "sample_every")
 BOOKKEEPING = ("log_every",)  # how often a run logs, not what it computes: nothing to search
@@ -44,6 +47,7 @@ PRD_MIN_SAMPLES = math.ceil(PRD_CLUSTERS / 2)
 
 # The type of each search key's values: int, float, bool, str, or a Literal of choices.
 KEY_TYPES = {"blocks_per_bucket": int, "n_buckets": int, "total_blocks": int, "random_buckets": str,
+             "generator": Generator,
              **{name: SETTINGS[name].kind for name in SEARCH_KEYS if name in SETTINGS}}
 
 
@@ -108,6 +112,7 @@ class Plan:
     space: dict[str, tuple]
     budget: Budget
     seed: int
+    data: str = ""  # the data set of every trial; "" = the preset's
     trials: tuple[Trial, ...] = field(default=(), compare=False)
 
     @property
@@ -126,27 +131,32 @@ class Plan:
         """The inputs of the plan (the trials follow from them)."""
         inputs = {"sweep": self.sweep, "quick": self.quick, "x": self.x, "metrics": list(self.metrics),
                   "preset": self.preset, "space": {k: list(v) for k, v in self.space.items()},
-                  "budget": dataclasses.asdict(self.budget), "seed": self.seed}
+                  "budget": dataclasses.asdict(self.budget), "seed": self.seed,
+                  **({"data": self.data} if self.data else {})}  # absent when the preset's: older ids stay
         return json.dumps(inputs, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
         raw = json.loads(text)
         return make_plan(raw["sweep"], raw["quick"], raw["x"], tuple(raw["metrics"]), raw["preset"],
-                         {k: tuple(v) for k, v in raw["space"].items()}, Budget(**raw["budget"]), raw["seed"])
+                         {k: tuple(v) for k, v in raw["space"].items()}, Budget(**raw["budget"]), raw["seed"],
+                         raw.get("data", ""))
 
 
-def plan(sweep: Sweep, quick: bool, seed: int, space: dict[str, tuple] | None = None, **budget) -> Plan:
+def plan(sweep: Sweep, quick: bool, seed: int, space: dict[str, tuple] | None = None, preset: str | None = None,
+         data: str | None = None, **budget) -> Plan:
     """The trials of a sweep's variant, with `space` keys replacing (or adding to) its search
-    space and `budget` fields (steps, fid_samples, evaluations, samples) replacing its budget."""
+    space, `preset` and `data` replacing its preset and that preset's data set, and `budget`
+    fields (steps, fid_samples, evaluations, samples) replacing its budget."""
     variant = sweep.quick if quick else sweep.full
     merged = {**variant.space, **(space or {})}
     chosen = dataclasses.replace(variant.budget, **{k: v for k, v in budget.items() if v is not None})
-    return make_plan(sweep.name, quick, sweep.x, sweep.metrics, variant.preset, merged, chosen, seed)
+    return make_plan(sweep.name, quick, sweep.x, sweep.metrics, preset or variant.preset, merged, chosen, seed,
+                     data or "")
 
 
 def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset: str, space: dict[str, tuple],
-              budget: Budget, seed: int) -> Plan:
+              budget: Budget, seed: int, data: str = "") -> Plan:
     if set(metrics) - set(METRICS):
         raise UserError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose from {', '.join(METRICS)}")
     budget.validate(metrics)
@@ -160,12 +170,14 @@ def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset:
         raise UserError(f"the search space has no {x!r}, the key the summary plot needs")
     space = {k: typed_values(k, values) for k, values in space.items()}
     p = get_preset(preset)
+    if not (data or p.data):
+        raise UserError(f"preset {preset} has no default data set; pass --data folder:PATH")
     trials, seen = [], {}
     for values in itertools.product(*space.values()):
         point = dict(zip(space, values))
         for s in range(seed, seed + budget.samples):
             key = "_".join(f"{k}-{_slug(v)}" for k, v in [*point.items(), ("seed", s)])
-            trial = Trial(key, point, trial_config(p.model, p.train, p.data, preset, point, s, budget))
+            trial = Trial(key, point, trial_config(p.model, p.train, data or p.data, preset, point, s, budget))
             for same, what in ((key, "one run directory"), (trial.config, "the same configuration")):
                 if same in seen:  # two trials would train into one directory, or the same thing twice
                     raise UserError(f"search points {seen[same].point} and {point} share {what} ({key}); "
@@ -175,7 +187,7 @@ def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset:
     shapes = {(t.config.model.image_size, t.config.model.channels) for t in trials}
     if len(shapes) > 1:  # every trial's FID is measured against the same real images
         raise UserError(f"the trials of a sweep share one image size and channel count, got {sorted(shapes)}")
-    return Plan(sweep, quick, x, tuple(metrics), preset, space, budget, seed, tuple(trials))
+    return Plan(sweep, quick, x, tuple(metrics), preset, space, budget, seed, data, tuple(trials))
 
 
 def typed_values(key: str, values: tuple) -> tuple:
@@ -230,7 +242,11 @@ def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str,
     """The preset's configuration with a point of the search space applied; UserError if impossible."""
     try:
         planned = {"seed": seed, "steps": budget.steps, "checkpoint_every": budget.checkpoint_every, "sample_every": 0}
-        model, train = with_settings(model, train, {**{k: v for k, v in point.items() if k in SETTINGS}, **planned})
+        standard = {"input": "gaussian"} if point.get("generator") == "standard" else {}
+        chosen = {k: v for k, v in point.items() if k in SETTINGS}
+        if standard and chosen.get("input", "gaussian") != "gaussian":
+            raise UserError("generator standard has a Gaussian input; drop the input key")
+        model, train = with_settings(model, train, {**chosen, **standard, **planned})
         model = dataclasses.replace(model, blocks=_blocks(model, point))
         return RunConfig(model=model.validate(), train=train.validate(), data=data, preset=preset)
     except (UserError, TypeError, ValueError) as e:
@@ -251,6 +267,8 @@ def _blocks(model: ModelConfig, point: dict) -> tuple[int, ...]:
     if "random_buckets" in point:
         chosen = random_buckets(str(point["random_buckets"]), len(blocks))
         blocks = tuple(m if i + 1 in chosen else 1 for i, m in enumerate(blocks))
+    if point.get("generator") == "standard":
+        blocks = (1,) * len(blocks)
     return blocks
 
 

@@ -80,6 +80,9 @@ def test_model_values_are_bounded_and_typed(change, message):
     ({"betas": (0.5,)}, "train.betas must be a list of 2 finite numbers"),
     ({"betas": (0.5, 1.5)}, r"betas in \[0, 1\)"),
     ({"steps": 2.5}, "train.steps must be an integer"),
+    ({"data_workers": 65}, "--data-workers must be 0..64"),
+    ({"precision": "fp8"}, "train.precision must be one of fp32, bf16, fp16"),
+    ({"compile": True, "loss": "wgan-gp"}, "--compile cannot train with --loss wgan-gp: .* drop --compile"),
 ])
 def test_train_values_are_bounded_and_typed(change, message):
     with pytest.raises(UserError, match=message):

@@ -17,8 +17,10 @@ from rpgan.training.checkpoint import (
     list_checkpoints,
     load_generator,
     load_training_state,
+    new_training_state,
     read_config,
     resolve_checkpoint,
+    save_checkpoint,
 )
 from rpgan.training.train import train
 from tests.conftest import tiny_run
@@ -46,7 +48,8 @@ def test_round_trip_rebuilds_the_generator_from_json(tmp_path):
 
 
 @pytest.mark.parametrize("arch,loss,precision", [("resnet", "hinge", "fp32"), ("dcgan", "wgan-gp", "fp32"),
-                                                ("resnet", "hinge", "bf16"), ("dcgan", "wgan-gp", "bf16")])
+                                                ("resnet", "hinge", "bf16"), ("dcgan", "wgan-gp", "bf16"),
+                                                ("resnet", "hinge", "fp16"), ("dcgan", "wgan-gp", "fp16")])
 def test_resume_continues_exactly(tmp_path, arch, loss, precision):
     cfg = tiny_run(arch, loss=loss, steps=4, precision=precision)
     data = _data(cfg)
@@ -61,6 +64,16 @@ def test_resume_continues_exactly(tmp_path, arch, loss, precision):
     sa = torch.load(one_go / "train_state.pt", weights_only=True)
     sb = torch.load(resumed / "train_state.pt", weights_only=True)
     assert sa["step"] == sb["step"] == 4 and torch.equal(sa["rng"], sb["rng"])
+    assert sa["scaler_g"] == sb["scaler_g"] and sa["scaler_d"] == sb["scaler_d"]
+    assert bool(sa["scaler_g"]) == (precision == "fp16")  # a loss scale only where fp16 needs one
+
+
+def test_the_fp16_loss_scale_is_part_of_the_checkpoint(tmp_path):
+    cfg = tiny_run(precision="fp16")
+    state = new_training_state(cfg, "cpu")
+    state.scaler_g = torch.amp.GradScaler("cpu", init_scale=512.0)  # as after overflows
+    ckpt = save_checkpoint(tmp_path, cfg, state)
+    assert load_training_state(ckpt, cfg, "cpu").scaler_g.get_scale() == 512.0
 
 
 def test_finished_run_resumes_as_a_no_op(tmp_path):

@@ -70,14 +70,16 @@ def test_gradient_penalty_of_a_linear_critic():
     assert gp.item() == pytest.approx((a.norm().item() - 1) ** 2, rel=1e-5)
 
 
-@pytest.mark.parametrize("arch,loss", [("resnet", "hinge"), ("dcgan", "wgan-gp"), ("fc", "hinge")])
-def test_bf16_steps_stay_finite_and_keep_fp32_weights(arch, loss):
+@pytest.mark.parametrize("arch,loss,precision", [("resnet", "hinge", "bf16"), ("dcgan", "wgan-gp", "bf16"),
+                                                ("fc", "hinge", "bf16"), ("resnet", "hinge", "fp16"),
+                                                ("dcgan", "wgan-gp", "fp16")])
+def test_half_precision_steps_stay_finite_and_keep_fp32_weights(arch, loss, precision):
     from rpgan.io.data import load_data
     from rpgan.training.checkpoint import new_training_state
     from rpgan.training.train import train_step
     from tests.conftest import tiny_run
 
-    cfg = tiny_run(arch, loss=loss, precision="bf16")
+    cfg = tiny_run(arch, loss=loss, precision=precision)
     state = new_training_state(cfg, "cpu")
     data = load_data("digits", cfg.model.image_size, cfg.model.channels)
     for _ in range(3):
@@ -86,9 +88,45 @@ def test_bf16_steps_stay_finite_and_keep_fp32_weights(arch, loss):
     weights = [*state.generator.parameters(), *state.discriminator.parameters()]
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in weights)
     fp32 = new_training_state(cfg, "cpu")
-    bf16 = copy.deepcopy(fp32)
+    half = copy.deepcopy(fp32)
     train_step(fp32, data, dataclasses.replace(cfg.train, precision="fp32"), "cpu")
-    train_step(bf16, data, cfg.train, "cpu")  # the same start and draws, other arithmetic: close, not equal
-    pairs = list(zip(fp32.generator.parameters(), bf16.generator.parameters()))
+    train_step(half, data, cfg.train, "cpu")  # the same start and draws, other arithmetic: close, not equal
+    pairs = list(zip(fp32.generator.parameters(), half.generator.parameters()))
     assert any(not torch.equal(a, b) for a, b in pairs)
     assert all(torch.allclose(a, b, atol=0.05) for a, b in pairs)
+
+
+def test_fp16_skips_an_update_whose_gradients_overflow_and_lowers_the_scale():
+    from rpgan.io.data import load_data
+    from rpgan.training.checkpoint import new_training_state
+    from rpgan.training.train import train_step
+    from tests.conftest import tiny_run
+
+    cfg = tiny_run(precision="fp16")
+    state = new_training_state(cfg, "cpu")
+    assert state.scaler_g.is_enabled() and state.scaler_d.is_enabled()
+    state.scaler_d = torch.amp.GradScaler("cpu", init_scale=3e38)  # the scaled loss overflows in backward
+    before = copy.deepcopy(state.discriminator.state_dict())
+    train_step(state, load_data("digits", cfg.model.image_size, cfg.model.channels), cfg.train, "cpu")
+    assert state.scaler_d.get_scale() < 3e38
+    weights = [k for k in before if not k.endswith(("_u", "_v"))]  # spectral norm's power iteration runs anyway
+    assert all(torch.equal(before[k], state.discriminator.state_dict()[k]) for k in weights)
+
+
+@pytest.mark.slow  # torch.compile takes tens of seconds on the CPU
+def test_a_compiled_run_trains_and_saves_the_eager_format(tmp_path):
+    from rpgan.io.data import load_data
+    from rpgan.training.checkpoint import load_training_state, new_training_state
+    from rpgan.training.train import train
+    from tests.conftest import tiny_run
+
+    cfg = tiny_run(compile=True)
+    final = train(cfg, load_data("digits", cfg.model.image_size, cfg.model.channels), tmp_path, quiet=True)
+    saved = torch.load(final / "discriminator.pt", weights_only=True)
+    fresh = new_training_state(cfg, "cpu")
+    assert saved.keys() == fresh.discriminator.state_dict().keys()  # no torch.compile wrapper names
+    state = load_training_state(final, cfg, "cpu")  # eager models load it, strictly
+    assert state.step == cfg.train.steps
+    trained = dict(state.generator.named_parameters())
+    assert all(torch.isfinite(p).all() for p in trained.values())
+    assert any(not torch.equal(p, trained[k]) for k, p in fresh.generator.named_parameters())

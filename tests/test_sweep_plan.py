@@ -111,3 +111,32 @@ def test_prd_minimum_is_what_compute_prd_needs():
     compute_prd(rng.normal(size=(PRD_MIN_SAMPLES, 4)), rng.normal(size=(PRD_MIN_SAMPLES, 4)), num_runs=1)
     with pytest.raises(ValueError, match="n_clusters"):
         compute_prd(rng.normal(size=(PRD_MIN_SAMPLES - 1, 4)), rng.normal(size=(PRD_MIN_SAMPLES - 1, 4)), num_runs=1)
+
+
+def test_rpgan_vs_standard_changes_only_the_generator():
+    p = _plan(name="rpgan_vs_standard")
+    by = {(t.point["generator"], t.config.train.seed): t.config for t in p.trials}
+    assert sorted(by) == [(g, s) for g in ("rpgan", "standard") for s in range(3)]
+    rpgan, standard = by["rpgan", 0], by["standard", 0]
+    assert rpgan.model.blocks == (10,) * 4 and rpgan.model.input == "learned"
+    assert standard.model.blocks == (1,) * 4 and standard.model.input == "gaussian"
+    same = dataclasses.replace(standard.model, blocks=rpgan.model.blocks, input=rpgan.model.input)
+    assert same == rpgan.model and standard.train == rpgan.train and standard.data == rpgan.data
+
+
+def test_a_sweep_runs_on_another_preset_and_data_set():
+    p = plan(get_sweep("rpgan_vs_standard"), False, 0, preset="digits", data="digits-gray", samples=1)
+    assert {t.config.preset for t in p.trials} == {"digits"} and {t.config.data for t in p.trials} == {"digits-gray"}
+    assert Plan.from_json(p.to_json()).data == "digits-gray"
+    assert '"data"' not in _plan().to_json()  # a sweep on its preset's data keeps the id it always had
+    with pytest.raises(UserError, match="preset anime has no default data set; pass --data folder:PATH"):
+        plan(get_sweep("rpgan_vs_standard"), False, 0, preset="anime")
+
+
+@pytest.mark.parametrize("item, message", [
+    ("generator=rpgan,gan", "search key generator takes one of rpgan, standard, got 'gan'"),
+    ("input=learned", "generator standard has a Gaussian input; drop the input key"),
+])
+def test_bad_comparisons_are_refused(item, message):
+    with pytest.raises(UserError, match=message):
+        _plan(item, name="rpgan_vs_standard")

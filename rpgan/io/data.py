@@ -58,12 +58,16 @@ class FolderData(ImageData):
 
     def __init__(self, files: Sequence[Path], size: int, channels: int):
         self.files, self.size, self.channels, self.labels = list(files), size, channels, None
-        self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = None  # made where it is used: a copy sent to a process has none
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pool": None}
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def _load(self, i: int) -> Tensor:
+    def load(self, i: int) -> Tensor:
+        """Image i: uint8 [C, S, S], center-cropped to a square and resized."""
         from PIL import Image
 
         try:
@@ -79,7 +83,9 @@ class FolderData(ImageData):
         return torch.from_numpy(arr.reshape(self.size, self.size, -1)).permute(2, 0, 1)
 
     def batch(self, indices: Tensor) -> Tensor:
-        return torch.stack(list(self._pool.map(self._load, indices.tolist())))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        return torch.stack(list(self._pool.map(self.load, indices.tolist())))
 
 
 def to_float(images: Tensor) -> Tensor:

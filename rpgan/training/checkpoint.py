@@ -46,7 +46,14 @@ class TrainingState:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     rng: torch.Generator  # CPU generator: paths, Gaussian z, data indices, GP interpolation
+    # fp16: the loss scales of G's and D's updates (disabled, and saved empty, otherwise)
+    scaler_g: torch.amp.GradScaler
+    scaler_d: torch.amp.GradScaler
     step: int = 0
+
+
+def _scaler(model: nn.Module, enabled: bool) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler(next(model.parameters()).device.type, enabled=enabled)
 
 
 def write_checkpoint(folder: Path, config: RunConfig, state: TrainingState,
@@ -60,7 +67,8 @@ def write_checkpoint(folder: Path, config: RunConfig, state: TrainingState,
     torch.save(state.generator.state_dict(), folder / GENERATOR)
     torch.save(state.discriminator.state_dict(), folder / DISCRIMINATOR)
     torch.save({"step": state.step, "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
-                "rng": state.rng.get_state()}, folder / TRAIN_STATE)
+                "rng": state.rng.get_state(), "scaler_g": state.scaler_g.state_dict(),
+                "scaler_d": state.scaler_d.state_dict()}, folder / TRAIN_STATE)
 
 
 def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = KEEP,
@@ -213,7 +221,9 @@ def new_training_state(config: RunConfig, device: str) -> TrainingState:
     t = config.train
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=t.lr, betas=t.betas)
     rng = torch.Generator().manual_seed(t.seed)
-    return TrainingState(generator, discriminator, generator_optimizer(generator, config), opt_d, rng)
+    fp16 = t.precision == "fp16"
+    return TrainingState(generator, discriminator, generator_optimizer(generator, config), opt_d, rng,
+                         _scaler(generator, fp16), _scaler(discriminator, fp16))
 
 
 def generator_optimizer(generator: Generator, config: RunConfig) -> torch.optim.Optimizer:
@@ -233,6 +243,9 @@ def load_training_state(ckpt: Path, config: RunConfig, device: str) -> TrainingS
         _load_into(state.opt_g, saved["opt_g"], ckpt, "generator optimizer state")
         _load_into(state.opt_d, saved["opt_d"], ckpt, "discriminator optimizer state")
         state.rng.set_state(saved["rng"])
+        for name in ("scaler_g", "scaler_d"):  # absent before fp16 existed; empty when it was off
+            if saved.get(name) and getattr(state, name).is_enabled():
+                getattr(state, name).load_state_dict(saved[name])
     except (KeyError, TypeError, RuntimeError) as e:
         raise UserError(f"checkpoint {ckpt}: {TRAIN_STATE} is not an rpgan training state ({e})") from None
     return state
@@ -245,4 +258,4 @@ def derived_training_state(ckpt: Path, generator: Generator, device: str) -> Tra
     state = load_training_state(ckpt, config, device)
     generator = generator.to(device)
     return TrainingState(generator, state.discriminator, generator_optimizer(generator, config), state.opt_d,
-                         state.rng, state.step)
+                         state.rng, _scaler(generator, state.scaler_g.is_enabled()), state.scaler_d, state.step)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +13,9 @@ import torch
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write, remove_leftovers
-from rpgan.io.data import ImageData, to_float
+from rpgan.io.data import FolderData, ImageData, to_float
 from rpgan.io.images import render, save_grid, save_layer_grid
+from rpgan.io.loader import Prefetched
 from rpgan.io.progress import Progress
 from rpgan.model.eigengan import orthogonality_loss
 from rpgan.model.extend import add_blocks, freeze_old_blocks
@@ -45,14 +46,25 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return int(np.random.SeedSequence([seed % 2**64, rank, step]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def real_batch(data: ImageData, n: int, rng: torch.Generator, device: str) -> torch.Tensor:
-    """n training images drawn with replacement by `rng`: float [n, C, S, S] in [-1, 1]."""
-    return to_float(data.batch(torch.randint(len(data), (n,), generator=rng))).to(device)
+def data_draws(rng: torch.Generator, n_images: int, n: int, d_steps: int) -> torch.Tensor:
+    """The indices [d_steps * n] of the real images of a step's discriminator updates, drawn with
+    replacement. They are the first draws of the step's stream, so a loader knows them ahead."""
+    return torch.cat([torch.randint(n_images, (n,), generator=rng) for _ in range(d_steps)])
+
+
+def upcoming_draws(cfg: TrainConfig, rank: int, n: int, n_images: int, start: int) -> Iterator[torch.Tensor]:
+    """`data_draws` of steps start .. cfg.steps - 1 of one replica, as train_step will draw them."""
+    for step in range(start, cfg.steps):
+        yield data_draws(torch.Generator().manual_seed(step_seed(cfg.seed, rank, step)), n_images, n, cfg.d_steps)
+
+
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def autocast(cfg: TrainConfig, device: str) -> torch.autocast:
-    """The context of the forward passes: bf16 autocast when `cfg.precision` asks, else a no-op."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    """The context of the forward passes: bf16 or fp16 autocast when `cfg.precision` asks, else a no-op."""
+    return torch.autocast(torch.device(device).type, dtype=HALF.get(cfg.precision, torch.bfloat16),
+                          enabled=cfg.precision in HALF)
 
 
 def configure_device(cfg: TrainConfig, device: str) -> None:
@@ -60,6 +72,26 @@ def configure_device(cfg: TrainConfig, device: str) -> None:
     if torch.device(device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+
+
+def compile_static(state: TrainingState) -> None:
+    """torch.compile the parts whose shapes do not change: the discriminator and the generator's
+    shared layers (in place: the state dicts, hence checkpoints, are unchanged)."""
+    state.discriminator.compile()
+    shared = getattr(state.generator, "pre_output", None)
+    if shared is not None and not isinstance(shared, torch.nn.Identity):
+        shared.compile()
+
+
+def update(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor,
+           model: torch.nn.Module, replica: Replica, batch: int) -> None:
+    """One optimizer step on `loss` with gradients averaged over replicas. With fp16 the loss is
+    scaled, and a step whose gradients overflow is skipped and the scale lowered."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    replica.average_gradients(model, batch)
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: str,
@@ -71,29 +103,27 @@ def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: 
     G, D = state.generator, state.discriminator
     rng = state.rng.manual_seed(step_seed(cfg.seed, replica.rank, state.step))
     n = replica.share(cfg.batch)
-    for _ in range(cfg.d_steps):
-        real = real_batch(data, n, rng, device)
+    reals = to_float(data.batch(data_draws(rng, len(data), n, cfg.d_steps)).to(device, non_blocking=True))
+    for real in reals.split(n):
         with torch.no_grad(), autocast(cfg, device):
             fake = G(*G.sample_latent(n, rng)).float()
         with autocast(cfg, device):
-            real_logits, fake_logits = D(real), D(fake)
+            if cfg.compile:  # one pass: a compiled D's spectral-norm vectors must not change before its backward
+                real_logits, fake_logits = D(torch.cat([real, fake])).split(n)
+            else:
+                real_logits, fake_logits = D(real), D(fake)
         loss_d = d_loss(cfg.loss, real_logits.float(), fake_logits.float())
         if cfg.loss == "wgan-gp":
             loss_d = loss_d + cfg.gp_weight * gradient_penalty(D, real, fake, rng)
-        state.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        replica.average_gradients(D, cfg.batch)
-        state.opt_d.step()
+        update(state.opt_d, state.scaler_d, loss_d, D, replica, cfg.batch)
 
     with autocast(cfg, device):
         logits = D(G(*G.sample_latent(n, rng)))
     adversarial = g_loss(logits.float())
     diversity = diversity_loss(G) if cfg.diversity_weight else torch.zeros((), device=device)
     orthogonality = orthogonality_loss(G)  # EigenGAN's bases; 0 for RPGAN
-    state.opt_g.zero_grad(set_to_none=True)
-    (adversarial + cfg.diversity_weight * diversity + cfg.orthogonality_weight * orthogonality).backward()
-    replica.average_gradients(G, cfg.batch)
-    state.opt_g.step()
+    loss_g = adversarial + cfg.diversity_weight * diversity + cfg.orthogonality_weight * orthogonality
+    update(state.opt_g, state.scaler_g, loss_g, G, replica, cfg.batch)
     replica.broadcast_buffers(G, D)
     state.step += 1
     return {"d_loss": loss_d.item(), "g_loss": adversarial.item(), "diversity": diversity.item(),
@@ -109,6 +139,22 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
     the replicas agree, every replica calls save(state). `after_step(step)` runs after each step."""
     cfg = config.train
     configure_device(cfg, device)
+    if cfg.compile:
+        compile_static(state)
+    if isinstance(data, FolderData) and cfg.data_workers:
+        upcoming = upcoming_draws(cfg, replica.rank, replica.share(cfg.batch), len(data), state.step)
+        data = Prefetched(data, upcoming, cfg.data_workers, pin_memory=torch.device(device).type == "cuda")
+    try:
+        _fit(config, data, state, device, save, log, replica, samples, after_step, quiet)
+    finally:
+        if isinstance(data, Prefetched):
+            data.close()
+
+
+def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
+         save: Callable[[TrainingState], object], log: RunLog | None, replica: Replica,
+         samples: Path | None, after_step: Callable[[int], None] | None, quiet: bool) -> None:
+    cfg = config.train
     preview = preview_latent(state.generator)
     progress = None if quiet else Progress(cfg.steps, start=state.step, label="step")
     unused = {"diversity"} if config.model.arch == "eigengan" else {"orthogonality"}  # not shown: always 0

@@ -1,14 +1,16 @@
-"""Training-step time in fp32 and in bf16 autocast, side by side in one process, on a preset's
-real data (the same starting weights and draws for both):
+"""Training-step time under each value of one training setting, side by side in one process, on a
+preset's real data (the same starting weights and draws for every value):
 
-    python bench/precision.py [--preset digits] [--steps 10] [--rounds 3] [--device cpu]
+    python bench/train_settings.py [--setting precision|compile] [--values fp32,bf16] [--preset digits]
+                                   [--steps 10] [--rounds 3]
 
-Prints ms per step (median over rounds, the candidates alternating) and bf16 / fp32. With
-`--quality`, it instead trains the preset for its steps in fp32 (seeds 0 and 1) and in bf16
-(seed 0) and prints each one's FID against the data set, with the fp32 seed-to-seed gap as the
-yardstick for the bf16 one:
+precision compares fp32, bf16 and fp16 autocast; compile compares eager with torch.compile
+(whose first step, the compilation, is timed apart). Prints ms per step (median over rounds,
+the values alternating) and each one's ratio to the first. With `--quality`, it instead trains
+the preset for its steps in fp32 (seeds 0 and 1) and in bf16 (seed 0) and prints each one's FID
+against the data set, with the fp32 seed-to-seed gap as the yardstick for the bf16 one:
 
-    python bench/precision.py --quality [--fid-samples 2000]
+    python bench/train_settings.py --quality [--fid-samples 2000]
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from rpgan.config import RunConfig
 from rpgan.io.data import ImageData, load_data
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import new_training_state
-from rpgan.training.train import configure_device, train_step
+from rpgan.training.train import compile_static, configure_device, train_step
 
-CANDIDATES = ("fp32", "bf16")
+VALUES = {"precision": ("fp32", "bf16", "fp16"), "compile": (False, True)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setting", default="precision", choices=list(VALUES))
+    ap.add_argument("--values", help="comma-separated subset of the setting's values, e.g. fp32,bf16 [default: all]")
     ap.add_argument("--preset", default="digits")
     ap.add_argument("--data", help="[default: the preset's; the digits data set for a preset without one]")
     ap.add_argument("--steps", type=int, default=10)
@@ -49,30 +53,40 @@ def main() -> None:
     if args.quality:
         quality(config, data, args.device, args.fid_samples)
         return
+    values = VALUES[args.setting]
+    if args.values:
+        values = tuple(v for v in values if str(v).lower() in args.values.lower().split(","))
     start = new_training_state(config, args.device)
-    states = {p: copy.deepcopy(start) for p in CANDIDATES}
-    cfgs = {p: dataclasses.replace(config.train, precision=p) for p in CANDIDATES}
+    states = {v: copy.deepcopy(start) for v in values}
+    cfgs = {v: dataclasses.replace(config.train, **{args.setting: v}) for v in values}
     configure_device(config.train, args.device)
-    times: dict[str, list[float]] = {p: [] for p in CANDIDATES}
-    for p in CANDIDATES:  # warm-up, untimed
-        train_step(states[p], data, cfgs[p], args.device)
+
+    def timed(v, steps: int) -> float:
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            train_step(states[v], data, cfgs[v], args.device)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / steps * 1000
+
+    first = {}
+    for v in values:  # warm-up (and compilation), untimed in the medians
+        if cfgs[v].compile:
+            compile_static(states[v])
+        first[v] = timed(v, 1)
+    times: dict = {v: [] for v in values}
     for _ in range(args.rounds):
-        for p in CANDIDATES:
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                train_step(states[p], data, cfgs[p], args.device)
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            times[p].append((time.perf_counter() - t0) / args.steps * 1000)
-    ms = {p: statistics.median(t) for p, t in times.items()}
+        for v in values:
+            times[v].append(timed(v, args.steps))
+    ms = {v: statistics.median(t) for v, t in times.items()}
     m = config.model
     print(f"{args.preset}: {m.arch}, blocks {list(m.blocks)}, width {m.width}, batch {config.train.batch}, "
           f"d_steps {config.train.d_steps} on {args.device} ({torch.get_num_threads()} threads)")
-    for p in CANDIDATES:
-        print(f"{p:5s} {ms[p]:9.1f} ms/step  (rounds: {', '.join(f'{t:.0f}' for t in times[p])})")
-    print(f"bf16 / fp32: {ms['bf16'] / ms['fp32']:.2f}")
+    for v in values:
+        print(f"{args.setting} {str(v):5s} {ms[v]:9.1f} ms/step  x{ms[v] / ms[values[0]]:.2f}  first step "
+              f"{first[v]:,.0f} ms  (rounds: {', '.join(f'{t:.0f}' for t in times[v])})")
 
 
 def quality(config: RunConfig, data: ImageData, device: str, n: int) -> None:

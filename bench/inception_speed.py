@@ -1,0 +1,52 @@
+"""Inception feature throughput (pool3, what FID, PRD and the semantic responsibility embed):
+images/s of `analysis.inception.features` at several batch sizes, in one process.
+
+    python bench/inception_speed.py [--device cuda] [--images 2000] [--size 32]
+
+The weights are the FID Inception's when they are found offline, else random ones of the same
+architecture: the speed does not depend on the values. Prints images/s per batch size and, on
+CUDA, the peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from analysis.inception import InceptionFeatures, features, fid_inception_architecture, resolve_weights
+from rpgan.errors import UserError
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--size", type=int, default=32, help="side of the generated-size images (resized to 299)")
+    ap.add_argument("--batches", default="50,100,200")
+    args = ap.parse_args()
+    try:
+        state, source = resolve_weights()
+    except UserError:
+        state, source = fid_inception_architecture().state_dict(), "random weights (no FID weights offline)"
+    net = InceptionFeatures(state).to(args.device)
+    images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8)
+    print(f"Inception pool3 on {args.device} ({torch.get_num_threads()} threads), {args.images} images of "
+          f"{args.size}x{args.size}, weights: {source}")
+    features(net, images[:50], batch=50)  # warm-up
+    for batch in (int(b) for b in args.batches.split(",")):
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        features(net, images, batch=batch)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        rate = args.images / (time.perf_counter() - t0)
+        peak = f", peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB" if args.device == "cuda" else ""
+        print(f"batch {batch:4d}: {rate:8.1f} images/s{peak}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""`rpgan analyze --embedding classifier`: the semantic distance on a classifier of the data
+set's own labels (trained once, cached), recorded in the tables; refused where it cannot be."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from analysis import classifier
+from rpgan.io.data import ImageData, load_data
+from rpgan.training.train import train
+from tests.conftest import tiny_run
+from tests.test_loader import write_images
+
+
+@pytest.fixture
+def quick_classifier(monkeypatch):
+    monkeypatch.setattr(classifier, "STEPS", 30)  # its accuracy is not what these tests are about
+
+
+def _run(tmp_path, data="digits"):
+    cfg = tiny_run(steps=2)
+    images = load_data(data, cfg.model.image_size, cfg.model.channels)
+    return train(type(cfg)(**{**cfg.__dict__, "data": data}), images, tmp_path / "run", quiet=True)
+
+
+def test_classifier_embedding_is_recorded_cached_and_reproducible(rpgan, tmp_path, quick_classifier):
+    ckpt = _run(tmp_path)
+    args = ["analyze", "--ckpt", ckpt, "--evaluations", 3, "--grids", 0, "--workers", 0, "--seed", 1]
+    code, out, err = rpgan(*args, "--embedding", "classifier", "--out", tmp_path / "a")
+    assert code == 0, err
+    assert "semantic: classifier" in out
+    cached = list((classifier.cache_root() / "classifiers").glob("*.pt"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    assert rpgan(*args, "--embedding", "classifier", "--out", tmp_path / "b")[0] == 0
+    assert cached[0].stat().st_mtime_ns == stamp  # trained once
+    assert rpgan(*args, "--out", tmp_path / "c")[0] == 0
+    a, b, c = (pd.read_parquet(tmp_path / d / "responsibility") for d in "abc")
+    assert set(a["embedding"]) == {"classifier"} and set(c["embedding"]) == {"inception"}
+    pd.testing.assert_frame_equal(a[["layer", "distance", "spread"]], b[["layer", "distance", "spread"]])
+    semantic = lambda t: t[t.distance == "semantic"]["spread"].to_numpy()  # noqa: E731
+    assert not (semantic(a) == semantic(c)).all()  # other features, other distances
+    color = lambda t: t[t.distance == "color"]["spread"].to_numpy()  # noqa: E731
+    assert (color(a) == color(c)).all()  # the color distance does not embed
+    summary = pd.read_parquet(tmp_path / "a" / "responsibility_summary")
+    assert set(summary["embedding"]) == {"classifier"}
+
+
+def test_the_classifier_sees_gray_images():
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    model = classifier.train_classifier(ImageData(images, torch.tensor([0, 1, 0, 1])), steps=2)
+    swapped = images[:, [2, 0, 1]]  # the same gray, other colors
+    a, b = classifier.classifier_features(model, images), classifier.classifier_features(model, swapped)
+    assert torch.allclose(a, b, atol=1e-5)  # equal up to the order of the channel sum
+
+
+def test_unlabelled_data_and_a_corrupt_cache_are_one_line(rpgan, tmp_path, quick_classifier):
+    write_images(tmp_path / "images", n=4)
+    ckpt = _run(tmp_path, data=f"folder:{tmp_path / 'images'}")
+    args = ["analyze", "--ckpt", ckpt, "--evaluations", 2, "--grids", 0, "--workers", 0, "--embedding", "classifier"]
+    code, _, err = rpgan(*args, "--out", tmp_path / "a")
+    assert code == 2 and "has no labels" in err and "--embedding inception" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    state, path = classifier.cached_classifier("digits", 8, 3)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(classifier.UserError, match="is unreadable; delete it"):
+        classifier.cached_classifier("digits", 8, 3)
