@@ -49,7 +49,6 @@ SUMMARY = table("responsibility_summary", RESPONSIBILITY_SUMMARY)
 # What the semantic distance embeds: the paper's Inception pool3, or a classifier trained on the
 # data set's own labels (gray images: it sees the class, not the color).
 Embedding = typing.Literal["inception", "classifier"]
-EMBEDDING_NAMES = {"inception": "Inception pool3", "classifier": "classifier features"}
 
 
 @dataclass(frozen=True)
@@ -151,6 +150,6 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
         written["responsibility"] = RESPONSIBILITY.write(out, ctx, rows)
         written["responsibility_summary"] = SUMMARY.write(out, ctx, summary.to_dict("records"))
         title = (f"{config.preset or config.model.arch}: blocks {list(generator.blocks)}, step {ctx['step']}, "
-                 f"{cfg.evaluations} evaluations, semantic = {EMBEDDING_NAMES[cfg.embedding]}")
+                 f"{cfg.evaluations} evaluations")
         written["plot"] = plot_responsibility(summary, out / "responsibility.png", title)
         return job.finish(written), summary

@@ -68,11 +68,16 @@ def collect(dirs: list[Path]) -> pd.DataFrame:
 def _read(path: Path) -> pd.DataFrame:
     """The KEPT columns of one table directory; a corrupt part or missing column is a UserError."""
     try:
-        return pd.read_parquet(path)[KEPT]
+        frame = pd.read_parquet(path)
+        kept = frame[KEPT]
     except (pa.ArrowException, OSError, ValueError, KeyError) as e:  # ArrowInvalid: a part that is not Parquet
         detail = " ".join(str(e).split())[:160] or type(e).__name__
         raise UserError(f"{path} is unreadable ({detail}); delete it and run rpgan analyze or rpgan dissect "
                         "with --out there again") from None
+    if "embedding" in frame and (frame["embedding"] != "inception").any():  # the other methods embed with Inception
+        raise UserError(f"{path} measures semantics with --embedding classifier; compare reads Inception-based "
+                        "tables: run rpgan analyze without --embedding into another --out")
+    return kept
 
 
 def compare(dirs: list[str], out: str) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -14,6 +14,8 @@ import pandas as pd  # noqa: E402
 from rpgan.io.atomic import atomic_write  # noqa: E402
 
 PANELS = (("semantic", "semantic (Inception pool3)", "tab:blue"), ("color", "color (Hellinger, mean RGB)", "tab:red"))
+# The features of the semantic distance (`rpgan analyze --embedding`), as panel titles say them.
+SEMANTIC_LABELS = {"inception": "semantic (Inception pool3)", "classifier": "semantic (classifier features)"}
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -39,7 +41,8 @@ def plot_responsibility(summary: pd.DataFrame, path: Path, title: str) -> Path:
         ax.set_xticks(sorted(summary["layer"].unique()))
         ax.set_xlabel("bucket / layer l")
         ax.set_ylabel(r"$D_{l\rightarrow 1}$")
-        ax.set_title(label)
+        embeddings = set(summary.get("embedding", ["inception"]))
+        ax.set_title(SEMANTIC_LABELS[embeddings.pop()] if distance == "semantic" and len(embeddings) == 1 else label)
         if len(methods) > 1:
             ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)

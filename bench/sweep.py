@@ -70,7 +70,8 @@ def main() -> None:
         print(connect(num_cpus=(os.cpu_count() or 1) + 1))  # as `rpgan sweep` starts a local Ray
         workers = Workers(1)
         t0 = time.perf_counter()
-        failed = run_sweep(chosen, Folder(tmp, "sweep"), workers, concurrency(workers), local)
+        failed = run_sweep(chosen, Folder(tmp, "sweep"), workers, concurrency(workers), local,
+                           len(training_images(chosen.trials[0].config)))
         wall = time.perf_counter() - t0
     assert failed == 0, f"{failed} sweep trials failed"
     print(f"direct, sum of training times           {train_s:8.1f} s")

@@ -56,6 +56,8 @@ def main() -> None:
     values = VALUES[args.setting]
     if args.values:
         values = tuple(v for v in values if str(v).lower() in args.values.lower().split(","))
+        if not values:
+            ap.error(f"--values: none of {args.values!r} is a value of {args.setting} ({VALUES[args.setting]})")
     start = new_training_state(config, args.device)
     states = {v: copy.deepcopy(start) for v in values}
     cfgs = {v: dataclasses.replace(config.train, **{args.setting: v}) for v in values}

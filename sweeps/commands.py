@@ -130,14 +130,18 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
     from analysis.fanout import Fanout
     from rpgan.distributed.ray_session import connect, default_gpus, ray_address
     from rpgan.distributed.ray_train import Workers
+    from rpgan.io.data import training_images
     from sweeps.results import finished
     from sweeps.runner import PLAN, concurrency, run_sweep
 
+    todo = set(t.key for t in chosen.trials) - set(finished(folder))
+    # Loaded before the plan is written: a bad --data ends here and leaves no sweep to --resume.
+    dataset_size = len(training_images(chosen.trials[0].config)) if todo else 0
     folder.write_bytes(PLAN, chosen.to_json().encode())
     again = f"rpgan results {chosen.sweep}{' --quick' if chosen.quick else ''} --storage {folder.storage}"
     if folder.name != _folder(chosen.sweep, chosen.quick, folder.storage, None).name:
         again += f" --name {folder.name}"
-    if not set(t.key for t in chosen.trials) - set(finished(folder)):
+    if not todo:
         click.echo(f"sweep {folder.uri}: all {len(chosen.trials)} trials have finished, nothing to do; `{again}` "
                    "shows them")
         return
@@ -149,7 +153,7 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
     click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
                f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, {gpus:g} "
                f"GPU) -> {folder.uri}", err=True)
-    failed = run_sweep(chosen, folder, workers, at_once, Fanout(gpus_per_worker=gpus))
+    failed = run_sweep(chosen, folder, workers, at_once, Fanout(gpus_per_worker=gpus), dataset_size)
     click.echo(f"{len(finished(folder))} of {len(chosen.trials)} trials finished -> {folder.uri}/trials; `{again}` "
                "prints the table and writes the summary plot")
     if failed:
@@ -210,8 +214,8 @@ def _show(folder: Folder, chosen: Plan) -> None:
     title = (f"{chosen.sweep} ({chosen.variant}: {chosen.preset}, {chosen.budget.steps} steps, FID on "
              f"{chosen.budget.fid_samples} images)")
     if (trials["status"] == "ok").any():
-        folder.write_bytes("summary.png", plot_summary(trials, read_table(folder, "responsibility"), chosen.x,
-                                                       x_order, title))
+        responsibility = read_table(folder, "responsibility") if "responsibility" in chosen.metrics else None
+        folder.write_bytes("summary.png", plot_summary(trials, responsibility, chosen.x, x_order, title))
         click.echo(f"\nsummary plot: {folder.uri}/summary.png\nbest checkpoint (lowest FID): {_best(folder)}")
     click.echo(f"results: pandas.read_parquet('{folder.uri}/trials'), responsibility: "
                f"pandas.read_parquet('{folder.uri}/responsibility')")

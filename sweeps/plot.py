@@ -13,9 +13,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def plot_summary(trials: pd.DataFrame, responsibility: pd.DataFrame, x: str, order: list, title: str) -> bytes:
-    """PNG: FID vs x, PRD F_8 / F_1/8 vs x (mean and std over seeds of the finished trials), and
-    mean semantic D_{l->1} per bucket for each x value. `order`: the x values in sweep order."""
+def plot_summary(trials: pd.DataFrame, responsibility: pd.DataFrame | None, x: str, order: list,
+                 title: str) -> bytes:
+    """PNG: FID vs x, PRD F_8 / F_1/8 vs x (mean and std over seeds of the finished trials), and,
+    unless `responsibility` is None (a sweep that does not measure it), mean semantic D_{l->1}
+    per bucket for each x value. `order`: the x values in sweep order."""
     ok = trials[trials["status"] == "ok"]
     values = [v for v in order if (ok[x] == v).any()]
     numeric = all(isinstance(v, int | float) for v in values)
@@ -26,7 +28,8 @@ def plot_summary(trials: pd.DataFrame, responsibility: pd.DataFrame, x: str, ord
         g = [ok.loc[ok[x] == v, column] for v in values]
         return np.array([s.mean() for s in g]), np.array([s.std() if len(s) > 1 else 0.0 for s in g])
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = 2 if responsibility is None else 3
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2))
     for ax, columns in ((axes[0], [("fid", "FID", "tab:blue")]),
                         (axes[1], [("prd_f8_recall", "F_8 (recall)", "tab:green"),
                                    ("prd_f1_8_precision", "F_1/8 (precision)", "tab:orange")])):
@@ -43,7 +46,19 @@ def plot_summary(trials: pd.DataFrame, responsibility: pd.DataFrame, x: str, ord
     axes[1].set_ylim(0, 1.02)
     axes[1].legend(fontsize=8)
 
-    ax = axes[2]
+    if responsibility is not None:
+        _plot_responsibility(axes[2], responsibility, x, values)
+    fig.suptitle(title, fontsize=11)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def _plot_responsibility(ax: plt.Axes, responsibility: pd.DataFrame, x: str, values: list) -> None:
+    """Mean semantic D_{l->1} per bucket, one line per x value."""
     rows = responsibility[(responsibility["method"] == "buckets") & (responsibility["distance"] == "semantic")]
     cmap = plt.get_cmap("viridis")
     shown = [v for v in values if (rows[x] == v).any()]
@@ -59,10 +74,3 @@ def plot_summary(trials: pd.DataFrame, responsibility: pd.DataFrame, x: str, ord
         ax.xaxis.get_major_locator().set_params(integer=True)
     else:
         ax.text(0.5, 0.5, "no trial with a bucket to vary", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle(title, fontsize=11)
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()

@@ -21,7 +21,6 @@ from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from rpgan.distributed.ray_session import check_fit, cluster_resources, is_private
 from rpgan.distributed.ray_train import Workers
-from rpgan.io.data import training_images
 from rpgan.io.progress import clock
 from rpgan.io.run_store import Folder
 from sweeps.results import finished
@@ -95,16 +94,17 @@ class Report(ray.tune.Callback):
         self._say(f"{trial.config['trial']}: FAILED (its row in trials/ holds the error)")
 
 
-def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, fan: Fanout) -> int:
+def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, fan: Fanout,
+              dataset_size: int) -> int:
     """Run the plan's unfinished trials on the connected Ray, at most max_concurrent at once;
-    `fan` computes the reference features. Returns how many trials failed."""
+    `fan` computes the reference features; `dataset_size`: the training images of every trial.
+    Returns how many trials failed."""
     done = finished(sweep)
     # The biggest generators first: the long trials start early, so the sweep ends sooner.
     todo = [t.key for t in sorted(plan.trials, key=lambda t: -sum(t.config.model.blocks)) if t.key not in done]
     if not todo:
         return 0
     first = plan.trials[0].config
-    dataset_size = len(training_images(first))
     reference = None
     if "fid" in plan.metrics:
         m = first.model

@@ -33,7 +33,7 @@ AXES = {
     "generator": "rpgan (the buckets of blocks), or standard: one block per bucket and a Gaussian z, the standard "
                  "GAN of the same architecture (Tables 1-2)",
 }
-Generator = typing.Literal["rpgan", "standard"]
+GeneratorKind = typing.Literal["rpgan", "standard"]
 # Set by the plan itself: seeds from --samples, steps and checkpoints from the budget, no grids.
 PLANNED = ("seed", "steps", "checkpoint_every", "sample_every")
 BOOKKEEPING = ("log_every",)  # how often a run logs, not what it computes: nothing to search
@@ -47,7 +47,7 @@ PRD_MIN_SAMPLES = math.ceil(PRD_CLUSTERS / 2)
 
 # The type of each search key's values: int, float, bool, str, or a Literal of choices.
 KEY_TYPES = {"blocks_per_bucket": int, "n_buckets": int, "total_blocks": int, "random_buckets": str,
-             "generator": Generator,
+             "generator": GeneratorKind,
              **{name: SETTINGS[name].kind for name in SEARCH_KEYS if name in SETTINGS}}
 
 

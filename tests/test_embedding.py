@@ -15,8 +15,9 @@ from tests.test_loader import write_images
 
 
 @pytest.fixture
-def quick_classifier(monkeypatch):
+def quick_classifier(monkeypatch, tmp_path):
     monkeypatch.setattr(classifier, "STEPS", 30)  # its accuracy is not what these tests are about
+    monkeypatch.setenv("RPGAN_CACHE", str(tmp_path / "cache"))  # each test its own cached classifiers
 
 
 def _run(tmp_path, data="digits"):
@@ -36,6 +37,10 @@ def test_classifier_embedding_is_recorded_cached_and_reproducible(rpgan, tmp_pat
     stamp = cached[0].stat().st_mtime_ns
     assert rpgan(*args, "--embedding", "classifier", "--out", tmp_path / "b")[0] == 0
     assert cached[0].stat().st_mtime_ns == stamp  # trained once
+    cached[0].unlink()
+    assert rpgan(*args, "--embedding", "classifier", "--out", tmp_path / "d")[0] == 0  # trained again, the same
+    assert pd.read_parquet(tmp_path / "d" / "responsibility")["spread"].equals(
+        pd.read_parquet(tmp_path / "a" / "responsibility")["spread"])
     assert rpgan(*args, "--out", tmp_path / "c")[0] == 0
     a, b, c = (pd.read_parquet(tmp_path / d / "responsibility") for d in "abc")
     assert set(a["embedding"]) == {"classifier"} and set(c["embedding"]) == {"inception"}
@@ -46,14 +51,19 @@ def test_classifier_embedding_is_recorded_cached_and_reproducible(rpgan, tmp_pat
     assert (color(a) == color(c)).all()  # the color distance does not embed
     summary = pd.read_parquet(tmp_path / "a" / "responsibility_summary")
     assert set(summary["embedding"]) == {"classifier"}
+    code, _, err = rpgan("compare", tmp_path / "a", tmp_path / "c", "--out", tmp_path / "cmp")
+    assert code == 2 and "--embedding classifier" in err  # not set beside Inception-based methods
 
 
-def test_the_classifier_sees_gray_images():
-    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
-    model = classifier.train_classifier(ImageData(images, torch.tensor([0, 1, 0, 1])), steps=2)
-    swapped = images[:, [2, 0, 1]]  # the same gray, other colors
-    a, b = classifier.classifier_features(model, images), classifier.classifier_features(model, swapped)
-    assert torch.allclose(a, b, atol=1e-5)  # equal up to the order of the channel sum
+def test_the_embedding_does_not_see_a_digits_color():
+    digits = load_data("digits-gray", 8, 3)  # white digits on black, in 3 channels
+    model = classifier.train_classifier(ImageData(digits.images[:64], digits.labels[:64]), steps=2, standardize=True)
+    white = digits.images[64:72]
+    colored = (white.float() * torch.tensor([0.9, 0.2, 0.5]).view(1, 3, 1, 1)).round().to(torch.uint8)
+    a, b = classifier.classifier_features(model, white), classifier.classifier_features(model, colored)
+    assert torch.allclose(a, b, atol=0.05 * a.abs().max().item())  # equal up to the rounding to uint8
+    other = classifier.classifier_features(model, digits.images[72:80])
+    assert not torch.allclose(a, other, atol=0.05 * a.abs().max().item())  # other digits, other features
 
 
 def test_unlabelled_data_and_a_corrupt_cache_are_one_line(rpgan, tmp_path, quick_classifier):

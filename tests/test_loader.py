@@ -3,6 +3,8 @@ decoding in the step or holding the images in memory; every batch ready before i
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 import torch
@@ -37,7 +39,7 @@ def test_prefetched_batches_are_the_drawn_images_and_all_ready_in_time(tmp_path)
         train_step(states["ahead"], ahead, cfg.train, "cpu")
         train_step(states["memory"], in_memory(folder), cfg.train, "cpu")
     ahead.close()
-    assert ahead.late == 0
+    assert ahead.late == 0 and not multiprocessing.active_children()  # the workers are gone
     a, b = (s.generator.state_dict() for s in states.values())
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -75,3 +77,4 @@ def test_an_image_a_worker_cannot_decode_ends_the_run_with_one_line(tmp_path):
     with pytest.raises(UserError, match=r"cut\.jpg cannot be decoded .*resume") as e:
         train(cfg, folder, tmp_path / "run", quiet=True)
     assert "\n" not in str(e.value)
+    assert not multiprocessing.active_children()  # the failed run stopped its workers

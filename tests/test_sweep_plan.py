@@ -140,3 +140,10 @@ def test_a_sweep_runs_on_another_preset_and_data_set():
 def test_bad_comparisons_are_refused(item, message):
     with pytest.raises(UserError, match=message):
         _plan(item, name="rpgan_vs_standard")
+
+
+def test_a_bad_data_set_leaves_no_sweep_behind(rpgan, tmp_path):
+    code, _, err = rpgan("sweep", "rpgan_vs_standard", "--quick", "--data", f"folder:{tmp_path / 'typo'}",
+                         "--storage", tmp_path / "sweeps")
+    assert code == 2 and "is not a directory of images" in err
+    assert not list((tmp_path / "sweeps").rglob("sweep.json"))  # so the corrected command starts afresh

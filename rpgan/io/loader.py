@@ -33,14 +33,22 @@ class Prefetched(ImageData):
         return len(self.data)
 
     def batch(self, indices: Tensor) -> Tensor:
-        ready, images = next(self._ready, (None, None))
+        """uint8 [B, C, S, S] for indices [B]: the next decoded batch if it is the one asked for."""
+        try:
+            ready, images = next(self._ready, (None, None))
+        except RuntimeError:  # a worker died (out of memory, /dev/shm full): decode here from now on
+            self.close()
+            ready, images = None, None
         if images is not None and torch.equal(ready, indices):
             return images
         self.late += 1
         return self.data.batch(indices)
 
     def close(self) -> None:
-        """Stop the worker processes."""
+        """Stop the worker processes (explicitly: a traceback may still hold the iterator)."""
+        shutdown = getattr(self._ready, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
         self._ready = iter(())
 
 
@@ -54,6 +62,7 @@ class _Decoder(Dataset):
         return len(self.data)
 
     def __getitems__(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """indices [B] and their images uint8 [B, C, S, S], or None if one cannot be decoded."""
         try:
             return indices, torch.stack([self.data.load(i) for i in indices.tolist()])
         except UserError:  # raised from a worker it would reach the run wrapped in a traceback

@@ -53,6 +53,7 @@ class TrainingState:
 
 
 def _scaler(model: nn.Module, enabled: bool) -> torch.amp.GradScaler:
+    """A loss scaler on the model's device; disabled, it passes losses and steps through unchanged."""
     return torch.amp.GradScaler(next(model.parameters()).device.type, enabled=enabled)
 
 
