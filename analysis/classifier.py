@@ -27,7 +27,7 @@ VERSION = 2  # of the embedding's classifier (architecture, preprocessing): part
 STEPS = 1500  # Adam steps of batch 128: over 99% test accuracy on MNIST (bench/incremental.py)
 
 
-class DigitClassifier(nn.Module):
+class ImageClassifier(nn.Module):
     """Two conv layers and a linear head for gray images [N, 1, S, S] in [-1, 1]. With
     `standardize`, each image is first scaled to zero mean and unit std: a digit colored on
     black is the white digit times its color, so in gray its color is a factor, which this
@@ -59,14 +59,14 @@ def gray(images: Tensor) -> Tensor:
 
 
 def train_classifier(data: ImageData, steps: int = STEPS, batch: int = 128, seed: int = 0,
-                     standardize: bool = False) -> DigitClassifier:
+                     standardize: bool = False) -> ImageClassifier:
     """Adam on random batches of `data` (uint8 images with labels, seen in gray)."""
     if data.labels is None:
         raise UserError("this data set has no labels to train a classifier on; use --embedding inception, or "
                         "npz data with labels (y)")
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
-    model = DigitClassifier(data.images.shape[-1], classes=int(data.labels.max()) + 1, standardize=standardize)
+    model = ImageClassifier(data.images.shape[-1], classes=int(data.labels.max()) + 1, standardize=standardize)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         idx = torch.randint(len(data), (batch,), generator=rng)
@@ -78,13 +78,13 @@ def train_classifier(data: ImageData, steps: int = STEPS, batch: int = 128, seed
 
 
 @torch.no_grad()
-def classify(model: DigitClassifier, images: Tensor, batch: int = 1024) -> Tensor:
+def classify(model: ImageClassifier, images: Tensor, batch: int = 1024) -> Tensor:
     """Predicted labels [N] for float images [N, 1, S, S] in [-1, 1]."""
     return torch.cat([model(images[i : i + batch]).argmax(1) for i in range(0, len(images), batch)])
 
 
 @torch.no_grad()
-def classifier_features(model: DigitClassifier, images: Tensor, batch: int = 1024) -> Tensor:
+def classifier_features(model: ImageClassifier, images: Tensor, batch: int = 1024) -> Tensor:
     """The classifier's penultimate features [N, 64 * (S/4)^2] of uint8 images [N, C, S, S]."""
     return torch.cat([model.embed(gray(images[i : i + batch])) for i in range(0, len(images), batch)])
 
@@ -114,8 +114,8 @@ def cached_classifier(data: str, size: int, channels: int, seed: int = 0) -> tup
     return model.state_dict(), path
 
 
-def load_classifier(state: dict[str, Tensor], size: int) -> DigitClassifier:
+def load_classifier(state: dict[str, Tensor], size: int) -> ImageClassifier:
     """The embedding's classifier from `cached_classifier`'s state dict."""
-    model = DigitClassifier(size, classes=state["head.weight"].shape[0], standardize=True)
+    model = ImageClassifier(size, classes=state["head.weight"].shape[0], standardize=True)
     model.load_state_dict(state)
     return model.eval()

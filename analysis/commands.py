@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from analysis.analyze import Embedding
 from analysis.dissect import Fill
 from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS
 from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, SEED, choice, example, pick_device, workers
@@ -85,9 +86,9 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--noise-scales", default="0.1,0.5", show_default=True,
               help="With --noise-injection: noise std as a fraction of each weight's std (low, high).")
 @click.option("--chunk", type=int, default=10, show_default=True, help="Evaluations per worker task.")
-@click.option("--embedding", type=click.Choice(["inception", "classifier"]), default="inception", show_default=True,
+@click.option("--embedding", type=choice(Embedding), default="inception", show_default=True,
               help="Features of the semantic distance: Inception pool3 (the paper's), or a classifier trained on "
-              "the run's data set's labels, in gray (digits: the digit, not its color; cached).")
+              "the run's data set's labels on standardized gray images (digits: the digit, not its color; cached).")
 @SEED
 @OUT
 @cluster_options

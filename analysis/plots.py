@@ -13,9 +13,9 @@ import pandas as pd  # noqa: E402
 
 from rpgan.io.atomic import atomic_write  # noqa: E402
 
-PANELS = (("semantic", "semantic (Inception pool3)", "tab:blue"), ("color", "color (Hellinger, mean RGB)", "tab:red"))
 # The features of the semantic distance (`rpgan analyze --embedding`), as panel titles say them.
 SEMANTIC_LABELS = {"inception": "semantic (Inception pool3)", "classifier": "semantic (classifier features)"}
+PANELS = (("semantic", SEMANTIC_LABELS["inception"], "tab:blue"), ("color", "color (Hellinger, mean RGB)", "tab:red"))
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

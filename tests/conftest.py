@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -31,6 +32,16 @@ def tiny_run(arch: str = "resnet", **train) -> RunConfig:
     model = TINY_EIGENGAN if arch == "eigengan" else TINY_MODELS[arch]
     return RunConfig(model=model, train=t, data="digits", dataset_size=1797, preset="test")
 
+
+
+def write_images(folder: Path, n: int = 24, side: int = 12) -> None:
+    """n random RGB PNGs of side x (side + 3) pixels (not square: loading crops them) in folder."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (side, side + 3, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
 
 @pytest.fixture(scope="session", autouse=True)
 def _cache(tmp_path_factory):

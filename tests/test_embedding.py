@@ -10,8 +10,7 @@ import torch
 from analysis import classifier
 from rpgan.io.data import ImageData, load_data
 from rpgan.training.train import train
-from tests.conftest import tiny_run
-from tests.test_loader import write_images
+from tests.conftest import tiny_run, write_images
 
 
 @pytest.fixture

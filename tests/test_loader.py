@@ -15,14 +15,7 @@ from rpgan.io.data import FolderData, ImageData, load_data
 from rpgan.io.loader import Prefetched
 from rpgan.training.checkpoint import load_generator, new_training_state
 from rpgan.training.train import train, train_step, upcoming_draws
-from tests.conftest import tiny_run
-
-
-def write_images(folder, n: int = 24, side: int = 12) -> None:
-    rng = np.random.default_rng(0)
-    folder.mkdir(exist_ok=True)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (side, side + 3, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+from tests.conftest import tiny_run, write_images
 
 
 def in_memory(data: FolderData) -> ImageData:

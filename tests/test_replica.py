@@ -15,8 +15,7 @@ from rpgan.io.loader import Prefetched
 from rpgan.training.checkpoint import new_training_state
 from rpgan.training.replica import Replica, fingerprint
 from rpgan.training.train import train_step, upcoming_draws
-from tests.conftest import tiny_run
-from tests.test_loader import write_images
+from tests.conftest import tiny_run, write_images
 
 
 def _replica_steps(rank: int, world: int, folder: str, arch: str, loss: str, images: str = "") -> None:
