@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from analysis.inception import InceptionFeatures, features, resolve_weights
 from rpgan.errors import RemoteError
 from rpgan.io.progress import Progress
+from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights
 from rpgan.training.checkpoint import load_generator
 
 Call = tuple[Callable[..., Any], tuple]  # (task, args): the worker runs task(worker, *args)

@@ -1,12 +1,12 @@
 """`rpgan fid` and `rpgan fid-stats`: FID (Heusel 2017) and PRD (Sajjadi 2018) of a checkpoint.
 
 Reference features (pool3 of the real images) are computed once per data set, image size and
-count, and cached as .npz; generated features are computed on the Ray workers in chunks.
+count, and cached (rpgan.metrics.features); generated features are computed on the Ray workers
+in chunks.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +15,13 @@ import torch
 from torch import Tensor
 
 from analysis.fanout import AnalysisWorker, Fanout
-from analysis.frechet import frechet_distance, statistics
 from analysis.job import open_job
 from analysis.plots import plot_prd
-from analysis.prd import PRD, compute_prd
 from analysis.results import table
 from rpgan.errors import UserError
-from rpgan.io.atomic import atomic_write
 from rpgan.io.data import load_data, to_uint8
 from rpgan.io.images import render
-from rpgan.io.remote import cache_root
+from rpgan.metrics.features import read_cached, reference_index, score, stats_path, write_cached
 from rpgan.model.networks import Generator
 
 QUALITY = table("quality", [
@@ -45,42 +42,19 @@ def sample_features(worker: AnalysisWorker, paths: Tensor, z: Tensor | None) -> 
     return worker.embed(to_uint8(render(worker.generator, paths, z))).numpy()
 
 
-def cache_dir() -> Path:
-    return cache_root() / "fid_stats"
-
-
-def stats_path(data: str, size: int, channels: int, n: int | None) -> Path:
-    """Default cache file of a data set's reference features."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", data).strip("_")
-    return cache_dir() / f"{slug}-{size}px-{channels}ch-{'all' if n is None else n}.npz"
-
-
 def reference_features(data: str, size: int, channels: int, n: int | None, fan: Fanout, seed: int = 0,
                        out: Path | None = None) -> tuple[np.ndarray, Path]:
     """Pool3 features [N, 2048] of the real images (all, or n chosen by seed), read from the
-    cache file when present, else computed and written there atomically."""
+    cache file when present, else computed on the workers and written there atomically."""
     path = Path(out) if out else stats_path(data, size, channels, n)
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                feats = f["features"]
-            if feats.dtype.kind != "f" or feats.ndim != 2 or len(feats) < 2:
-                raise ValueError(f"features {feats.dtype} {feats.shape}, not [N >= 2, 2048] floats")
-            return feats, path
-        except Exception:  # OSError, ValueError, KeyError, BadZipFile, zlib.error (truncated), EOFError ...
-            raise UserError(f"FID statistics {path} are unreadable; delete the file to recompute them") from None
+    feats = read_cached(path)
+    if feats is not None:
+        return feats, path
     images = load_data(data, size, channels)
-    index = torch.arange(len(images)) if n is None or n >= len(images) else \
-        torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    index = reference_index(len(images), n, seed)
     calls = [(image_features, (images.batch(index[i : i + fan.chunk]),)) for i in range(0, len(index), fan.chunk)]
     feats = np.concatenate(fan.run(calls, ckpt=None, label="real chunk"))
-    mu, sigma = statistics(feats)
-
-    def save(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-            np.savez(f, features=feats.astype(np.float32), mu=mu, sigma=sigma)
-
-    atomic_write(path, save)
+    write_cached(path, feats)
     return feats, path
 
 
@@ -91,20 +65,6 @@ def generated_features(generator: Generator, ckpt: Path | str, n: int, seed: int
     calls = [(sample_features, (paths[i : i + fan.chunk], None if z is None else z[i : i + fan.chunk]))
              for i in range(0, n, fan.chunk)]
     return np.concatenate(fan.run(calls, ckpt=ckpt, label="sample chunk"))
-
-
-def score(gen: np.ndarray, ref: np.ndarray, seed: int, prd: bool = True) -> tuple[dict, PRD | None]:
-    """FID of generated features gen [N, 2048] against reference features ref [M, 2048], and
-    PRD's F_8 (recall) and F_1/8 (precision) on min(N, M) points of each (nan without prd)."""
-    value = frechet_distance(*statistics(gen), *statistics(ref))
-    row = {"n_generated": len(gen), "n_reference": len(ref), "fid": value, "prd_f8_recall": float("nan"),
-           "prd_f1_8_precision": float("nan")}
-    if not prd:
-        return row, None
-    k = min(len(gen), len(ref))  # PRD compares equally many points (reference code: enforce_balance)
-    pick = np.random.default_rng(seed)
-    result = compute_prd(gen[pick.permutation(len(gen))[:k]], ref[pick.permutation(len(ref))[:k]], seed=seed)
-    return {**row, "prd_f8_recall": result.f_8, "prd_f1_8_precision": result.f_1_8}, result
 
 
 def fid(ckpt: Path | str, n: int, seed: int, fan: Fanout, data: str | None = None, reference_n: int | None = None,

@@ -20,11 +20,11 @@ from PIL import Image
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
-from analysis.frechet import frechet_distance, statistics
-from analysis.inception import hub_cache_file, resolve_weights
 from rpgan.distributed.ray_session import connect
 from rpgan.io.data import load_data, to_uint8
 from rpgan.io.images import render
+from rpgan.metrics.frechet import frechet_distance, statistics
+from rpgan.metrics.inception import hub_cache_file, resolve_weights
 from rpgan.training.checkpoint import load_generator
 
 

@@ -1,5 +1,5 @@
 """Inception feature throughput (pool3, what FID, PRD and the semantic responsibility embed):
-images/s of `analysis.inception.features` at several batch sizes, in one process.
+images/s of `rpgan.metrics.inception.features` at several batch sizes, in one process.
 
     python bench/inception_speed.py [--device cuda] [--images 2000] [--size 32]
 
@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from analysis.inception import InceptionFeatures, features, fid_inception_architecture, resolve_weights
 from rpgan.errors import UserError
+from rpgan.metrics.inception import InceptionFeatures, features, fid_inception_architecture, resolve_weights
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from analysis.analyze import evaluate
 from analysis.fanout import Fanout
-from analysis.inception import resolve_weights
 from analysis.responsibility import make_plan
 from rpgan.distributed.ray_session import connect, default_gpus
+from rpgan.metrics.inception import resolve_weights
 from rpgan.training.checkpoint import load_generator
 
 

@@ -31,6 +31,7 @@ MAX_BATCH = 65_536
 MAX_STEPS = 1_000_000_000
 MAX_D_STEPS = 1000
 MAX_DATA_WORKERS = 64
+MAX_EVAL_SAMPLES = 1_000_000
 MAX_SEED = 2**63 - 1
 
 Arch = Literal["resnet", "dcgan", "fc", "eigengan"]
@@ -170,6 +171,11 @@ class TrainConfig:
     sample_every: int = setting(500, "Steps between sample grids (0: only at the end).", resumable=True)
     checkpoint_every: int = setting(1000, "Steps between checkpoints (0: only at the end).", resumable=True)
     log_every: int = setting(10, "Steps between rows of metrics.parquet and TensorBoard.", resumable=True)
+    eval_every: int = setting(0, "Steps between FID evaluations during training, and at the end (0: none).",
+                              resumable=True)
+    eval_samples: int = setting(1000, "Generated images of each evaluation during training, against as many real "
+                                "ones.", resumable=True)
+    eval_prd: bool = setting(False, "Evaluations during training also compute PRD.", resumable=True)
     precision: Precision = setting("fp32", "Arithmetic of the forward passes: fp32, bf16 autocast, or fp16 autocast "
                                    "with gradient scaling (weights, gradients, optimizer states and the losses "
                                    "stay fp32).")
@@ -193,6 +199,8 @@ class TrainConfig:
             _in_range(f"--{name.replace('_', '-')}", getattr(self, name), 0, MAX_STEPS)
         _in_range("--seed", self.seed, 0, MAX_SEED)
         _in_range("--data-workers", self.data_workers, 0, MAX_DATA_WORKERS)
+        _in_range("--eval-every", self.eval_every, 0, MAX_STEPS)
+        _in_range("--eval-samples", self.eval_samples, 2, MAX_EVAL_SAMPLES)
         if self.compile and self.loss == "wgan-gp":
             raise UserError("--compile cannot train with --loss wgan-gp: torch.compile has no double backward, "
                             "which the gradient penalty needs; drop --compile")

@@ -7,20 +7,21 @@ import os
 import click
 
 from analysis.limits import MAX_EVALUATIONS, MAX_FID_SAMPLES
-from rpgan.cli.options import ADDRESS, GPUS, SEED, example
+from rpgan.cli.options import ADDRESS, GPUS, SEED, choice, example
 from rpgan.config import MAX_STEPS
 from rpgan.errors import UserError
 from rpgan.io.run_store import Folder
 from rpgan.presets import PRESETS
 from sweeps import NAMES, get_sweep
-from sweeps.spec import SEARCH_KEYS, Plan, plan
+from sweeps.spec import SEARCH_KEYS, Plan, Scheduler, plan
 
 QUICK = click.option("--quick", is_flag=True, help="The CPU-sized variant on the embedded data set.")
 STORAGE = click.option("--storage", default="runs", show_default=True,
                        help="Where sweeps live: a path (shared by all nodes) or s3://...")
 NAME = click.option("--name", help="The sweep's folder under --storage [default: SWEEP, or SWEEP-quick].")
 # Flags that change what a sweep computes: a resumed sweep keeps the values it started with.
-PLAN_FLAGS = ("seed", "samples", "steps", "fid_samples", "evaluations", "space", "preset", "data")
+PLAN_FLAGS = ("seed", "samples", "steps", "fid_samples", "evaluations", "space", "preset", "data", "scheduler",
+              "grace_period", "reduction_factor", "eval_every", "eval_samples")
 
 
 def _folder(sweep: str, quick: bool, storage: str, name: str | None) -> Folder:
@@ -67,6 +68,7 @@ def list_sweeps() -> None:
 
 @click.command(epilog=example("rpgan sweep ablation_blocks --quick --seed 0",
                                "rpgan sweep ablation_blocks --storage s3://bucket/sweeps --samples 3",
+                               "rpgan sweep ablation_blocks --quick --samples 3 --scheduler asha",
                                "rpgan sweep random_buckets --quick --space random_buckets='all;1;all-but-1'",
                                "rpgan sweep rpgan_vs_standard --preset anime --data folder:/data/anime-faces"))
 @click.argument("sweep_name", metavar="SWEEP")
@@ -88,10 +90,20 @@ def list_sweeps() -> None:
               "variant's].")
 @click.option("--data", help="Every trial's data set (digits, cifar10, npz:PATH, folder:PATH ...) [default: the "
               "preset's].")
+@click.option("--scheduler", type=choice(Scheduler), default="grid", show_default=True,
+              help="grid: every trial to the end; asha: stop trials whose FID during training trails at a rung.")
+@click.option("--grace-period", type=click.IntRange(max=MAX_STEPS), help="asha: steps before the first rung "
+              "[default: half the steps].")
+@click.option("--reduction-factor", type=click.IntRange(max=100), help="asha: 1 in this many trials goes on at "
+              "each rung [default: 2].")
+@click.option("--eval-every", type=click.IntRange(max=MAX_STEPS), help="Steps between FID evaluations during "
+              "training [default: asha, the grace period; grid, none].")
+@click.option("--eval-samples", type=click.IntRange(max=MAX_FID_SAMPLES), help="Images of each evaluation during "
+              "training [default: --fid-samples].")
 @STORAGE
 @NAME
-@click.option("--resume", is_flag=True, help="Continue the sweep in --storage/--name if it exists: finished trials "
-              "are kept, failed and unfinished ones run again.")
+@click.option("--resume", is_flag=True, help="Continue the sweep in --storage/--name if it exists: finished and "
+              "stopped trials are kept, failed and unfinished ones run again.")
 @click.option("--workers-per-trial", type=click.IntRange(1), default=1, show_default=True,
               help="Ray Train workers of each trial.")
 @GPUS
@@ -102,14 +114,17 @@ def list_sweeps() -> None:
 @click.pass_context
 def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None, seed: int, steps: int | None,
           fid_samples: int | None, evaluations: int | None, space: tuple[str, ...], preset: str | None,
-          data: str | None, storage: str, name: str | None,
+          data: str | None, scheduler: str, grace_period: int | None, reduction_factor: int | None,
+          eval_every: int | None, eval_samples: int | None, storage: str, name: str | None,
           resume: bool, workers_per_trial: int, gpus_per_worker: float | None, cpus_per_worker: float,
           max_concurrent: int | None, address: str | None) -> None:
     """Run a named sweep on Ray Tune: each trial trains on Ray Train, then FID, PRD and responsibility."""
     definition = get_sweep(sweep_name)
     folder = _folder(sweep_name, quick, storage, name)
-    wanted = plan(definition, quick, seed, parse_space(space), preset, data, steps=steps, fid_samples=fid_samples,
-                  evaluations=evaluations, samples=samples)
+    schedule = {"grace_period": grace_period, "reduction_factor": reduction_factor, "eval_every": eval_every,
+                "eval_samples": eval_samples}
+    wanted = plan(definition, quick, seed, parse_space(space), preset, data, scheduler, schedule, steps=steps,
+                  fid_samples=fid_samples, evaluations=evaluations, samples=samples)
     saved = _saved_plan(folder)
     if saved is not None:
         if not resume:
@@ -131,10 +146,10 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
     from rpgan.distributed.ray_session import connect, default_gpus, ray_address
     from rpgan.distributed.ray_train import Workers
     from rpgan.io.data import training_images
-    from sweeps.results import finished
+    from sweeps.results import DONE, finished
     from sweeps.runner import PLAN, concurrency, run_sweep
 
-    todo = set(t.key for t in chosen.trials) - set(finished(folder))
+    todo = set(t.key for t in chosen.trials) - set(finished(folder, DONE))
     # Loaded before the plan is written: a bad --data ends here and leaves no sweep to --resume.
     dataset_size = len(training_images(chosen.trials[0].config)) if todo else 0
     folder.write_bytes(PLAN, chosen.to_json().encode())
@@ -197,6 +212,7 @@ def _show(folder: Folder, chosen: Plan) -> None:
     """The results table, the summary over seeds, the summary plot and where everything is."""
     import pandas as pd
 
+    from rpgan.training.curves import plot_curves
     from sweeps.plot import plot_summary
     from sweeps.results import read_table, summarise
 
@@ -217,5 +233,11 @@ def _show(folder: Folder, chosen: Plan) -> None:
         responsibility = read_table(folder, "responsibility") if "responsibility" in chosen.metrics else None
         folder.write_bytes("summary.png", plot_summary(trials, responsibility, chosen.x, x_order, title))
         click.echo(f"\nsummary plot: {folder.uri}/summary.png\nbest checkpoint (lowest FID): {_best(folder)}")
+    metrics = read_table(folder, "metrics")
+    if not metrics.empty:
+        folder.write_bytes("curves.png", plot_curves(metrics, f"{chosen.sweep} ({chosen.variant}): training curves",
+                                                     by=chosen.x, order=x_order))
+        click.echo(f"curves: {folder.uri}/curves.png")
     click.echo(f"results: pandas.read_parquet('{folder.uri}/trials'), responsibility: "
-               f"pandas.read_parquet('{folder.uri}/responsibility')")
+               f"pandas.read_parquet('{folder.uri}/responsibility'), training rows: "
+               f"pandas.read_parquet('{folder.uri}/metrics')")

@@ -1,5 +1,6 @@
-"""A sweep's Parquet results: `trials/` (one row per trial) and `responsibility/` (per trial,
-method, bucket and distance), each one part file per trial under the sweep's directory.
+"""A sweep's Parquet results: `trials/` (one row per trial), `responsibility/` (per trial,
+method, bucket and distance) and `metrics/` (every logged step of every trial's training),
+each one part file per trial under the sweep's directory.
 
 A trial's part is named by its key and written atomically, so a retried or resumed trial
 replaces its row: the dataset always holds exactly one row per trial that has finished or
@@ -18,6 +19,7 @@ from analysis.analyze import RESPONSIBILITY_SUMMARY
 from analysis.results import RUN_COLUMNS, run_columns
 from rpgan.io.parquet import read_parts, write_part
 from rpgan.io.run_store import Folder
+from rpgan.training.run_log import SCHEMA as RUN_LOG
 from sweeps.spec import Plan, Trial
 
 TEXT_AXES = ("random_buckets", "generator")  # search axes that are not a model column; null where not swept
@@ -33,7 +35,10 @@ SCHEMAS = {
         ("n_reference", pa.int64()), ("train_time_s", pa.float64()), ("eval_time_s", pa.float64()),
         ("ckpt", pa.string())]),
     "responsibility": pa.schema(_CONFIG + RESPONSIBILITY_SUMMARY),
+    # every metrics row of every trial's training run (metrics.parquet), its configuration leading
+    "metrics": pa.schema(_CONFIG + [f for f in RUN_LOG if f.name not in {name for name, _ in _CONFIG}]),
 }
+DONE = ("ok", "stopped")  # statuses of trials a resumed sweep does not run again
 
 
 def config_columns(plan: Plan, trial: Trial) -> dict:
@@ -56,10 +61,10 @@ def read_table(sweep: Folder, table: str) -> pd.DataFrame:
                       "sweep (rpgan sweep ... --resume) to evaluate that trial again")
 
 
-def finished(sweep: Folder) -> dict[str, dict]:
-    """The rows of trials that finished (status ok), by trial key."""
+def finished(sweep: Folder, statuses: tuple[str, ...] = ("ok",)) -> dict[str, dict]:
+    """The rows of trials that finished (status ok; or any of `statuses`), by trial key."""
     rows = read_table(sweep, "trials")
-    return {r["trial"]: r for r in rows[rows["status"] == "ok"].to_dict("records")}
+    return {r["trial"]: r for r in rows[rows["status"].isin(statuses)].to_dict("records")}
 
 
 def summarise(trials: pd.DataFrame, x: str) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import time
 
 import ray
 import ray.tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
@@ -23,9 +24,9 @@ from rpgan.distributed.ray_session import check_fit, cluster_resources, is_priva
 from rpgan.distributed.ray_train import Workers
 from rpgan.io.progress import clock
 from rpgan.io.run_store import Folder
-from sweeps.results import finished
+from sweeps.results import DONE, finished
 from sweeps.spec import Plan
-from sweeps.trial import Setup, run_trial
+from sweeps.trial import Setup, ask_to_stop, run_trial
 
 PLAN = "sweep.json"
 TUNE = "tune"
@@ -36,6 +37,10 @@ TRIAL_CPU = 0.001
 # Tune's newer console output prints its configuration box and result tables even at verbose=0;
 # the legacy one stays quiet and `Report` says what happens.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Tune's schedulers act on results that hold their metric and skip the others, but Tune refuses
+# a result without it unless told: FID comes with the rows of evaluated steps only.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+FINAL = "train_time_s"  # in the trial's own last report only (sweeps.trial.REPORTED), not in training rows
 
 
 def concurrency(workers: Workers) -> int:
@@ -52,8 +57,9 @@ def concurrency(workers: Workers) -> int:
 
 
 class Report(ray.tune.Callback):
-    """Progress lines on stderr: each trial's steps, each finished or failed trial, and an ETA
-    from the mean duration of the finished trials and the ages of the running ones."""
+    """Progress lines on stderr: each trial's checkpoints and evaluations, each finished, stopped
+    or failed trial, and an ETA from the mean duration of the ended trials and the ages of the
+    running ones."""
 
     def __init__(self, plan: Plan, todo: int, at_once: int):
         self.plan, self.todo, self.at_once = plan, todo, at_once
@@ -79,13 +85,22 @@ class Report(ray.tune.Callback):
         self._say(f"{trial.config['trial']}: training")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if "fid" not in result and "step" in result:  # a Train checkpoint report
-            self._say(f"{trial.config['trial']}: step {result['step']}/{self.plan.budget.steps}")
+        if FINAL in result:  # the trial's own last report: on_trial_complete says it
+            return
+        step = f"{trial.config['trial']}: step {result.get('step')}/{self.plan.budget.steps}"
+        if "fid" in result:  # an evaluation during training
+            self._say(f"{step}, FID {result['fid']:.2f} during training")
+        elif CHECKPOINT_PATH_KEY in result:
+            self._say(step)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.durations.append(time.monotonic() - self.running.pop(trial.config["trial"]))
-        r = trial.last_result
-        self._say(f"{trial.config['trial']}: done, FID {r.get('fid', math.nan):.2f}, train "
+        key, r = trial.config["trial"], trial.last_result
+        self.durations.append(time.monotonic() - self.running.pop(key))
+        if r.get("status") == "stopped":
+            self._say(f"{key}: stopped by {self.plan.schedule.scheduler} at step {r.get('step')}, FID "
+                      f"{r.get('fid', math.nan):.2f} during training, train {clock(r.get('train_time_s', 0))}")
+            return
+        self._say(f"{key}: done, FID {r.get('fid', math.nan):.2f}, train "
                   f"{clock(r.get('train_time_s', 0))}, evaluation {clock(r.get('eval_time_s', 0))}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -99,7 +114,7 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
     """Run the plan's unfinished trials on the connected Ray, at most max_concurrent at once;
     `fan` computes the reference features; `dataset_size`: the training images of every trial.
     Returns how many trials failed."""
-    done = finished(sweep)
+    done = finished(sweep, DONE)
     # The biggest generators first: the long trials start early, so the sweep ends sooner.
     todo = [t.key for t in sorted(plan.trials, key=lambda t: -sum(t.config.model.blocks)) if t.key not in done]
     if not todo:
@@ -118,7 +133,9 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
         trainable,
         param_space={"trial": ray.tune.grid_search(todo)},
         tune_config=ray.tune.TuneConfig(max_concurrent_trials=max_concurrent,
-                                        trial_dirname_creator=lambda t: t.config["trial"]),
+                                        trial_dirname_creator=lambda t: t.config["trial"],
+                                        scheduler=plan.schedule.tune_scheduler(
+                                            plan.budget.steps, lambda key: ask_to_stop(sweep, key))),
         run_config=ray.tune.RunConfig(name=f"attempt-{attempt}", storage_path=f"{sweep.uri}/{TUNE}", verbose=0,
                                       callbacks=[Report(plan, len(todo), max_concurrent)],
                                       failure_config=ray.tune.FailureConfig(max_failures=0)),

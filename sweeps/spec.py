@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
@@ -35,11 +36,11 @@ AXES = {
 }
 GeneratorKind = typing.Literal["rpgan", "standard"]
 # Set by the plan itself: seeds from --samples, steps and checkpoints from the budget, no grids.
-PLANNED = ("seed", "steps", "checkpoint_every", "sample_every")
+PLANNED = ("seed", "steps", "checkpoint_every", "sample_every", "eval_every", "eval_samples", "eval_prd")
 BOOKKEEPING = ("log_every",)  # how often a run logs, not what it computes: nothing to search
 SEARCH_KEYS = (*AXES, *(name for name in SETTINGS if name not in PLANNED + BOOKKEEPING))
 METRICS = ("fid", "prd", "responsibility")
-# PRD's k-means (analysis.prd.compute_prd, num_clusters) clusters the generated and as many real
+# PRD's k-means (rpgan.metrics.prd.compute_prd, num_clusters) clusters the generated and as many real
 # images together, and k-means needs at least as many points as clusters.
 PRD_CLUSTERS = 20
 PRD_MIN_SAMPLES = math.ceil(PRD_CLUSTERS / 2)
@@ -72,6 +73,79 @@ class Budget:
                             f"puts {PRD_CLUSTERS} clusters on the generated and as many real images), "
                             f"got {self.fid_samples}")
         return self
+
+
+Scheduler = typing.Literal["grid", "asha"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How Tune runs the trials: every trial to the end (grid, the default: the paper's figures
+    need every point), or ASHA (Li et al. 2020), which stops a trial at a rung (grace_period,
+    grace_period * reduction_factor, ... steps) when its FID during training is not in the best
+    1 / reduction_factor of the trials that reached that rung. Trials evaluate FID on
+    eval_samples images every eval_every steps (ASHA needs it; a grid sweep when asked)."""
+
+    scheduler: Scheduler = "grid"
+    grace_period: int = 0  # steps before a trial can be stopped
+    reduction_factor: int = 2
+    eval_every: int = 0
+    eval_samples: int = 0
+
+    @classmethod
+    def choose(cls, scheduler: str, budget: Budget, grace_period: int | None = None,
+               reduction_factor: int | None = None, eval_every: int | None = None,
+               eval_samples: int | None = None) -> Schedule:
+        """The schedule asked for, with defaults from the budget: the first rung at half the
+        steps, an evaluation at every rung's step (the grace period), on fid_samples images."""
+        if scheduler not in typing.get_args(Scheduler):
+            raise UserError(f"--scheduler takes {' or '.join(typing.get_args(Scheduler))}, got {scheduler!r}")
+        if eval_every is not None and eval_every < 1 or eval_samples is not None and eval_samples < 2:
+            raise UserError("--eval-every must be at least 1 and --eval-samples at least 2")
+        if scheduler == "grid":
+            if grace_period is not None or reduction_factor is not None:
+                raise UserError("--grace-period and --reduction-factor need --scheduler asha")
+            if eval_samples is not None and eval_every is None:
+                raise UserError("--eval-samples needs --eval-every (or --scheduler asha)")
+            # curves only: FID during training when asked, every trial to the end
+            samples = (eval_samples or budget.fid_samples) if eval_every else 0
+            return cls(eval_every=eval_every or 0, eval_samples=samples)
+        grace = max(1, budget.steps // 2) if grace_period is None else grace_period
+        chosen = cls(scheduler, grace, 2 if reduction_factor is None else reduction_factor,
+                     grace if eval_every is None else eval_every,
+                     budget.fid_samples if eval_samples is None else eval_samples)
+        if not 1 <= chosen.grace_period < budget.steps:
+            raise UserError(f"--grace-period must be 1..{budget.steps - 1} (below the trials' steps), got "
+                            f"{chosen.grace_period}")
+        if chosen.reduction_factor < 2 or chosen.eval_every < 1 or chosen.eval_samples < 2:
+            raise UserError("--reduction-factor must be at least 2, --eval-every at least 1 and --eval-samples at "
+                            "least 2")
+        if chosen.eval_every > chosen.grace_period:
+            raise UserError(f"--eval-every {chosen.eval_every} is past the first rung at {chosen.grace_period} "
+                            "steps: ASHA would see no FID there; evaluate at least as often as --grace-period")
+        return chosen
+
+    def tune_scheduler(self, max_steps: int, ask_to_stop: Callable[[str], None]) -> object | None:
+        """Tune's scheduler for this schedule (None: the grid, Tune's FIFO). It does not stop a
+        trial itself: it calls ask_to_stop(trial key), and the trial ends its training at its
+        next logged step and reports that it stopped. (When Tune ends a trial, the trial's Ray
+        Train run is killed with it, and Ray frees that run's CPUs and GPUs only once its driver
+        exits, unless the Ray dashboard's state API is up.)"""
+        if self.scheduler == "grid":
+            return None
+        from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+        class Cooperative(ASHAScheduler):
+            def on_trial_result(self, controller, trial, result):
+                decision = super().on_trial_result(controller, trial, result)
+                if decision != TrialScheduler.STOP:
+                    return decision
+                ask_to_stop(trial.config["trial"])
+                return TrialScheduler.CONTINUE
+
+        # stop_last_trials off: a trial that reaches the last step ends on its own, evaluated
+        return Cooperative(time_attr="step", metric="fid", mode="min", max_t=max_steps, grace_period=self.grace_period,
+                           reduction_factor=self.reduction_factor, stop_last_trials=False)
 
 
 @dataclass(frozen=True)
@@ -113,6 +187,7 @@ class Plan:
     budget: Budget
     seed: int
     data: str = ""  # the data set of every trial; "" = the preset's
+    schedule: Schedule = Schedule()
     trials: tuple[Trial, ...] = field(default=(), compare=False)
 
     @property
@@ -132,7 +207,8 @@ class Plan:
         inputs = {"sweep": self.sweep, "quick": self.quick, "x": self.x, "metrics": list(self.metrics),
                   "preset": self.preset, "space": {k: list(v) for k, v in self.space.items()},
                   "budget": dataclasses.asdict(self.budget), "seed": self.seed,
-                  **({"data": self.data} if self.data else {})}  # absent when the preset's: older ids stay
+                  **({"data": self.data} if self.data else {}),  # absent when the preset's: older ids stay
+                  **({"schedule": dataclasses.asdict(self.schedule)} if self.schedule != Schedule() else {})}
         return json.dumps(inputs, indent=2)
 
     @classmethod
@@ -140,23 +216,25 @@ class Plan:
         raw = json.loads(text)
         return make_plan(raw["sweep"], raw["quick"], raw["x"], tuple(raw["metrics"]), raw["preset"],
                          {k: tuple(v) for k, v in raw["space"].items()}, Budget(**raw["budget"]), raw["seed"],
-                         raw.get("data", ""))
+                         raw.get("data", ""), Schedule(**raw.get("schedule", {})))
 
 
 def plan(sweep: Sweep, quick: bool, seed: int, space: dict[str, tuple] | None = None, preset: str | None = None,
-         data: str | None = None, **budget) -> Plan:
+         data: str | None = None, scheduler: str = "grid", schedule: dict | None = None, **budget) -> Plan:
     """The trials of a sweep's variant, with `space` keys replacing (or adding to) its search
-    space, `preset` and `data` replacing its preset and that preset's data set, and `budget`
-    fields (steps, fid_samples, evaluations, samples) replacing its budget."""
+    space, `preset` and `data` replacing its preset and that preset's data set, `budget`
+    fields (steps, fid_samples, evaluations, samples) replacing its budget, and `scheduler`
+    with `schedule`'s values (Schedule.choose) deciding which trials run to the end."""
     variant = sweep.quick if quick else sweep.full
     merged = {**variant.space, **(space or {})}
     chosen = dataclasses.replace(variant.budget, **{k: v for k, v in budget.items() if v is not None})
+    chosen.validate(sweep.metrics)
     return make_plan(sweep.name, quick, sweep.x, sweep.metrics, preset or variant.preset, merged, chosen, seed,
-                     data or "")
+                     data or "", Schedule.choose(scheduler, chosen, **(schedule or {})))
 
 
 def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset: str, space: dict[str, tuple],
-              budget: Budget, seed: int, data: str = "") -> Plan:
+              budget: Budget, seed: int, data: str = "", schedule: Schedule = Schedule()) -> Plan:
     if set(metrics) - set(METRICS):
         raise UserError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose from {', '.join(METRICS)}")
     budget.validate(metrics)
@@ -177,7 +255,8 @@ def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset:
         point = dict(zip(space, values))
         for s in range(seed, seed + budget.samples):
             key = "_".join(f"{k}-{_slug(v)}" for k, v in [*point.items(), ("seed", s)])
-            trial = Trial(key, point, trial_config(p.model, p.train, data or p.data, preset, point, s, budget))
+            trial = Trial(key, point, trial_config(p.model, p.train, data or p.data, preset, point, s, budget,
+                                                   schedule))
             for same, what in ((key, "one run directory"), (trial.config, "the same configuration")):
                 if same in seen:  # two trials would train into one directory, or the same thing twice
                     raise UserError(f"search points {seen[same].point} and {point} share {what} ({key}); "
@@ -187,7 +266,7 @@ def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset:
     shapes = {(t.config.model.image_size, t.config.model.channels) for t in trials}
     if len(shapes) > 1:  # every trial's FID is measured against the same real images
         raise UserError(f"the trials of a sweep share one image size and channel count, got {sorted(shapes)}")
-    return Plan(sweep, quick, x, tuple(metrics), preset, space, budget, seed, data, tuple(trials))
+    return Plan(sweep, quick, x, tuple(metrics), preset, space, budget, seed, data, schedule, tuple(trials))
 
 
 def typed_values(key: str, values: tuple) -> tuple:
@@ -238,10 +317,15 @@ def _typed(key: str, kind: object, value: object) -> object:
 
 
 def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str, point: dict, seed: int,
-                 budget: Budget) -> RunConfig:
+                 budget: Budget, schedule: Schedule = Schedule()) -> RunConfig:
     """The preset's configuration with a point of the search space applied; UserError if impossible."""
     try:
-        planned = {"seed": seed, "steps": budget.steps, "checkpoint_every": budget.checkpoint_every, "sample_every": 0}
+        planned = {"seed": seed, "steps": budget.steps, "checkpoint_every": budget.checkpoint_every, "sample_every": 0,
+                   "eval_every": schedule.eval_every}
+        if schedule.eval_every:
+            planned["eval_samples"] = schedule.eval_samples
+        if schedule.scheduler == "asha":  # a trial stopped at a rung keeps that step's checkpoint and rows
+            planned["checkpoint_every"] = schedule.eval_every
         standard = {"input": "gaussian"} if point.get("generator") == "standard" else {}
         chosen = {k: v for k, v in point.items() if k in SETTINGS}
         if standard and chosen.get("input", "gaussian") != "gaussian":

@@ -1,4 +1,6 @@
-"""One trial of a sweep, as Ray Tune runs it: train with Ray Train, evaluate, write its rows.
+"""One trial of a sweep, as Ray Tune runs it: train with Ray Train, evaluate, write its rows
+(trials, responsibility, and its training's metrics rows). A trial the scheduler stops
+(--scheduler asha) ends its training early and writes a `stopped` row instead.
 
 The trial function only coordinates (it holds a sliver of a CPU): training runs on a Ray Train
 worker group, and the evaluation (FID, PRD, responsibility summary) on as many analysis actors
@@ -10,26 +12,30 @@ its Train run resumes from its last checkpoint, and its result rows replace the 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from analysis.analyze import AnalyzeConfig, measure
 from analysis.fanout import Fanout
-from analysis.fid import generated_features, score
-from rpgan.distributed.ray_train import Workers, finished_checkpoint, train_on_ray
+from analysis.fid import generated_features
+from rpgan.distributed.ray_train import STOP, Workers, finished_checkpoint, train_on_ray
 from rpgan.io.run_store import Folder, RunStore
+from rpgan.metrics.features import score
 from rpgan.model.networks import Generator
-from rpgan.training.checkpoint import load_generator, read_step
+from rpgan.training.checkpoint import checkpoint_name, load_generator, read_step
+from rpgan.training.run_log import METRICS
 from sweeps.results import write_rows
 from sweeps.spec import Plan, Trial
 
 RUNS = "runs"  # the trials' training runs, inside the sweep folder
 TRAIN_TIME = "train_time.json"  # in a trial's run: the wall time of the training that finished it
-REPORTED = ("fid", "prd_f8_recall", "prd_f1_8_precision", "step", "train_time_s", "eval_time_s")
+REPORTED = ("fid", "prd_f8_recall", "prd_f1_8_precision", "step", "train_time_s", "eval_time_s", "status")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,31 @@ def run_trial(params: dict, setup: Setup, reference: np.ndarray | None) -> None:
     ray.tune.report({k: row.get(k, float("nan")) for k in REPORTED})
 
 
+def ask_to_stop(sweep: Folder, key: str) -> None:
+    """Ask trial `key`'s training to end at its next logged step (ray_train.STOP)."""
+    RunStore(f"{sweep.uri}/{RUNS}", key).write_bytes(STOP, b"")
+
+
+def gather_metrics(sweep: Folder, plan: Plan, trial: Trial) -> list[dict]:
+    """Copy the metrics rows of the trial's training run (as of its last checkpoint) into the
+    sweep's `metrics` table; returns them."""
+    saved = RunStore(f"{sweep.uri}/{RUNS}", trial.key).read_bytes(METRICS)
+    rows = pq.read_table(io.BytesIO(saved)).to_pylist() if saved is not None else []
+    if rows:
+        write_rows(sweep, "metrics", plan, trial, [{k: v for k, v in r.items() if k != "run_id"} for r in rows])
+    return rows
+
+
+def _stopped_row(sweep: Folder, plan: Plan, trial: Trial, ckpt: str) -> dict:
+    """The row of a trial the scheduler stopped: the step, FID and PRD of its last evaluation
+    (an ASHA trial checkpoints at every evaluation: the rung it was stopped at) and checkpoint."""
+    evaluated = [r for r in gather_metrics(sweep, plan, trial) if r.get("fid") is not None]
+    at = evaluated[-1] if evaluated else {"step": read_step(ckpt)}
+    store = RunStore(f"{sweep.uri}/{RUNS}", trial.key)
+    return {"status": "stopped", "step": at["step"], "ckpt": f"{store.uri}/{checkpoint_name(at['step'])}",
+            **{k: at[k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision") if k in at}}
+
+
 def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np.ndarray | None) -> dict:
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -69,17 +100,23 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np
     ckpt = finished_checkpoint(store, config)
     if ckpt is None:
         start = time.monotonic()
-        ckpt = train_on_ray(config, store, setup.workers, callbacks=[TuneReportCallback()])
+        ckpt = train_on_ray(config, store, setup.workers, callbacks=[TuneReportCallback()],
+                            stoppable=plan.schedule.scheduler != "grid")
         store.write_bytes(TRAIN_TIME, json.dumps({"train_time_s": time.monotonic() - start}).encode())
     saved = store.read_text(TRAIN_TIME)
-    row = {"status": "ok", "train_time_s": json.loads(saved)["train_time_s"] if saved else float("nan"),
-           "ckpt": ckpt}
+    train_time = json.loads(saved)["train_time_s"] if saved else float("nan")
+    if store.exists(STOP):  # the scheduler ended it early (sweeps.runner.Cooperative)
+        row = {**_stopped_row(sweep, plan, trial, ckpt), "train_time_s": train_time}
+        write_rows(sweep, "trials", plan, trial, [row])
+        return row
+    row = {"status": "ok", "train_time_s": train_time, "ckpt": ckpt}
 
     start = time.monotonic()
     fan = Fanout(workers=setup.workers.count, gpus_per_worker=setup.workers.gpus, cpus_per_worker=setup.workers.cpus)
     measured, summary = evaluate(plan, load_generator(ckpt)[0], ckpt, config.train.seed, reference, fan)
     row.update(measured, step=read_step(ckpt))
     row["eval_time_s"] = time.monotonic() - start
+    gather_metrics(sweep, plan, trial)
     write_rows(sweep, "responsibility", plan, trial, summary)
     write_rows(sweep, "trials", plan, trial, [row])  # last: a trial row means the trial is complete
     return row

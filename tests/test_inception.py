@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis.inception import (
+from rpgan.errors import UserError
+from rpgan.metrics.inception import (
     InceptionFeatures,
     convert_torchscript,
     fid_helper_torchscript,
     hub_cache_file,
     resolve_weights,
 )
-from rpgan.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from analysis.distances import color_histograms, color_spread, hellinger, mean_pairwise, ratio_to_first, semantic_spread
-from analysis.frechet import frechet_distance, statistics
-from analysis.prd import compute_prd
+from rpgan.metrics.frechet import frechet_distance, statistics
+from rpgan.metrics.prd import compute_prd
 
 
 def test_color_histograms_use_25_equal_segments_per_channel():

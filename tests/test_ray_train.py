@@ -91,12 +91,14 @@ def test_an_eigengan_trains_on_two_workers(rpgan, cluster, storage):
 @pytest.mark.parametrize("mode", ["raise", "exit"])
 def test_a_crashed_worker_resumes_from_the_last_checkpoint(rpgan, cluster, storage, mode):
     name = f"fault-{mode}"
-    code, out, err = rpgan(*RUN, "--storage", storage, "--name", name, "--inject-fault", f"{mode}@7")
+    code, out, err = rpgan(*RUN, "--storage", storage, "--name", name, "--inject-fault", f"{mode}@7",
+                           "--eval-every", "6", "--eval-samples", "4")
     assert code == 0, err
     run = storage / name
     crashed_at = datetime.fromtimestamp((run / f".fault-{mode}-7").stat().st_mtime, UTC)
     metrics = _metrics(run)
     assert metrics.step.tolist() == LOGGED  # every logged step exactly once
+    assert metrics[metrics.fid.notna()].step.tolist() == [6, 12]  # FID at 6 ran twice, kept once
     # steps up to the checkpoint at 4 were logged before the crash and kept; the rest re-ran after it
     before = metrics[metrics.step <= 4].created_at
     after = metrics[metrics.step > 4].created_at

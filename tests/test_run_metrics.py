@@ -3,31 +3,41 @@ TensorBoard; resuming a run continues them without losing or repeating a step.""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from tensorboardX.proto.event_pb2 import Event
 
 from rpgan.errors import UserError
 from rpgan.io.data import load_data
+from rpgan.training.checkpoint import load_generator
 from rpgan.training.run_log import METRICS, SCHEMA, read_rows
 from rpgan.training.train import train
 from tests.conftest import tiny_run
 
 
-def tensorboard_scalars(folder) -> dict[str, list[int]]:
-    """tag -> steps of every scalar in the event files under folder (TFRecord framing)."""
-    found: dict[str, list[int]] = {}
+def tensorboard_events(folder) -> list[Event]:
+    """Every event in the event files under folder (TFRecord framing)."""
+    events = []
     for file in sorted(folder.glob("events.out.tfevents.*")):
         raw, at = file.read_bytes(), 0
         while at < len(raw):
             (length,) = struct.unpack("<Q", raw[at:at + 8])
-            event = Event.FromString(raw[at + 12:at + 12 + length])
+            events.append(Event.FromString(raw[at + 12:at + 12 + length]))
             at += 12 + length + 4
-            for value in event.summary.value:
-                found.setdefault(value.tag, []).append(event.step)
+    return events
+
+
+def tensorboard_scalars(folder) -> dict[str, list[int]]:
+    """tag -> steps of every summary value (scalars, images, text) under folder."""
+    found: dict[str, list[int]] = {}
+    for event in tensorboard_events(folder):
+        for value in event.summary.value:
+            found.setdefault(value.tag, []).append(event.step)
     return found
 
 
@@ -82,3 +92,52 @@ def test_a_corrupt_metrics_file_is_a_user_error(tmp_path):
         pq.write_table(table, tmp_path / METRICS)
         with pytest.raises(UserError, match="metrics.parquet is corrupt"):
             read_rows(tmp_path, 10)
+
+
+def test_fid_during_training_is_a_column_measured_exactly_once_across_a_resume(tmp_path, rpgan):
+    config = tiny_run(steps=6, log_every=2, checkpoint_every=4, sample_every=3, eval_every=3, eval_samples=6)
+    data = load_data("digits", config.model.image_size, config.model.channels)
+    run = tmp_path / "run"
+    train(config, data, run, quiet=True)
+    rows = pq.read_table(run / "metrics.parquet").to_pylist()
+    # an evaluated step is always logged: 3 joins the log_every rows
+    assert [r["step"] for r in rows] == [2, 3, 4, 6]
+    assert [r["step"] for r in rows if r["fid"] is not None] == [3, 6]
+    assert all(r["fid"] > 0 and r["eval_time_s"] > 0 for r in rows if r["fid"] is not None)
+    assert all(r["prd_f8_recall"] != r["prd_f8_recall"] for r in rows if r["fid"] is not None)  # nan: no --eval-prd
+
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=9))
+    train(longer, data, run, resume=True, quiet=True)
+    resumed = pq.read_table(run / "metrics.parquet").to_pylist()
+    assert [r["step"] for r in resumed if r["fid"] is not None] == [3, 6, 9]
+    assert [r["fid"] for r in resumed[:4]] == [r["fid"] for r in rows]
+
+    scalars = tensorboard_scalars(run / "tensorboard")
+    assert sorted(set(scalars["quality/fid"])) == [3, 6, 9]
+    assert {"samples", "config/text_summary", "_hparams_/experiment"} <= set(scalars)
+
+    code, out, err = rpgan("curves", "--run", run)
+    assert code == 0 and out.strip() == f"{run}/curves.png" and (run / "curves.png").stat().st_size > 10_000, err
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metrics.parquet").write_bytes(b"PAR1 not really")
+    code, _, err = rpgan("curves", "--run", tmp_path / "broken")
+    assert code == 2 and "is unreadable" in err and len(err.strip().splitlines()) == 1
+
+    # the same seed gives the same curve
+    again = tmp_path / "again"
+    train(config, data, again, quiet=True)
+    assert [r["fid"] for r in pq.read_table(again / "metrics.parquet").to_pylist()] == [r["fid"] for r in rows]
+    # and evaluating changes nothing that is trained
+    plain = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=0))
+    train(plain, data, tmp_path / "plain", quiet=True)
+    a, b = (load_generator(tmp_path / name)[0].state_dict() for name in ("again", "plain"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_without_evaluation_the_quality_columns_are_empty(tmp_path):
+    config = tiny_run(steps=2, log_every=1)
+    run = tmp_path / "run"
+    train(config, load_data("digits", config.model.image_size, config.model.channels), run, quiet=True)
+    table = pq.read_table(run / "metrics.parquet")
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    assert table.column("fid").null_count == table.num_rows == 2

@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from analysis.prd import compute_prd
 from rpgan.errors import UserError
+from rpgan.metrics.prd import compute_prd
 from sweeps import get_sweep
 from sweeps.commands import parse_space
 from sweeps.spec import PRD_CLUSTERS, PRD_MIN_SAMPLES, Plan, plan
@@ -147,3 +147,37 @@ def test_a_bad_data_set_leaves_no_sweep_behind(rpgan, tmp_path):
                          "--storage", tmp_path / "sweeps")
     assert code == 2 and "is not a directory of images" in err
     assert not list((tmp_path / "sweeps").rglob("sweep.json"))  # so the corrected command starts afresh
+
+
+def test_asha_evaluates_during_training_from_the_budget_and_grid_stays_as_it_was():
+    sweep = get_sweep("ablation_blocks")
+    grid = plan(sweep, True, 0)
+    assert "schedule" not in grid.to_json() and {t.config.train.eval_every for t in grid.trials} == {0}
+    asha = plan(sweep, True, 0, scheduler="asha")
+    assert asha.schedule.grace_period == 250 and asha.schedule.eval_every == 250  # half the 500 steps
+    assert {(t.config.train.eval_every, t.config.train.eval_samples, t.config.train.checkpoint_every)
+            for t in asha.trials} == {(250, 200, 250)}  # a checkpoint at every rung
+    assert asha.run_id != grid.run_id and Plan.from_json(asha.to_json()).schedule == asha.schedule
+    assert [rung for rung, _ in asha.schedule.tune_scheduler(500, print)._brackets[0]._rungs] == [500, 250]
+    curves = plan(sweep, True, 0, schedule={"eval_every": 100})  # a grid with FID during training
+    assert {t.config.train.eval_every for t in curves.trials} == {100} and curves.schedule.scheduler == "grid"
+
+
+@pytest.mark.parametrize("scheduler, schedule, message", [
+    ("grid", {"grace_period": 10}, "need --scheduler asha"),
+    ("asha", {"grace_period": 500}, "--grace-period must be 1..499"),
+    ("asha", {"reduction_factor": 1}, "--reduction-factor must be at least 2"),
+    ("asha", {"grace_period": 0}, "--grace-period must be 1..499"),
+    ("asha", {"grace_period": 100, "eval_every": 150}, "past the first rung"),
+    ("asha", {"eval_every": 0}, "--eval-every must be at least 1"),
+    ("grid", {"eval_samples": 50}, "--eval-samples needs --eval-every"),
+    ("pbt", {}, "--scheduler takes grid or asha"),
+])
+def test_impossible_schedules_are_refused(scheduler, schedule, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        plan(get_sweep("ablation_blocks"), True, 0, scheduler=scheduler, schedule=schedule)
+
+
+def test_an_unknown_scheduler_is_refused_by_the_cli(rpgan, tmp_path):
+    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--scheduler", "hyperband", "--storage", tmp_path)
+    assert code == 2 and "--scheduler" in err and not list(tmp_path.iterdir())

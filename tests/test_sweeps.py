@@ -4,6 +4,7 @@ trial again or writing any row twice."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -177,9 +178,15 @@ def test_quick_sweep_results_schema_filter_and_plot(killed_and_resumed, rpgan):
     resp = resp.to_pandas()
     # one block per bucket leaves nothing to vary; the others have a row per bucket and distance
     assert set(resp["blocks_per_bucket"]) == {2, 3} and set(resp["layer"]) == {1, 2, 3, 4}
+    metrics = pq.read_table(sweep / "metrics")  # every trial's training rows, its configuration leading
+    assert metrics.schema.equals(SCHEMAS["metrics"], check_metadata=False)
+    metrics = metrics.to_pandas()
+    assert sorted(metrics.groupby("trial")["step"].apply(list).items()) == [(k, [4]) for k in KEYS]  # the last step
+    assert metrics["fid"].isna().all()  # a grid sweep evaluates after training, not during it
     code, out, err = rpgan("results", "ablation_blocks", "--quick", "--storage", storage)
     assert code == 0, err
     assert "3 of 3 trials have results" in out and (sweep / "summary.png").stat().st_size > 10_000
+    assert (sweep / "curves.png").stat().st_size > 10_000 and f"curves: {sweep}/curves.png" in out
     code, best, _ = rpgan("results", "ablation_blocks", "--quick", "--storage", storage, "--best")
     assert best.strip() == df.sort_values("fid").iloc[0]["ckpt"]
     code, out, err = rpgan("sample", "--ckpt", best.strip(), "--n", "4", "--out", storage / "best.png")
@@ -223,3 +230,35 @@ def test_the_same_sweep_again_gives_the_same_numbers_on_loopback_only(killed_and
                          .reset_index(drop=True) for s in (sweep, again))
         assert len(first) == len(second) > 0
         pd.testing.assert_frame_equal(first[key + columns], second[key + columns], check_exact=True)
+
+
+@pytest.mark.slow
+def test_asha_stops_trials_records_them_and_resume_keeps_them(rpgan, tmp_path):
+    """ASHA on the FID measured during training: a stopped trial keeps a row (status stopped,
+    its last step and FID), its metrics rows, and is not run again by --resume."""
+    args = ["sweep", "ablation_blocks", "--quick", "--steps", "40", "--fid-samples", "10", "--evaluations", "1",
+            "--space", "blocks_per_bucket=1,2,3,4", "--scheduler", "asha", "--grace-period", "4", "--eval-every", "4",
+            "--eval-samples", "10", "--max-concurrent", "1", "--storage", tmp_path]
+    driver = _rpgan_process(*args, cache=tmp_path / "cache")  # its own Ray, like a user's
+    err = driver.communicate(timeout=900)[0]
+    assert driver.returncode == 0, err
+    sweep = tmp_path / "ablation_blocks-quick"
+    rows = pd.read_parquet(sweep / "trials").set_index("trial")
+    stopped = rows[rows["status"] == "stopped"]
+    assert len(stopped) >= 1 and set(rows["status"]) <= {"ok", "stopped"} and len(rows) == 4, rows
+    assert (stopped["step"] < 40).all() and (stopped["fid"] > 0).all()
+    assert all(Path(c).name == f"step_{s:08d}" and Path(c).is_dir() for c, s in zip(stopped["ckpt"], stopped["step"]))
+    ok = rows[rows["status"] == "ok"]
+    assert len(ok) >= 1 and (ok["step"] == 40).all() and ok["eval_time_s"].notna().all()  # the first always goes on
+    assert "stopped by asha at step" in err
+    metrics = pd.read_parquet(sweep / "metrics")
+    assert set(metrics["trial"]) == set(rows.index)
+    assert metrics[metrics["fid"].notna()].groupby("trial")["step"].min().eq(4).all()  # every trial evaluated at 4
+    # Tune saw every logged row of a trial, FID where it was measured: what ASHA decided on
+    key = ok.index[0]
+    seen = [json.loads(line) for line in (sweep / "tune" / "attempt-1" / key / "result.json").read_text().splitlines()]
+    training = [r for r in seen if "train_time_s" not in r]
+    assert [r["step"] for r in training] == metrics[metrics["trial"] == key]["step"].tolist()
+    assert [r["step"] for r in training if "fid" in r] == list(range(4, 41, 4))
+    code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", tmp_path)
+    assert code == 0 and "all 4 trials have finished, nothing to do" in out, err

@@ -44,16 +44,21 @@ if TYPE_CHECKING:
 @click.option("--max-failures", type=click.IntRange(0), default=3, show_default=True,
               help="Worker-group restarts from the last checkpoint before a Ray run fails.")
 @ADDRESS
+@click.option("--no-eval", is_flag=True, help="No FID evaluations during training, whatever the preset says.")
 @click.option("--inject-fault", hidden=True, help="raise@STEP or exit@STEP: crash the last worker once.")
 def train(preset: str, data: str | None, labels: str | None, blocks: str | None, seed: int, out: Path | None,
           resume: bool, dry_run: bool, device: str, workers: int, gpus_per_worker: float | None,
           cpus_per_worker: float, storage: str | None, name: str | None, max_failures: int, address: str | None,
-          inject_fault: str | None, **settings) -> None:
+          no_eval: bool, inject_fault: str | None, **settings) -> None:
     """Train an RPGAN (or an EigenGAN: --preset eigengan-*) in this process (--out), or on Ray Train
-    workers (--workers, --storage, --name)."""
+    workers (--workers, --storage, --name). --eval-every N adds FID to the metrics every N steps."""
     from rpgan.io.run_store import plain_name
     from rpgan.training.checkpoint import latest_config, list_checkpoints
 
+    if settings.get("eval_every") == 0:
+        raise UserError("--eval-every must be at least 1 (steps between evaluations); --no-eval turns them off")
+    if no_eval:
+        settings["eval_every"] = 0
     request = Request(preset, data, labels, blocks, seed, settings)
     if workers:
         from rpgan.distributed.ray_train import Fault
@@ -263,3 +268,44 @@ def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
     saved = save_checkpoint(out, new_config, state, extra={"merge.json": json.dumps(merged)})
     click.echo(f"buckets {first + 1}-{last + 1} -> one bucket of {k} blocks; blocks now "
                f"{list(compressed.blocks)}\ncheckpoint: {saved}")
+
+
+@click.command(epilog=example("rpgan curves --run runs/digits", "rpgan curves --run s3://bucket/runs/cifar10"))
+@click.option("--run", "run", required=True, help="A run (or one of its checkpoints): a directory or a URI.")
+@click.option("--out", type=click.Path(path_type=Path), help="PNG to write [default: RUN/curves.png].")
+def curves(run: str, out: Path | None) -> None:
+    """Draw a run's training curves (FID during training where measured, the D and G losses)
+    from its metrics.parquet."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rpgan.io.atomic import atomic_write
+    from rpgan.io.run_store import Folder
+    from rpgan.training.curves import plot_curves
+    from rpgan.training.run_log import METRICS
+
+    folder = Folder.at(run)
+    saved = folder.read_bytes(METRICS)
+    if saved is None:
+        raise UserError(f"{folder.uri} has no {METRICS}; give a run directory written by rpgan train (or one of "
+                        "its checkpoints)")
+    try:
+        rows = pq.read_table(io.BytesIO(saved)).to_pandas()
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{folder.uri}/{METRICS} is unreadable ({type(e).__name__}); train or resume the run to "
+                        "write it again") from None
+    if rows.empty or "step" not in rows:
+        raise UserError(f"{folder.uri}/{METRICS} has no rows yet; train the run further first")
+    evaluated = rows["fid"].notna().sum() if "fid" in rows else 0
+    title = f"{folder.name}: {len(rows)} rows to step {rows['step'].max()}, FID at {evaluated} steps"
+    png = plot_curves(rows.assign(run=folder.name), title, run="run")
+    if out is None:
+        folder.write_bytes("curves.png", png)
+        where = f"{folder.uri}/curves.png"
+    else:
+        where = str(atomic_write(out, lambda tmp: tmp.write_bytes(png)))
+    if not evaluated:
+        click.echo("no FID during training in this run (train with --eval-every N to add it)", err=True)
+    click.echo(where)

@@ -43,7 +43,7 @@ from rpgan.training.checkpoint import (
     write_checkpoint,
 )
 from rpgan.training.replica import Replica
-from rpgan.training.run_log import METRICS, RunLog, read_rows
+from rpgan.training.run_log import METRICS, RunLog, read_rows, reported
 from rpgan.training.train import fit, save_final_grids
 
 
@@ -100,17 +100,22 @@ def finished_checkpoint(store: RunStore, config: RunConfig) -> str | None:
     return None
 
 
+STOP = ".stop"  # in a run: asks its training to end at the next logged step (a scheduler's decision)
+
+
 def train_on_ray(config: RunConfig, store: RunStore, workers: Workers, fault: Fault | None = None,
-                 callbacks: Sequence[ray.train.UserCallback] = ()) -> str:
+                 callbacks: Sequence[ray.train.UserCallback] = (), stoppable: bool = False) -> str:
     """Train config on the connected Ray cluster into store, resuming the run if it exists.
-    `callbacks` see every report (a sweep passes Tune's, to follow the steps). Returns the final
-    checkpoint's path or URI. Raises RuntimeError (one line) if it fails."""
+    `callbacks` see every report (a sweep passes Tune's, to follow the steps). `stoppable`: the
+    run ends early, at the next logged step, once the file STOP is in it (the workers check at
+    every logged step); it ends like a finished run, so Ray frees its resources. Returns the
+    last checkpoint's path or URI. Raises RuntimeError (one line) if it fails."""
     store.write_bytes(RUN_CONFIG, config.to_json().encode())
     resources = {"CPU": workers.cpus, **({"GPU": workers.gpus} if workers.gpus else {})}
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"config": config.to_json(), "storage": store.storage, "name": store.name,
-                           "cpus": workers.cpus, "fault": fault},
+                           "cpus": workers.cpus, "fault": fault, "stoppable": stoppable},
         scaling_config=ScalingConfig(num_workers=workers.count, use_gpu=workers.gpus > 0,
                                      resources_per_worker=resources),
         torch_config=NodeBoundTorchConfig(),
@@ -169,6 +174,10 @@ def _restore(store: RunStore, config: RunConfig, device: str, lead: bool) -> tup
     return state, rows
 
 
+class _Stopped(Exception):
+    """Raised on every worker at the same step once the run holds STOP."""
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -193,8 +202,14 @@ def _worker(loop: dict) -> None:
     mirror = Mirror(store, root) if staging else None
     log = RunLog(store.name, config, replica.world, rows, str(root / "tensorboard")) if lead else None
 
+    # Every logged row is reported (all workers report together: a report is a barrier); at a
+    # checkpoint the row rides with the checkpoint, so Ray sees each step once.
+    carried = {"step": -1}
+
     def save(state) -> None:
-        report = {"step": state.step}
+        last = log.rows[-1] if lead and log.rows else {}
+        report = reported(last) if last.get("step") == state.step else {"step": state.step}
+        carried["step"] = state.step
         if not lead:
             ray.train.report(report)
             return
@@ -211,10 +226,19 @@ def _worker(loop: dict) -> None:
             log.flush()
             mirror.sync()
 
+    def publish(step: int, row: dict) -> None:
+        if step != carried["step"]:
+            ray.train.report(reported(row) if lead else {"step": step})
+        # rank 0 looks, every worker learns the same answer at the same step
+        if loop["stoppable"] and ray.train.collective.broadcast_from_rank_zero(lead and store.exists(STOP)):
+            raise _Stopped
+
     fault: Fault | None = loop["fault"]
     try:
         fit(config, data, state, device, save, log, replica, samples=root / "samples" if lead else None,
-            after_step=fault.hook(replica, store) if fault else None, quiet=not lead)
+            after_step=fault.hook(replica, store) if fault else None, quiet=not lead, publish=publish)
+    except _Stopped:
+        pass  # asked to stop: a normal end, at the last checkpoint reported
     finally:
         if log:
             log.close()

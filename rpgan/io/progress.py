@@ -20,6 +20,11 @@ class Progress:
         self.t0 = time.monotonic()
         self.tty = sys.stderr.isatty()
 
+    def say(self, text: str) -> None:
+        """A line of its own between the progress lines."""
+        sys.stderr.write(("\r\x1b[K" if self.tty else "") + text + "\n")
+        sys.stderr.flush()
+
     def update(self, step: int, metrics: dict[str, float] | None = None) -> None:
         if not self.tty and step % self.every and step != self.total:
             return

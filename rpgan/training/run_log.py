@@ -1,4 +1,5 @@
-"""A run's metrics: one row per logged step, saved as Parquet and mirrored to TensorBoard.
+"""A run's metrics: one row per logged step, saved as Parquet and mirrored to TensorBoard
+(with the sample grids and the run's settings as hparams).
 
 The rows live in memory and are saved inside every checkpoint (metrics.parquet), so a run that
 resumes from a checkpoint resumes its metrics from the same step: steps re-run after a crash
@@ -8,6 +9,7 @@ TensorBoard's own way to drop events past the checkpoint. Schema: docs/results.m
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 import uuid
@@ -16,9 +18,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
+from rpgan.training.evaluation import QUALITY
 
 METRICS = "metrics.parquet"
 LOSSES = ("d_loss", "g_loss", "diversity", "orthogonality")
@@ -28,7 +32,15 @@ SCHEMA = pa.schema([
     ("seed", pa.int64()), ("workers", pa.int64()), ("step", pa.int64()),
     *[(name, pa.float64()) for name in LOSSES],
     ("step_time_s", pa.float64()), ("images_per_s", pa.float64()),
+    *[(name, pa.float64()) for name in QUALITY],  # null but at the steps evaluated (--eval-every)
 ])
+
+
+def reported(row: dict) -> dict[str, float]:
+    """The numbers of a row that Ray Train and Tune see: step, losses, speed, and the quality
+    columns where they were measured."""
+    keys = ("step", *LOSSES, "step_time_s", "images_per_s", *QUALITY)
+    return {k: row[k] for k in keys if row.get(k) is not None}
 
 
 class RunLog:
@@ -54,17 +66,41 @@ class RunLog:
         """Restart the step clock at `step` (after start-up, checkpoints, sample grids)."""
         self._t0, self._step0 = time.perf_counter(), step
 
-    def record(self, step: int, losses: dict[str, float]) -> dict:
-        """Append the row of `step`: losses, mean step time and images/s since the last tick."""
-        seconds = (time.perf_counter() - self._t0) / max(step - self._step0, 1)
+    def record(self, step: int, losses: dict[str, float], quality: dict[str, float] | None = None) -> dict:
+        """Append the row of `step`: losses, mean step time and images/s since the last tick (not
+        counting the evaluation's time), and the evaluation's `quality` (QUALITY) if it had one."""
+        spent = time.perf_counter() - self._t0 - (quality or {}).get("eval_time_s", 0.0)
+        seconds = max(spent, 1e-9) / max(step - self._step0, 1)
         row = {**self.context, "created_at": datetime.now(UTC), "step": step, **{k: losses[k] for k in LOSSES},
-               "step_time_s": seconds, "images_per_s": self.context["batch"] / seconds}
+               "step_time_s": seconds, "images_per_s": self.context["batch"] / seconds,
+               **{k: (quality or {}).get(k) for k in QUALITY}}
         self.rows.append(row)
         if self.writer:
             for name in (*LOSSES, "step_time_s", "images_per_s"):
                 self.writer.add_scalar(f"train/{name}", row[name], step)
+            for name in QUALITY:
+                if row[name] is not None and row[name] == row[name]:  # measured, not nan
+                    self.writer.add_scalar(f"quality/{name}", row[name], step)
         self.tick(step)
         return row
+
+    def add_grid(self, step: int, grid: torch.Tensor) -> None:
+        """The sample grid of `step` (float [3, H, W] in [0, 1]) as a TensorBoard image."""
+        if self.writer:
+            self.writer.add_image("samples", grid.numpy(), step)
+
+    def add_config(self, config: RunConfig) -> None:
+        """The run's settings as TensorBoard hparams (with FID as their metric) and its JSON as text."""
+        if not self.writer:
+            return
+        from tensorboardX.summary import hparams
+
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                for section in (config.model, config.train) for k, v in dataclasses.asdict(section).items()}
+        flat.update(data=config.data, preset=config.preset, labels=config.labels)
+        for summary in hparams(flat, {"quality/fid": float("nan")}):
+            self.writer._get_file_writer().add_summary(summary)
+        self.writer.add_text("config", f"```\n{config.to_json()}\n```")
 
     def to_parquet(self) -> bytes:
         buffer = io.BytesIO()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.utils import make_grid
 
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
 from rpgan.errors import UserError
@@ -33,6 +34,7 @@ from rpgan.training.checkpoint import (
     read_step,
     save_checkpoint,
 )
+from rpgan.training.evaluation import Evaluation
 from rpgan.training.losses import d_loss, diversity_loss, g_loss, gradient_penalty
 from rpgan.training.replica import SOLO, Replica
 from rpgan.training.run_log import METRICS, RunLog, read_rows
@@ -132,20 +134,26 @@ def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: 
 
 def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         save: Callable[[TrainingState], object], log: RunLog | None = None, replica: Replica = SOLO,
-        samples: Path | None = None, after_step: Callable[[int], None] | None = None, quiet: bool = False) -> None:
+        samples: Path | None = None, after_step: Callable[[int], None] | None = None, quiet: bool = False,
+        publish: Callable[[int, dict], None] | None = None) -> None:
     """Train from state.step to config.train.steps. Every `log_every` steps a metrics row goes to
-    `log` (losses averaged over replicas); every `sample_every` steps a grid of fixed preview
-    paths goes to `samples`; every `checkpoint_every` steps and at the end, after checking that
-    the replicas agree, every replica calls save(state). `after_step(step)` runs after each step."""
+    `log` (losses averaged over replicas), and every `eval_every` steps and at the end the
+    replica holding `log` adds FID (Evaluation) to its row; every `sample_every` steps a grid of
+    fixed preview paths goes to `samples` (and TensorBoard); every `checkpoint_every` steps and
+    at the end, after checking that the replicas agree, every replica calls save(state).
+    `after_step(step)` runs after each step, `publish(step, row)` after each logged one (after
+    save), on every replica (the row is the log's, or the losses where there is no log)."""
     cfg = config.train
     configure_device(cfg, device)
     if cfg.compile:
         compile_static(state)
+    # the evaluation reads real images straight from the data set, not from the prefetched stream
+    evaluation = Evaluation(config, data, device) if cfg.eval_every and log else None
     if isinstance(data, FolderData) and cfg.data_workers:
         upcoming = upcoming_draws(cfg, replica.rank, replica.share(cfg.batch), len(data), state.step)
         data = Prefetched(data, upcoming, cfg.data_workers, pin_memory=torch.device(device).type == "cuda")
     try:
-        _fit(config, data, state, device, save, log, replica, samples, after_step, quiet)
+        _fit(config, data, state, device, save, log, replica, samples, after_step, quiet, publish, evaluation)
     finally:
         if isinstance(data, Prefetched):
             data.close()
@@ -153,31 +161,42 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
 
 def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
          save: Callable[[TrainingState], object], log: RunLog | None, replica: Replica,
-         samples: Path | None, after_step: Callable[[int], None] | None, quiet: bool) -> None:
+         samples: Path | None, after_step: Callable[[int], None] | None, quiet: bool,
+         publish: Callable[[int, dict], None] | None, evaluation: Evaluation | None) -> None:
     cfg = config.train
     preview = preview_latent(state.generator)
     progress = None if quiet else Progress(cfg.steps, start=state.step, label="step")
     unused = {"diversity"} if config.model.arch == "eigengan" else {"orthogonality"}  # not shown: always 0
     if log:
+        log.add_config(config)
         log.tick(state.step)
     while state.step < cfg.steps:
         losses = train_step(state, data, cfg, device, replica)
         if after_step:
             after_step(state.step)
         done = state.step == cfg.steps
-        logged = done or state.step % cfg.log_every == 0
+        evaluated = cfg.eval_every and (done or state.step % cfg.eval_every == 0)
+        logged = done or evaluated or state.step % cfg.log_every == 0
+        row = losses
         if logged:
-            losses = replica.mean(losses, cfg.batch, device)
+            losses = row = replica.mean(losses, cfg.batch, device)
             if log:
-                log.record(state.step, losses)
+                row = log.record(state.step, losses, evaluation(state.generator) if evaluated and evaluation else None)
         if progress:
             progress.update(state.step, {k: v for k, v in losses.items() if k not in unused})
+            if row.get("fid") is not None:
+                progress.say(f"step {state.step}: FID {row['fid']:.2f} of {cfg.eval_samples} images "
+                             f"({row['eval_time_s']:.1f} s)")
         if samples and (done or (cfg.sample_every and state.step % cfg.sample_every == 0)):
-            save_grid(render(state.generator, *preview), samples / f"step_{state.step:08d}.png")
-            state.generator.train()
+            images = render(state.generator, *preview)
+            save_grid(images, samples / f"step_{state.step:08d}.png")
+            if log:
+                log.add_grid(state.step, make_grid((images + 1) / 2, nrow=8, padding=1).clamp(0, 1))
         if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
             replica.check_in_sync(state.generator, state.discriminator)
             save(state)
+        if logged and publish:
+            publish(state.step, row)
         if log and logged:
             log.tick(state.step)  # the next row times steps only, not grids or checkpoints
     if progress:

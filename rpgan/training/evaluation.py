@@ -1,0 +1,68 @@
+"""Quality during training: FID (and PRD) of a run's generator every `eval_every` steps.
+
+Each evaluation renders the same `eval_samples` paths (drawn once from the run's seed), so the
+curve moves with the generator, not with the paths drawn, and compares their Inception
+features with those of as many real training images, cached like every reference
+(rpgan.metrics.features). On Ray Train, rank 0 evaluates while the other workers wait at the
+next step's gradient average (docs/benchmarks.md measures the cost).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from rpgan.config import RunConfig
+from rpgan.io.data import ImageData, to_uint8
+from rpgan.io.images import render
+from rpgan.metrics.features import read_cached, reference_index, score, stats_path, write_cached
+from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights
+from rpgan.model.networks import Generator
+
+QUALITY = ("fid", "prd_f8_recall", "prd_f1_8_precision", "eval_time_s")  # columns of an evaluated row
+
+
+def reference_name(config: RunConfig) -> str:
+    """The data set an evaluation compares with: the run's data, and its labels when it has some."""
+    return f"{config.data}-labels-{config.labels}" if config.labels else config.data
+
+
+class Evaluation:
+    """Evaluates a run's generator; the Inception network and the reference are built on first use."""
+
+    def __init__(self, config: RunConfig, data: ImageData, device: str):
+        self.config, self.data, self.device = config, data, device
+        self.n, self.prd, self.seed = config.train.eval_samples, config.train.eval_prd, config.train.seed
+
+    @cached_property
+    def inception(self) -> InceptionFeatures:
+        return InceptionFeatures(resolve_weights()[0]).to(self.device)
+
+    @cached_property
+    def reference(self) -> np.ndarray:
+        """Features [M, 2048] of M = min(eval_samples, training images) real images (cached)."""
+        m = self.config.model
+        path = stats_path(reference_name(self.config), m.image_size, m.channels, self.n)
+        feats = read_cached(path)
+        if feats is None:
+            index = reference_index(len(self.data), self.n, seed=0)
+            feats = np.concatenate([features(self.inception, self.data.batch(index[i : i + 250])).numpy()
+                                    for i in range(0, len(index), 250)])
+            write_cached(path, feats)
+        return feats
+
+    def __call__(self, generator: Generator) -> dict[str, float]:
+        """FID, PRD's F_8 and F_1/8 (nan unless eval_prd) and the seconds it took."""
+        start = time.perf_counter()
+        paths, z = generator.sample_latent(self.n, torch.Generator().manual_seed(self.seed))
+        with torch.no_grad():
+            gen = np.concatenate([
+                features(self.inception, to_uint8(render(generator, paths[i : i + 250],
+                                                         None if z is None else z[i : i + 250]))).numpy()
+                for i in range(0, self.n, 250)])
+        row = score(gen, self.reference, self.seed, prd=self.prd)[0]
+        return {"fid": row["fid"], "prd_f8_recall": row["prd_f8_recall"],
+                "prd_f1_8_precision": row["prd_f1_8_precision"], "eval_time_s": time.perf_counter() - start}
