@@ -5,7 +5,7 @@ the two candidates side by side in one process on the same seed:
     python bench/eval_cost.py --preset cifar10-cpu --data npz:PATH --steps 400
 
 "off" trains the preset's steps (or --steps) without evaluation, "on" with an evaluation every
---eval-every steps and at the end (default: the preset's own schedule, or 4 evaluations when
+--eval-every steps (default: the preset's own schedule, or 4 evaluations when
 the preset has none). The reference features are computed once before both (a cached one-off
 per data set) and timed separately. Besides the measured share, it prints the share at the
 preset's full schedule from the measured step time and evaluation time, for presets too long
@@ -72,7 +72,7 @@ def main() -> None:
     full = preset.train
     if full.eval_every:
         step_s = off_s / steps
-        n = full.steps // full.eval_every + (full.steps % full.eval_every > 0)
+        n = full.steps // full.eval_every
         per = eval_s / len(evals) * full.eval_samples / samples
         share = n * per / (full.steps * step_s + n * per)
         print(f"at the preset's schedule ({full.steps} steps, {full.eval_samples} images every {full.eval_every}): "

@@ -171,7 +171,7 @@ class TrainConfig:
     sample_every: int = setting(500, "Steps between sample grids (0: only at the end).", resumable=True)
     checkpoint_every: int = setting(1000, "Steps between checkpoints (0: only at the end).", resumable=True)
     log_every: int = setting(10, "Steps between rows of metrics.parquet and TensorBoard.", resumable=True)
-    eval_every: int = setting(0, "Steps between FID evaluations during training, and at the end (0: none).",
+    eval_every: int = setting(0, "Steps between FID evaluations during training (at its multiples; 0: none).",
                               resumable=True)
     eval_samples: int = setting(1000, "Generated images of each evaluation during training, against as many real "
                                 "ones.", resumable=True)
