@@ -2,7 +2,8 @@
 the two candidates side by side in one process on the same seed:
 
     python bench/eval_cost.py --preset digits --eval-every 500 --eval-samples 250
-    python bench/eval_cost.py --preset cifar10-cpu --data npz:PATH --steps 400
+    python bench/eval_cost.py --preset cifar10-cpu --data npz:PATH --steps 100 --eval-every 100
+    python bench/eval_cost.py --device cuda --preset cifar10 --data digits --steps 500 --eval-every 500
 
 "off" trains the preset's steps (or --steps) without evaluation, "on" with an evaluation every
 --eval-every steps (default: the preset's own schedule, or 4 evaluations when
@@ -32,9 +33,9 @@ from rpgan.training.evaluation import Evaluation  # noqa: E402
 from rpgan.training.train import train  # noqa: E402
 
 
-def run(config: RunConfig, data, folder: Path) -> tuple[float, list[dict]]:
+def run(config: RunConfig, data, folder: Path, device: str) -> tuple[float, list[dict]]:
     start = time.perf_counter()
-    train(config, data, folder, quiet=True)
+    train(config, data, folder, device=device, quiet=True)
     return time.perf_counter() - start, pq.read_table(folder / "metrics.parquet").to_pylist()
 
 
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, help="[default: the preset's, or a quarter of --steps]")
     ap.add_argument("--eval-samples", type=int, help="[default: the preset's]")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     preset = get_preset(args.preset)
     steps = args.steps or preset.train.steps
@@ -57,13 +59,13 @@ def main() -> None:
     on = dataclasses.replace(config, train=dataclasses.replace(base, eval_every=every, eval_samples=samples))
     data = load_data(config.data, config.model.image_size, config.model.channels)
     t0 = time.perf_counter()
-    _ = Evaluation(on, data, "cpu").reference  # cached for both runs: a one-off per data set
+    _ = Evaluation(on, data, args.device).reference  # cached for both runs: a one-off per data set
     reference_s = time.perf_counter() - t0
     print(f"{args.preset} on {config.data}: {steps} steps, FID of {samples} images every {every} steps; "
           f"reference features of {samples} real images: {reference_s:.1f} s (once per data set, cached)")
     with tempfile.TemporaryDirectory() as tmp:
-        off_s, _ = run(config, data, Path(tmp) / "off")
-        on_s, rows = run(on, data, Path(tmp) / "on")
+        off_s, _ = run(config, data, Path(tmp) / "off", args.device)
+        on_s, rows = run(on, data, Path(tmp) / "on", args.device)
     evals = [r["eval_time_s"] for r in rows if r["eval_time_s"] is not None]
     eval_s = sum(evals)
     print(f"off  {off_s:8.1f} s")

@@ -12,3 +12,4 @@ run 150 python bench/train_settings.py --device cuda --setting compile --preset 
 run 120 python bench/data_pipeline.py --device cuda --images 2000 --steps 20 --rounds 3
 run 60 python bench/inception_speed.py --device cuda --images 5000 --batches 100,200,500
 run 200 python bench/ray_train.py --device cuda --preset cifar10 --data digits --batch 64
+run 240 python bench/eval_cost.py --device cuda --preset cifar10 --data digits --steps 500 --eval-every 500

@@ -20,9 +20,9 @@ class Preset:
     about: str
 
 
-# FID of 10k images every 5k steps during training on the GPU-sized presets: about 1% of a GPU
-# run's time. The CPU presets: cifar10-cpu on 500 images every 2k steps (7% of its hour, measured
-# in docs/benchmarks.md); none on digits, where one evaluation costs more than 10% of the run.
+# FID during training: 10k images every 5k steps on the GPU-sized presets; 500 images every 2k
+# steps on cifar10-cpu (6% of its training time, docs/benchmarks.md); none on digits, where a
+# single evaluation of 250 images is 15% of the whole run.
 GPU_EVAL = {"eval_every": 5_000, "eval_samples": 10_000}
 
 PRESETS: dict[str, Preset] = {
