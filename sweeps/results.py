@@ -57,8 +57,8 @@ def write_rows(sweep: Folder, table: str, plan: Plan, trial: Trial, rows: list[d
 
 def read_table(sweep: Folder, table: str) -> pd.DataFrame:
     """All parts of a table (see rpgan.io.parquet.read_parts)."""
-    return read_parts(sweep, table, SCHEMAS[table], "delete trials/{name} and responsibility/{name}, then resume the "
-                      "sweep (rpgan sweep ... --resume) to evaluate that trial again")
+    return read_parts(sweep, table, SCHEMAS[table], "delete trials/{name}, responsibility/{name} and metrics/{name}, "
+                      "then resume the sweep (rpgan sweep ... --resume) to evaluate that trial again")
 
 
 def finished(sweep: Folder, statuses: tuple[str, ...] = ("ok",)) -> dict[str, dict]:

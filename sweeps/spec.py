@@ -140,7 +140,8 @@ class Schedule:
                 decision = super().on_trial_result(controller, trial, result)
                 if decision != TrialScheduler.STOP:
                     return decision
-                ask_to_stop(trial.config["trial"])
+                if result.get("step", 0) < max_steps:  # a rung at the last step: the trial is done anyway
+                    ask_to_stop(trial.config["trial"])
                 return TrialScheduler.CONTINUE
 
         # stop_last_trials off: a trial that reaches the last step ends on its own, evaluated

@@ -105,7 +105,7 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np
         store.write_bytes(TRAIN_TIME, json.dumps({"train_time_s": time.monotonic() - start}).encode())
     saved = store.read_text(TRAIN_TIME)
     train_time = json.loads(saved)["train_time_s"] if saved else float("nan")
-    if store.exists(STOP):  # the scheduler ended it early (sweeps.runner.Cooperative)
+    if store.exists(STOP) and read_step(ckpt) < config.train.steps:  # ended early (sweeps.spec.Schedule)
         row = {**_stopped_row(sweep, plan, trial, ckpt), "train_time_s": train_time}
         write_rows(sweep, "trials", plan, trial, [row])
         return row

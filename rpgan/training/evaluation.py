@@ -3,8 +3,8 @@
 Each evaluation renders the same `eval_samples` paths (drawn once from the run's seed), so the
 curve moves with the generator, not with the paths drawn, and compares their Inception
 features with those of as many real training images, cached like every reference
-(rpgan.metrics.features). On Ray Train, rank 0 evaluates while the other workers wait at the
-next step's gradient average (docs/benchmarks.md measures the cost).
+(rpgan.metrics.features). On Ray Train, rank 0 evaluates while the other workers wait at that
+step's report (docs/benchmarks.md measures the cost).
 """
 
 from __future__ import annotations
@@ -31,15 +31,13 @@ def reference_name(config: RunConfig) -> str:
 
 
 class Evaluation:
-    """Evaluates a run's generator; the Inception network and the reference are built on first use."""
+    """Evaluates a run's generator; the Inception network is loaded at once, the reference on first use."""
 
     def __init__(self, config: RunConfig, data: ImageData, device: str):
-        self.config, self.data, self.device = config, data, device
+        self.config, self.data = config, data
         self.n, self.prd, self.seed = config.train.eval_samples, config.train.eval_prd, config.train.seed
-
-    @cached_property
-    def inception(self) -> InceptionFeatures:
-        return InceptionFeatures(resolve_weights()[0]).to(self.device)
+        # now, not at the first evaluation: weights missing offline end the run before it trains
+        self.inception = InceptionFeatures(resolve_weights()[0]).to(device)
 
     @cached_property
     def reference(self) -> np.ndarray:
