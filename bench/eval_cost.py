@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pyarrow.parquet as pq
 
-import pyarrow.parquet as pq  # noqa: E402
-
-from rpgan.config import RunConfig  # noqa: E402
-from rpgan.io.data import load_data  # noqa: E402
-from rpgan.presets import get_preset  # noqa: E402
-from rpgan.training.evaluation import Evaluation  # noqa: E402
-from rpgan.training.train import train  # noqa: E402
+from rpgan.config import RunConfig
+from rpgan.io.data import load_data
+from rpgan.presets import get_preset
+from rpgan.training.evaluation import Evaluation
+from rpgan.training.train import train
 
 
 def run(config: RunConfig, data, folder: Path, device: str) -> tuple[float, list[dict]]:

@@ -23,6 +23,7 @@ from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights
 from rpgan.model.networks import Generator
 
 QUALITY = ("fid", "prd_f8_recall", "prd_f1_8_precision", "eval_time_s")  # columns of an evaluated row
+CHUNK = 250  # images decoded or rendered at once: bounds the memory of a 10k-image evaluation
 
 
 def reference_name(config: RunConfig) -> str:
@@ -47,8 +48,8 @@ class Evaluation:
         feats = read_cached(path)
         if feats is None:
             index = reference_index(len(self.data), self.n, seed=0)
-            feats = np.concatenate([features(self.inception, self.data.batch(index[i : i + 250])).numpy()
-                                    for i in range(0, len(index), 250)])
+            feats = np.concatenate([features(self.inception, self.data.batch(index[i : i + CHUNK])).numpy()
+                                    for i in range(0, len(index), CHUNK)])
             write_cached(path, feats)
         return feats
 
@@ -58,9 +59,8 @@ class Evaluation:
         paths, z = generator.sample_latent(self.n, torch.Generator().manual_seed(self.seed))
         with torch.no_grad():
             gen = np.concatenate([
-                features(self.inception, to_uint8(render(generator, paths[i : i + 250],
-                                                         None if z is None else z[i : i + 250]))).numpy()
-                for i in range(0, self.n, 250)])
+                features(self.inception, to_uint8(render(generator, paths[i : i + CHUNK],
+                                                         None if z is None else z[i : i + CHUNK]))).numpy()
+                for i in range(0, self.n, CHUNK)])
         row = score(gen, self.reference, self.seed, prd=self.prd)[0]
-        return {"fid": row["fid"], "prd_f8_recall": row["prd_f8_recall"],
-                "prd_f1_8_precision": row["prd_f1_8_precision"], "eval_time_s": time.perf_counter() - start}
+        return {**{k: row[k] for k in QUALITY[:-1]}, "eval_time_s": time.perf_counter() - start}
