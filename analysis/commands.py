@@ -233,3 +233,32 @@ def compare(dirs: tuple[str, ...], out: str) -> None:
     click.echo(f"semantic ratio to layer 1, by layer:\n{pivot(rows).round(3).to_string()}")
     for name, path in written.items():
         click.echo(f"{name}: {path}")
+
+
+@click.command(epilog=example("rpgan explore --ckpt runs/digits", "rpgan explore --ckpt runs/digits --port 0 --seed 3",
+                              "rpgan explore --ckpt runs/digits --analysis runs/digits/clf"))
+@CKPT
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port to serve on; 0 picks a free one.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback lets other machines in: the page has no login.")
+@click.option("--analysis", "results", type=click.Path(path_type=Path),
+              help="Analysis results shown beside the rows [default: RUN/analysis].")
+@SEED
+@DEVICE
+def explore(ckpt: str, port: int, host: str, results: Path | None, seed: int, device: str) -> None:
+    """A local web page to explore a model: swap a frozen path's blocks and see every bucket's row."""
+    from analysis.explore.server import create_app, is_loopback, serve
+    from analysis.explore.views import Explorer
+    from analysis.job import default_out
+    from rpgan.io.remote import is_uri
+
+    explorer = Explorer(ckpt, pick_device(device), seed)
+    if results is None and not is_uri(explorer.checkpoint):
+        results = Path(default_out(explorer.checkpoint))
+    if not is_loopback(host):
+        click.echo(f"rpgan explore: warning: --host {host} serves this model to every machine that reaches it, "
+                   "with no login; use the default 127.0.0.1 (an SSH tunnel reaches it from elsewhere)", err=True)
+    shown = "none (a remote run: pass --analysis with a local copy)" if results is None else results
+    click.echo(f"{explorer.checkpoint} (step {explorer.step}, {explorer.mode}); analysis results: {shown}")
+    serve(create_app(explorer, results), host, port, lambda url: click.echo(f"explore at {url}  (Ctrl-C stops)"))

@@ -41,6 +41,18 @@ def _actors(root: int) -> dict[int, str]:
     return found
 
 
+def _busy_actor(proc: subprocess.Popen, patience_s: float = 10.0) -> int | None:
+    """The pid of an analysis actor running a call, waiting up to patience_s for one: on a loaded
+    machine the other actor may still be starting, or between two calls, when a call finishes."""
+    wait = threading.Event()
+    for _ in range(int(patience_s / 0.05)):
+        busy = [pid for pid, title in _actors(proc.pid).items() if title.endswith(".run")]
+        if busy or proc.poll() is not None:
+            return busy[0] if busy else None
+        wait.wait(0.05)
+    return None
+
+
 def _analyze(ckpt: Path, out: Path, kill: bool) -> tuple[str, set[int], int | None]:
     """Run `rpgan analyze` on 2 local Ray workers; with `kill`, SIGKILL an actor that is running
     a call once the first call has finished. Returns (its output, every actor pid seen, killed pid)."""
@@ -64,12 +76,12 @@ def _analyze(ckpt: Path, out: Path, kill: bool) -> tuple[str, set[int], int | No
         for line in proc.stderr:
             err.append(line)
             finished = re.match(rf"task (\d+)/{EVALUATIONS} ", line)
-            if kill and killed is None and finished:
-                busy = [pid for pid, title in _actors(proc.pid).items() if title.endswith(".run")]
-                assert int(finished[1]) < EVALUATIONS - 1 and busy, "the kill must land while calls remain"
-                killed = busy[0]
-                os.kill(killed, signal.SIGKILL)
+            if kill and killed is None and finished and int(finished[1]) < EVALUATIONS - 1:
+                killed = _busy_actor(proc)  # None: both idle between calls, try at the next one
+                if killed is not None:
+                    os.kill(killed, signal.SIGKILL)
         assert proc.wait(timeout=300) == 0, "".join(err)
+        assert not kill or killed is not None, "the kill must land while calls remain"
     finally:
         if proc.poll() is None:
             proc.kill()
