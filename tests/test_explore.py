@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -144,18 +145,32 @@ def test_an_eigengan_takes_its_coefficients(tmp_path):
 @pytest.mark.slow  # Inception on the CPU
 def test_the_runs_analysis_results_are_shown_and_a_deleted_plot_is_a_404(rpgan, run, tmp_path):
     out = tmp_path / "analysis"
-    code, _, err = rpgan("analyze", "--ckpt", run, "--workers", 0, "--evaluations", 2, "--grids", 0, "--out", out)
-    assert code == 0, err
+    for args in (["analyze", "--evaluations", 2, "--grids", 0], ["dissect", "--n", 4, "--units", 2, "--strips", 1],
+                 ["directions", "--bucket", 2, "--directions", 2, "--steps", 2, "--batch", 4]):
+        code, _, err = rpgan(*args, "--ckpt", run, "--workers", 0, "--out", out)
+        assert code == 0, err
     _, client = _client(run, results=out)
-    (result,) = client.get("/api/model").get_json()["results"]
-    assert result["name"] == "responsibility" and result["plot"] == "responsibility.png" and result["error"] is None
-    assert result["table"]["columns"][1:] == ["layer 1", "layer 2", "layer 3"]
-    semantic = next(row for row in result["table"]["rows"] if row[0].endswith("semantic"))
-    assert semantic[1] == "1.00 ± 0.00"  # D_{1->1} is 1 by definition
-    assert client.get("/api/results/responsibility.png").data[:4] == b"\x89PNG"
+    results = {r["name"]: r for r in client.get("/api/model").get_json()["results"]}
+    assert list(results) == ["responsibility", "dissection", "directions"]
+    assert all(r["error"] is None and r["plot"] for r in results.values())
+    responsibility = results["responsibility"]["table"]
+    assert responsibility["columns"] == ["distance", "layer 1", "layer 2", "layer 3"]
+    assert responsibility["rows"][0][:2] == ["semantic", "1.00 ± 0.00"]  # D_{1->1} is 1 by definition
+    assert results["dissection"]["table"]["columns"][1:] == ["layer 1", "layer 2"]  # buckets 1..n-1
+    assert [row[0] for row in results["directions"]["table"]["rows"]] == [0, 1]
+    for r in results.values():
+        assert client.get(f"/api/results/{r['plot']}").data[:4] == b"\x89PNG"
     (out / "responsibility.png").unlink()
     response = client.get("/api/results/responsibility.png")
     assert response.status_code == 404 and "rpgan analyze" in response.get_json()["error"]
+
+
+def test_the_page_loads_nothing_from_outside_its_server():
+    static = Path(__file__).resolve().parents[1] / "analysis" / "explore" / "static"
+    files = sorted(static.iterdir())
+    assert {f.name for f in files} == {"index.html", "explore.css", "explore.js"}
+    for f in files:  # every URL is a path on the server: no scheme, no protocol-relative //host
+        assert not re.search(r"(https?:|wss?:)?//[\w.-]+\.\w", f.read_text().replace("// ", "")), f.name
 
 
 def test_the_command_refuses_a_missing_checkpoint_in_one_line(rpgan, tmp_path):
