@@ -81,7 +81,7 @@ def test_directions_learned_on_a_ray_worker_match_in_process(rpgan, tmp_path):
     from rpgan.distributed.ray_session import connect
 
     ckpt = train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path / "run", quiet=True)
-    args = ["directions", "--ckpt", ckpt, "--directions", 3, "--steps", 6, "--batch", 4, "--seed", 2]
+    args = ["directions", "--ckpt", ckpt, "--directions", 2, "--steps", 3, "--batch", 4, "--seed", 2]
     assert rpgan(*args, "--workers", 0, "--out", tmp_path / "here")[0] == 0
     connect(num_cpus=2)
     try:

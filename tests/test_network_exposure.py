@@ -42,22 +42,17 @@ def env():
 
 
 def commands(ckpt: Path, out: Path) -> dict[str, list]:
+    """Training (Ray Train's process group) and one analysis command: every analysis command
+    starts its Ray through the same analysis.commands._fanout, so `analyze` stands for all."""
     return {
         "train": ["train", "--preset", "digits", "--workers", 2, "--steps", 1, "--batch", 4, "--d-steps", 1,
                   "--storage", out, "--name", "t"],
         "analyze": ["analyze", "--ckpt", ckpt, "--evaluations", 1, "--grids", 0, "--workers", 1, "--out", out / "a"],
-        "fid": ["fid", "--ckpt", ckpt, "--n", 4, "--reference-n", 4, "--no-prd", "--workers", 1, "--out", out / "f"],
-        "fid-stats": ["fid-stats", "--data", "digits", "--image-size", 8, "--n", 4, "--workers", 1,
-                      "--out", out / "stats.npz"],
-        "dissect": ["dissect", "--ckpt", ckpt, "--n", 4, "--units", 1, "--strips", 0, "--chunk", 4,
-                    "--workers", 1, "--out", out / "d"],
-        "directions": ["directions", "--ckpt", ckpt, "--directions", 2, "--steps", 1, "--batch", 2, "--workers", 1,
-                       "--out", out / "dir"],
     }
 
 
 def test_every_command_that_starts_a_private_ray_listens_on_loopback_only(ckpt, env, tmp_path):
-    """All at once (each with its own Ray): the wall time of the slowest. `rpgan sweep` is
+    """Both at once (each with its own Ray): the wall time of the slower. `rpgan sweep` is
     watched the same way in tests/test_sweeps.py, on a run that is there anyway."""
     runs = watch({name: [RPGAN, *map(str, args)] for name, args in commands(ckpt, tmp_path).items()}, env, timeout=400)
     for command, (code, out, seen) in runs.items():
