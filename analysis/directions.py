@@ -51,7 +51,8 @@ def directions(ckpt: Path | str, out: Path | str | None, cfg: DirectionsConfig, 
     file went, by name."""
     with open_job(ckpt, out) as job:
         cfg.validate(job.generator)
-        return job.finish(_directions(job, cfg, fan))
+        with fan.holding(job.ckpt, most_calls=1):  # training and traversal features on one worker
+            return job.finish(_directions(job, cfg, fan))
 
 
 def _directions(job: Job, cfg: DirectionsConfig, fan: Fanout) -> dict[str, Path]:

@@ -92,7 +92,7 @@ def summarise(effects: torch.Tensor, dissected: list[int], method: str) -> pd.Da
 def dissect(ckpt: Path | str, out: Path | str | None, cfg: DissectConfig, fan: Fanout) -> dict[str, str]:
     """Run the dissection where `fan` says; returns where each file went, by name."""
     cfg.validate()
-    with open_job(ckpt, out, fan.device) as job:
+    with open_job(ckpt, out, fan.device) as job, fan.holding(job.ckpt):  # both jobs on the same workers
         return job.finish(_dissect(job, cfg, fan))
 
 

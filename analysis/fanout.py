@@ -5,7 +5,7 @@ module-level function `task(worker, *args)` of the analysis that owns it, run on
 which holds what is expensive to build (a checkpoint's generator and the Inception network).
 Results come back in call order, so the same seed gives the same numbers whatever the number
 of workers. `workers=0` runs the calls in this process (debugging, tests of the numbers).
-`Fanout` says where a job runs.
+`Fanout` says where a job runs; `Fanout.holding` keeps one set of actors for several jobs.
 
 A lost worker costs time, not numbers: Ray restarts a dead actor (its constructor reloads the
 models, on any node with room) and runs the call it lost again there. Every task is a pure
@@ -16,8 +16,9 @@ with `WorkerLost`, before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class Fanout:
     device: str = "cpu"  # of the in-process worker; actors use cuda exactly when given GPUs
     chunk: int = 250  # images per task, for jobs over images
     inception_weights: Path | None = None
+    _held: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see `holding`
 
     @cached_property
     def inception_state(self) -> dict[str, Tensor]:
@@ -75,8 +77,37 @@ class Fanout:
     def run(self, calls: list[Call], ckpt: Path | str | None, label: str = "task") -> list[Any]:
         """Run the calls on AnalysisWorkers for `ckpt` (a path, or a URI each worker copies);
         their results in call order."""
-        return _run_calls(calls, str(ckpt) if ckpt else None, self.inception_state, self.workers, self.device,
-                          self.gpus_per_worker, self.cpus_per_worker, label)
+        ckpt = str(ckpt) if ckpt else None
+        progress = Progress(len(calls), label=label, every=1)
+        if self.workers == 0:
+            return _run_here(calls, AnalysisWorker(ckpt, self.inception_state, self.device), progress)
+        if self._held and ckpt in (None, self._held["ckpt"]):
+            return _gather(self._held["actors"], calls, progress)
+        with _actors(ckpt, self.inception_state, min(self._count(), len(calls)), self.gpus_per_worker,
+                     self.cpus_per_worker) as actors:
+            return _gather(actors, calls, progress)
+
+    @contextmanager
+    def holding(self, ckpt: Path | str, most_calls: int | None = None) -> Iterator[None]:
+        """Within the block, every run for `ckpt` (or for no checkpoint: image features) uses one
+        set of actors: a trial or command that runs several jobs on a checkpoint starts its
+        workers (each importing torch and loading the models, seconds apiece) once. Their count
+        and threads are those of a job of `most_calls` calls (default: as many as the workers)."""
+        if self.workers == 0 or self._held:
+            yield
+            return
+        n = min(self._count(), most_calls or self._count())
+        with _actors(str(ckpt), self.inception_state, n, self.gpus_per_worker, self.cpus_per_worker) as actors:
+            self._held.update(ckpt=str(ckpt), actors=actors)
+            try:
+                yield
+            finally:
+                self._held.clear()
+
+    def _count(self) -> int:
+        from rpgan.distributed.ray_session import cluster_slots
+
+        return self.workers or cluster_slots(self.gpus_per_worker, self.cpus_per_worker or 1.0)
 
 
 def _actor_cpus(cpus_per_worker: float | None, gpus_per_worker: float, n: int) -> float:
@@ -91,23 +122,23 @@ def _actor_cpus(cpus_per_worker: float | None, gpus_per_worker: float, n: int) -
     return 1.0 if gpus_per_worker > 0 else float(max(1, int(cluster_resources().get("CPU", 1) // n)))
 
 
-def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, Tensor], workers: int | None,
-               device: str, gpus_per_worker: float, cpus_per_worker: float | None, label: str) -> list[Any]:
-    progress = Progress(len(calls), label=label, every=1)
-    if workers == 0:
-        worker = AnalysisWorker(ckpt, inception_state, device)
-        results = []
-        for i, (task, args) in enumerate(calls):
-            results.append(worker.run(task, args))
-            progress.update(i + 1)
-        progress.close()
-        return results
+def _run_here(calls: list[Call], worker: AnalysisWorker, progress: Progress) -> list[Any]:
+    results = []
+    for i, (task, args) in enumerate(calls):
+        results.append(worker.run(task, args))
+        progress.update(i + 1)
+    progress.close()
+    return results
 
+
+@contextmanager
+def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_per_worker: float,
+            cpus_per_worker: float | None) -> Iterator[list]:
+    """n AnalysisWorker actors for ckpt, killed when the block ends."""
     import ray
 
-    from rpgan.distributed.ray_session import check_fit, cluster_slots
+    from rpgan.distributed.ray_session import check_fit
 
-    n = min(workers or cluster_slots(gpus_per_worker, cpus_per_worker or 1.0), len(calls))
     cpus = _actor_cpus(cpus_per_worker, gpus_per_worker, n)
     check_fit(n, cpus, gpus_per_worker, "--workers or --gpus-per-worker")
     # "DEFAULT": outside any placement group, also when called from a Tune trial (whose group
@@ -120,10 +151,10 @@ def _run_calls(calls: list[Call], ckpt: str | None, inception_state: dict[str, T
     # Ray does not keep actor constructor arguments alive by itself (ray-project/ray#53727, its
     # "constructor arguments in the object store" log line at the first actor).
     state_ref = ray.put(inception_state)
-    actor_device = "cuda" if gpus_per_worker > 0 else "cpu"
-    actors = [remote.remote(ckpt, state_ref, actor_device, max(1, int(cpus))) for _ in range(n)]
+    device = "cuda" if gpus_per_worker > 0 else "cpu"
+    actors = [remote.remote(ckpt, state_ref, device, max(1, int(cpus))) for _ in range(n)]
     try:
-        return _gather(actors, calls, progress)
+        yield actors
     finally:
         for a in actors:
             ray.kill(a)

@@ -77,8 +77,10 @@ def fid(ckpt: Path | str, n: int, seed: int, fan: Fanout, data: str | None = Non
         generator, config, out = job.generator, job.config, job.out
         data = data or config.data
         m = config.model
-        ref, ref_path = reference_features(data, m.image_size, m.channels, reference_n, fan, seed, stats)
-        measured, curve = score(generated_features(generator, job.ckpt, n, seed, fan), ref, seed, prd)
+        with fan.holding(job.ckpt):  # both feature jobs on the same workers
+            ref, ref_path = reference_features(data, m.image_size, m.channels, reference_n, fan, seed, stats)
+            generated = generated_features(generator, job.ckpt, n, seed, fan)
+        measured, curve = score(generated, ref, seed, prd)
         row = {"reference": data, **measured}
         ctx = job.context({"n": n, "seed": seed, "data": data, "reference_n": reference_n, "prd": prd}, seed)
         written = {}

@@ -127,10 +127,11 @@ def evaluate(plan: Plan, generator: Generator, ckpt: Path | str, seed: int, refe
     """The plan's metrics of a trained generator (its checkpoint `ckpt`, which the workers of
     `fan` load): FID and PRD columns of its trials row, and its responsibility summary rows."""
     row, summary = {}, []
-    if "fid" in plan.metrics:
-        features = generated_features(generator, ckpt, plan.budget.fid_samples, seed, fan)
-        row = score(features, reference, seed, prd="prd" in plan.metrics)[0]
-    if "responsibility" in plan.metrics and max(generator.blocks) > 1:  # one path has nothing to vary
-        cfg = AnalyzeConfig(evaluations=plan.budget.evaluations, seed=seed, grids=0)
-        summary = measure(generator, ckpt, cfg, fan)[1].to_dict("records")
+    with fan.holding(ckpt):  # both jobs on the same workers
+        if "fid" in plan.metrics:
+            features = generated_features(generator, ckpt, plan.budget.fid_samples, seed, fan)
+            row = score(features, reference, seed, prd="prd" in plan.metrics)[0]
+        if "responsibility" in plan.metrics and max(generator.blocks) > 1:  # one path has nothing to vary
+            cfg = AnalyzeConfig(evaluations=plan.budget.evaluations, seed=seed, grids=0)
+            summary = measure(generator, ckpt, cfg, fan)[1].to_dict("records")
     return row, summary

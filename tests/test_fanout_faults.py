@@ -137,7 +137,24 @@ def test_a_worker_that_keeps_dying_ends_in_one_line(local_ray, tmp_path, monkeyp
     starts = tmp_path / "starts"
     calls = [(_die, (i,)) for i in range(3)]
     with pytest.raises(fanout.WorkerLost) as lost:
-        fanout._run_calls(calls, str(starts), {}, 1, "cpu", 0.0, 1.0, "task")
+        fanout.Fanout(workers=1, cpus_per_worker=1.0).run(calls, starts)
     message = str(lost.value)
     assert "\n" not in message and "task 1/3 (_die)" in message and "safe" in message
     assert starts.read_text().count("start") == 1 + fanout.RESTARTS  # bounded: no retry forever
+
+
+def _pid(worker: fanout.AnalysisWorker, *args) -> int:
+    return os.getpid()
+
+
+def test_jobs_in_a_holding_block_share_its_workers(local_ray, tmp_path, monkeypatch):
+    """A trial's FID and responsibility jobs (or a command's two) start their workers once."""
+    monkeypatch.setattr(fanout, "AnalysisWorker", _Counting)
+    starts = tmp_path / "starts"
+    fan = fanout.Fanout(workers=2, cpus_per_worker=1.0)
+    with fan.holding(starts):
+        first = fan.run([(_pid, (i,)) for i in range(4)], starts)
+        second = fan.run([(_pid, (i,)) for i in range(3)], None)  # image features: no checkpoint needed
+    assert starts.read_text().count("start") == 2 and set(second) <= set(first) and len(set(first)) == 2
+    fan.run([(_pid, (0,))], starts)  # outside the block: a job starts its own
+    assert starts.read_text().count("start") == 3
