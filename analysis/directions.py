@@ -51,7 +51,7 @@ def directions(ckpt: Path | str, out: Path | str | None, cfg: DirectionsConfig, 
     file went, by name."""
     with open_job(ckpt, out) as job:
         cfg.validate(job.generator)
-        with fan.holding(job.ckpt, most_calls=1):  # training and traversal features on one worker
+        with fan.holding(job.ckpt):  # training and traversal features on the same worker
             return job.finish(_directions(job, cfg, fan))
 
 

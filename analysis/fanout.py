@@ -17,7 +17,7 @@ with `WorkerLost`, before anything is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -67,7 +67,8 @@ class Fanout:
     device: str = "cpu"  # of the in-process worker; actors use cuda exactly when given GPUs
     chunk: int = 250  # images per task, for jobs over images
     inception_weights: Path | None = None
-    _held: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see `holding`
+    # the actors of a `holding` block, started at its first job (mutable in a frozen config)
+    _held: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def inception_state(self) -> dict[str, Tensor]:
@@ -82,32 +83,34 @@ class Fanout:
         if self.workers == 0:
             return _run_here(calls, AnalysisWorker(ckpt, self.inception_state, self.device), progress)
         if self._held and ckpt in (None, self._held["ckpt"]):
+            if "actors" not in self._held:  # the block's first job on Ray starts them
+                self._held["actors"] = self._held["stack"].enter_context(self._start(self._held["ckpt"], len(calls)))
             return _gather(self._held["actors"], calls, progress)
-        with _actors(ckpt, self.inception_state, min(self._count(), len(calls)), self.gpus_per_worker,
-                     self.cpus_per_worker) as actors:
+        with self._start(ckpt, len(calls)) as actors:
             return _gather(actors, calls, progress)
 
     @contextmanager
-    def holding(self, ckpt: Path | str, most_calls: int | None = None) -> Iterator[None]:
+    def holding(self, ckpt: Path | str) -> Iterator[None]:
         """Within the block, every run for `ckpt` (or for no checkpoint: image features) uses one
         set of actors: a trial or command that runs several jobs on a checkpoint starts its
-        workers (each importing torch and loading the models, seconds apiece) once. Their count
-        and threads are those of a job of `most_calls` calls (default: as many as the workers)."""
+        workers (each importing torch and loading the models, seconds apiece) once. They start
+        at the block's first job, as many (and with as many threads) as that job alone would."""
         if self.workers == 0 or self._held:
             yield
             return
-        n = min(self._count(), most_calls or self._count())
-        with _actors(str(ckpt), self.inception_state, n, self.gpus_per_worker, self.cpus_per_worker) as actors:
-            self._held.update(ckpt=str(ckpt), actors=actors)
+        with ExitStack() as stack:
+            self._held.update(ckpt=str(ckpt), stack=stack)
             try:
                 yield
             finally:
                 self._held.clear()
 
-    def _count(self) -> int:
+    def _start(self, ckpt: str | None, calls: int) -> AbstractContextManager[list]:
+        """The actors of a job of `calls` calls: as many as fit, at most one per call."""
         from rpgan.distributed.ray_session import cluster_slots
 
-        return self.workers or cluster_slots(self.gpus_per_worker, self.cpus_per_worker or 1.0)
+        n = min(self.workers or cluster_slots(self.gpus_per_worker, self.cpus_per_worker or 1.0), calls)
+        return _actors(ckpt, self.inception_state, n, self.gpus_per_worker, self.cpus_per_worker)
 
 
 def _actor_cpus(cpus_per_worker: float | None, gpus_per_worker: float, n: int) -> float:
