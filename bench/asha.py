@@ -1,7 +1,8 @@
 """ASHA against the full grid on a quick sweep: the same best value, in what share of the grid's
 trial-seconds, both run the way `rpgan sweep` runs them, one after the other in this process:
 
-    python bench/asha.py [--sweep ablation_blocks] [--samples 3] [--grace-period N] [--eval-samples K]
+    python bench/asha.py [--sweep ablation_blocks] [--samples 3] [--grace-period N] [--reduction-factor R]
+                         [--eval-samples K]
 
 Candidates, on the same trials (the sweep's --quick variant, --samples seeds) and the same cached
 reference features: `grid` (every trial to the end) and `asha` (`--scheduler asha`: FID during
@@ -39,10 +40,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--grace-period", type=int, help="[default: the sweep's, half the steps]")
+    ap.add_argument("--reduction-factor", type=int, help="[default: the sweep's, 2]")
     ap.add_argument("--eval-samples", type=int, help="[default: the sweep's --fid-samples]")
     args = ap.parse_args()
     base = [args.sweep, "--quick", "--samples", str(args.samples), "--seed", str(args.seed)]
     asha = [*base, "--scheduler", "asha", *(["--grace-period", str(args.grace_period)] if args.grace_period else []),
+            *(["--reduction-factor", str(args.reduction_factor)] if args.reduction_factor else []),
             *(["--eval-samples", str(args.eval_samples)] if args.eval_samples else [])]
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:

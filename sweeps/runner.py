@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sys
 import time
 
@@ -115,16 +116,23 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
     `fan` computes the reference features; `dataset_size`: the training images of every trial.
     Returns how many trials failed."""
     done = finished(sweep, DONE)
-    # The biggest generators first: the long trials start early, so the sweep ends sooner.
-    todo = [t.key for t in sorted(plan.trials, key=lambda t: -sum(t.config.model.blocks)) if t.key not in done]
+    # The grid: the biggest generators first, so the long trials start early and the sweep ends
+    # sooner. ASHA: an order shuffled by the plan's seed, as the random search it was made for;
+    # in a sorted order every value that beats the ones before it at a rung goes on.
+    order = sorted(plan.trials, key=lambda t: -sum(t.config.model.blocks))
+    if plan.schedule.scheduler == "asha":
+        order = list(plan.trials)
+        random.Random(plan.seed).shuffle(order)
+    todo = [t.key for t in order if t.key not in done]
     if not todo:
         return 0
     first = plan.trials[0].config
     reference = None
     if "fid" in plan.metrics:
         m = first.model
-        reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan,
-                                       plan.seed)[0]
+        # the real images the trials' FID during training compares with (rpgan.training.evaluation):
+        # those chosen by seed 0, the ones the cache file (named by no seed) holds
+        reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan)[0]
     setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, setup=setup, reference=reference),
                                         {"CPU": TRIAL_CPU})

@@ -257,7 +257,7 @@ def make_plan(sweep: str, quick: bool, x: str, metrics: tuple[str, ...], preset:
         for s in range(seed, seed + budget.samples):
             key = "_".join(f"{k}-{_slug(v)}" for k, v in [*point.items(), ("seed", s)])
             trial = Trial(key, point, trial_config(p.model, p.train, data or p.data, preset, point, s, budget,
-                                                   schedule))
+                                                   schedule, eval_prd="prd" in metrics))
             for same, what in ((key, "one run directory"), (trial.config, "the same configuration")):
                 if same in seen:  # two trials would train into one directory, or the same thing twice
                     raise UserError(f"search points {seen[same].point} and {point} share {what} ({key}); "
@@ -318,13 +318,15 @@ def _typed(key: str, kind: object, value: object) -> object:
 
 
 def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str, point: dict, seed: int,
-                 budget: Budget, schedule: Schedule = Schedule()) -> RunConfig:
-    """The preset's configuration with a point of the search space applied; UserError if impossible."""
+                 budget: Budget, schedule: Schedule = Schedule(), eval_prd: bool = False) -> RunConfig:
+    """The preset's configuration with a point of the search space applied; UserError if impossible.
+    FID during training (when the schedule evaluates) measures PRD too when `eval_prd`, so the
+    evaluation at the last step is the trial's whole FID and PRD (sweeps.trial)."""
     try:
         planned = {"seed": seed, "steps": budget.steps, "checkpoint_every": budget.checkpoint_every, "sample_every": 0,
                    "eval_every": schedule.eval_every}
         if schedule.eval_every:
-            planned["eval_samples"] = schedule.eval_samples
+            planned.update(eval_samples=schedule.eval_samples, eval_prd=eval_prd)
         if schedule.scheduler == "asha":  # a trial stopped at a rung keeps that step's checkpoint and rows
             planned["checkpoint_every"] = schedule.eval_every
         standard = {"input": "gaussian"} if point.get("generator") == "standard" else {}

@@ -24,11 +24,13 @@ import pyarrow.parquet as pq
 from analysis.analyze import AnalyzeConfig, measure
 from analysis.fanout import Fanout
 from analysis.fid import generated_features
+from rpgan.config import RunConfig
 from rpgan.distributed.ray_train import STOP, Workers, finished_checkpoint, train_on_ray
 from rpgan.io.run_store import Folder, RunStore
 from rpgan.metrics.features import score
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import checkpoint_name, load_generator, read_step
+from rpgan.training.evaluation import QUALITY, reference_name
 from rpgan.training.run_log import METRICS
 from sweeps.results import write_rows
 from sweeps.spec import Plan, Trial
@@ -113,22 +115,37 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np
 
     start = time.monotonic()
     fan = Fanout(workers=setup.workers.count, gpus_per_worker=setup.workers.gpus, cpus_per_worker=setup.workers.cpus)
-    measured, summary = evaluate(plan, load_generator(ckpt)[0], ckpt, config.train.seed, reference, fan)
+    during = _measured_at_the_end(gather_metrics(sweep, plan, trial), config, plan, reference)
+    measured, summary = evaluate(plan, load_generator(ckpt)[0], ckpt, config.train.seed, reference, fan, during)
     row.update(measured, step=read_step(ckpt))
     row["eval_time_s"] = time.monotonic() - start
-    gather_metrics(sweep, plan, trial)
     write_rows(sweep, "responsibility", plan, trial, summary)
     write_rows(sweep, "trials", plan, trial, [row])  # last: a trial row means the trial is complete
     return row
 
 
+def _measured_at_the_end(rows: list[dict], config: RunConfig, plan: Plan, reference: np.ndarray | None) -> dict | None:
+    """FID and PRD of the training's evaluation at its last step when they are what the trial's
+    row needs, else None: the same fid_samples paths (drawn from the trial's seed, by
+    Generator.sample_latent) against the same reference (the data set's images chosen by seed 0,
+    the sweep's cached features), with PRD when the sweep measures it."""
+    t, last = config.train, rows[-1] if rows else {}
+    if ("fid" not in plan.metrics or last.get("step") != t.steps or last.get("fid") is None
+            or t.eval_samples != plan.budget.fid_samples or reference_name(config) != config.data
+            or ("prd" in plan.metrics and not t.eval_prd)):
+        return None
+    return {"n_generated": t.eval_samples, "n_reference": len(reference),
+            **{k: last[k] for k in QUALITY if k != "eval_time_s"}}
+
+
 def evaluate(plan: Plan, generator: Generator, ckpt: Path | str, seed: int, reference: np.ndarray | None,
-             fan: Fanout) -> tuple[dict, list[dict]]:
+             fan: Fanout, measured: dict | None = None) -> tuple[dict, list[dict]]:
     """The plan's metrics of a trained generator (its checkpoint `ckpt`, which the workers of
-    `fan` load): FID and PRD columns of its trials row, and its responsibility summary rows."""
-    row, summary = {}, []
+    `fan` load): FID and PRD columns of its trials row, and its responsibility summary rows.
+    `measured`: FID and PRD already measured on these paths and reference, kept as they are."""
+    row, summary = dict(measured or {}), []
     with fan.holding(ckpt):  # both jobs on the same workers
-        if "fid" in plan.metrics:
+        if "fid" in plan.metrics and measured is None:
             features = generated_features(generator, ckpt, plan.budget.fid_samples, seed, fan)
             row = score(features, reference, seed, prd="prd" in plan.metrics)[0]
         if "responsibility" in plan.metrics and max(generator.blocks) > 1:  # one path has nothing to vary

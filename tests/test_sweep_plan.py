@@ -155,8 +155,9 @@ def test_asha_evaluates_during_training_from_the_budget_and_grid_stays_as_it_was
     assert "schedule" not in grid.to_json() and {t.config.train.eval_every for t in grid.trials} == {0}
     asha = plan(sweep, True, 0, scheduler="asha")
     assert asha.schedule.grace_period == 250 and asha.schedule.eval_every == 250  # half the 500 steps
-    assert {(t.config.train.eval_every, t.config.train.eval_samples, t.config.train.checkpoint_every)
-            for t in asha.trials} == {(250, 200, 250)}  # a checkpoint at every rung
+    # a checkpoint at every rung; PRD too, so the evaluation at the last step is the trial's row
+    assert {(t.config.train.eval_every, t.config.train.eval_samples, t.config.train.checkpoint_every,
+             t.config.train.eval_prd) for t in asha.trials} == {(250, 200, 250, True)}
     assert asha.run_id != grid.run_id and Plan.from_json(asha.to_json()).schedule == asha.schedule
     assert [rung for rung, _ in asha.schedule.tune_scheduler(500, print)._brackets[0]._rungs] == [500, 250]
     curves = plan(sweep, True, 0, schedule={"eval_every": 100})  # a grid with FID during training

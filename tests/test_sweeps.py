@@ -236,9 +236,10 @@ def test_the_same_sweep_again_gives_the_same_numbers_on_loopback_only(killed_and
 def test_asha_stops_trials_records_them_and_resume_keeps_them(rpgan, tmp_path):
     """ASHA on the FID measured during training: a stopped trial keeps a row (status stopped,
     its last step and FID), its metrics rows, and is not run again by --resume. One trial at a
-    time: the first (3 blocks) goes on, as ASHA's first always does; the second (1 block per
-    bucket: one image) trails it at the first rung, step 4, and is stopped. The stop reaches the
-    training a few steps later, so the run is long enough for it to arrive before the end."""
+    time, in the order seed 0 shuffles them to: the first (3 blocks) goes on, as ASHA's first
+    always does; the second (1 block per bucket: one image) trails it at the first rung, step 4,
+    and is stopped. The stop reaches the training a few steps later, so the run is long enough
+    for it to arrive before the end."""
     args = ["sweep", "ablation_blocks", "--quick", "--steps", "24", "--fid-samples", "10", "--evaluations", "1",
             "--space", "blocks_per_bucket=3,1", "--scheduler", "asha", "--grace-period", "4", "--eval-every", "4",
             "--eval-samples", "10", "--max-concurrent", "1", "--storage", tmp_path]
@@ -263,5 +264,9 @@ def test_asha_stops_trials_records_them_and_resume_keeps_them(rpgan, tmp_path):
     training = [r for r in seen if "train_time_s" not in r]
     assert [r["step"] for r in training] == metrics[metrics["trial"] == key]["step"].tolist()
     assert [r["step"] for r in training if "fid" in r] == list(range(4, 25, 4))
+    # the finished trial's FID and PRD are its training's at the last step: the same paths and reference
+    last = metrics[(metrics["trial"] == key) & (metrics["step"] == 24)].iloc[0]
+    assert [last[k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")] == \
+        [ok.loc[key, k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")]
     code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", tmp_path)
     assert code == 0 and "all 2 trials have finished, nothing to do" in out, err
