@@ -119,10 +119,11 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
     # The grid: the biggest generators first, so the long trials start early and the sweep ends
     # sooner. ASHA: an order shuffled by the plan's seed, as the random search it was made for;
     # in a sorted order every value that beats the ones before it at a rung goes on.
-    order = sorted(plan.trials, key=lambda t: -sum(t.config.model.blocks))
     if plan.schedule.scheduler == "asha":
         order = list(plan.trials)
         random.Random(plan.seed).shuffle(order)
+    else:
+        order = sorted(plan.trials, key=lambda t: -sum(t.config.model.blocks))
     todo = [t.key for t in order if t.key not in done]
     if not todo:
         return 0

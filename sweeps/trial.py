@@ -30,7 +30,7 @@ from rpgan.io.run_store import Folder, RunStore
 from rpgan.metrics.features import score
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import checkpoint_name, load_generator, read_step
-from rpgan.training.evaluation import QUALITY, reference_name
+from rpgan.training.evaluation import MEASURES, reference_name
 from rpgan.training.run_log import METRICS
 from sweeps.results import write_rows
 from sweeps.spec import Plan, Trial
@@ -90,7 +90,7 @@ def _stopped_row(sweep: Folder, plan: Plan, trial: Trial, ckpt: str) -> dict:
     at = evaluated[-1] if evaluated else {"step": read_step(ckpt)}
     store = RunStore(f"{sweep.uri}/{RUNS}", trial.key)
     return {"status": "stopped", "step": at["step"], "ckpt": f"{store.uri}/{checkpoint_name(at['step'])}",
-            **{k: at[k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision") if k in at}}
+            **{k: at[k] for k in MEASURES if k in at}}
 
 
 def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np.ndarray | None) -> dict:
@@ -135,7 +135,7 @@ def _measured_at_the_end(rows: list[dict], config: RunConfig, plan: Plan, refere
             or ("prd" in plan.metrics and not t.eval_prd)):
         return None
     return {"n_generated": t.eval_samples, "n_reference": len(reference),
-            **{k: last[k] for k in QUALITY if k != "eval_time_s"}}
+            **{k: last[k] for k in MEASURES}}
 
 
 def evaluate(plan: Plan, generator: Generator, ckpt: Path | str, seed: int, reference: np.ndarray | None,
