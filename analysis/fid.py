@@ -46,7 +46,7 @@ def reference_features(data: str, size: int, channels: int, n: int | None, fan: 
                        out: Path | None = None) -> tuple[np.ndarray, Path]:
     """Pool3 features [N, 2048] of the real images (all, or n chosen by seed), read from the
     cache file when present, else computed on the workers and written there atomically."""
-    path = Path(out) if out else stats_path(data, size, channels, n)
+    path = Path(out) if out else stats_path(data, size, channels, n, seed)
     feats = read_cached(path)
     if feats is not None:
         return feats, path

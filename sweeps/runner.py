@@ -132,8 +132,8 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
     if "fid" in plan.metrics:
         m = first.model
         # the real images the trials' FID during training compares with (rpgan.training.evaluation):
-        # those chosen by seed 0, the ones the cache file (named by no seed) holds
-        reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan)[0]
+        # those chosen by seed 0, whatever the sweep's seed, so both read one cache file
+        reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan, seed=0)[0]
     setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, setup=setup, reference=reference),
                                         {"CPU": TRIAL_CPU})

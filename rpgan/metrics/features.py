@@ -1,8 +1,8 @@
 """Reference features of a data set, cached on disk, and the FID / PRD score of generated ones.
 
-Pool3 features of the real images are computed once per data set, image size, channel count
-and image count, and cached as .npz under $RPGAN_CACHE/fid_stats: `rpgan fid`, the sweeps and
-the evaluations during training read the same file.
+Pool3 features of the real images are computed once per data set, image size, channel count,
+image count and the seed that chose the images, and cached as .npz under $RPGAN_CACHE/fid_stats:
+`rpgan fid`, the sweeps and the evaluations during training read the same file.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from rpgan.metrics.frechet import frechet_distance, statistics
 from rpgan.metrics.prd import PRD, compute_prd
 
 
-def stats_path(data: str, size: int, channels: int, n: int | None) -> Path:
-    """Default cache file of a data set's reference features (n images, or all for None)."""
+def stats_path(data: str, size: int, channels: int, n: int | None, seed: int) -> Path:
+    """Default cache file of a data set's reference features: all its images (n None), or the n
+    that `seed` chooses (reference_index), so another seed's choice is never read back."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", data).strip("_")
-    return cache_root() / "fid_stats" / f"{slug}-{size}px-{channels}ch-{'all' if n is None else n}.npz"
+    count = "all" if n is None else f"{n}-seed{seed}"
+    return cache_root() / "fid_stats" / f"{slug}-{size}px-{channels}ch-{count}.npz"
 
 
 def reference_index(n_images: int, n: int | None, seed: int) -> torch.Tensor:

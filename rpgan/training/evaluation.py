@@ -45,7 +45,7 @@ class Evaluation:
     def reference(self) -> np.ndarray:
         """Features [M, 2048] of M = min(eval_samples, training images) real images (cached)."""
         m = self.config.model
-        path = stats_path(reference_name(self.config), m.image_size, m.channels, self.n)
+        path = stats_path(reference_name(self.config), m.image_size, m.channels, self.n, seed=0)
         feats = read_cached(path)
         if feats is None:
             index = reference_index(len(self.data), self.n, seed=0)
