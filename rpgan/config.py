@@ -173,6 +173,7 @@ class TrainConfig:
     log_every: int = setting(10, "Steps between rows of metrics.parquet and TensorBoard.", resumable=True)
     eval_every: int = setting(0, "Steps between FID evaluations during training (at its multiples; 0: none).",
                               resumable=True)
+    eval_at: tuple[int, ...] = ()  # more steps to evaluate at, beside eval_every's multiples: a sweep's ASHA rungs
     eval_samples: int = setting(1000, "Generated images of each evaluation during training, against as many real "
                                 "ones.", resumable=True)
     eval_prd: bool = setting(False, "Evaluations during training also compute PRD.", resumable=True)
@@ -200,6 +201,8 @@ class TrainConfig:
         _in_range("--seed", self.seed, 0, MAX_SEED)
         _in_range("--data-workers", self.data_workers, 0, MAX_DATA_WORKERS)
         _in_range("--eval-every", self.eval_every, 0, MAX_STEPS)
+        if any(not 1 <= step <= MAX_STEPS for step in self.eval_at):
+            raise UserError(f"eval_at are steps 1..{MAX_STEPS}, got {list(self.eval_at)}")
         _in_range("--eval-samples", self.eval_samples, 2, MAX_EVAL_SAMPLES)
         if self.compile and self.loss == "wgan-gp":
             raise UserError("--compile cannot train with --loss wgan-gp: torch.compile has no double backward, "

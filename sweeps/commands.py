@@ -97,7 +97,7 @@ def list_sweeps() -> None:
 @click.option("--reduction-factor", type=click.IntRange(max=100), help="asha: 1 in this many trials goes on at "
               "each rung [default: 2].")
 @click.option("--eval-every", type=click.IntRange(max=MAX_STEPS), help="Steps between FID evaluations during "
-              "training [default: asha, the grace period; grid, none].")
+              "training, for curves [default: none; asha evaluates at its rungs anyway].")
 @click.option("--eval-samples", type=click.IntRange(max=MAX_FID_SAMPLES), help="Images of each evaluation during "
               "training [default: --fid-samples].")
 @STORAGE

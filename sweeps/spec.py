@@ -84,7 +84,8 @@ class Schedule:
     need every point), or ASHA (Li et al. 2020), which stops a trial at a rung (grace_period,
     grace_period * reduction_factor, ... steps) when its FID during training is not in the best
     1 / reduction_factor of the trials that reached that rung. Trials evaluate FID on
-    eval_samples images every eval_every steps (ASHA needs it; a grid sweep when asked)."""
+    eval_samples images at ASHA's rungs, and every eval_every steps when asked (curves, also in a
+    grid sweep)."""
 
     scheduler: Scheduler = "grid"
     grace_period: int = 0  # steps before a trial can be stopped
@@ -97,7 +98,7 @@ class Schedule:
                reduction_factor: int | None = None, eval_every: int | None = None,
                eval_samples: int | None = None) -> Schedule:
         """The schedule asked for, with defaults from the budget: the first rung at half the
-        steps, an evaluation at every rung's step (the grace period), on fid_samples images."""
+        steps, evaluations at the rungs only, on fid_samples images."""
         if scheduler not in typing.get_args(Scheduler):
             raise UserError(f"--scheduler takes {' or '.join(typing.get_args(Scheduler))}, got {scheduler!r}")
         if eval_every is not None and eval_every < 1 or eval_samples is not None and eval_samples < 2:
@@ -111,19 +112,25 @@ class Schedule:
             samples = (eval_samples or budget.fid_samples) if eval_every else 0
             return cls(eval_every=eval_every or 0, eval_samples=samples)
         grace = max(1, budget.steps // 2) if grace_period is None else grace_period
-        chosen = cls(scheduler, grace, 2 if reduction_factor is None else reduction_factor,
-                     grace if eval_every is None else eval_every,
+        chosen = cls(scheduler, grace, 2 if reduction_factor is None else reduction_factor, eval_every or 0,
                      budget.fid_samples if eval_samples is None else eval_samples)
         if not 1 <= chosen.grace_period < budget.steps:
             raise UserError(f"--grace-period must be 1..{budget.steps - 1} (below the trials' steps), got "
                             f"{chosen.grace_period}")
-        if chosen.reduction_factor < 2 or chosen.eval_every < 1 or chosen.eval_samples < 2:
-            raise UserError("--reduction-factor must be at least 2, --eval-every at least 1 and --eval-samples at "
-                            "least 2")
-        if chosen.eval_every > chosen.grace_period:
-            raise UserError(f"--eval-every {chosen.eval_every} is past the first rung at {chosen.grace_period} "
-                            "steps: ASHA would see no FID there; evaluate at least as often as --grace-period")
+        if chosen.reduction_factor < 2:
+            raise UserError(f"--reduction-factor must be at least 2, got {chosen.reduction_factor}")
         return chosen
+
+    def eval_at(self, budget: Budget) -> tuple[int, ...]:
+        """The steps where an ASHA trial must measure FID: its rungs before the last step
+        (grace_period * reduction_factor**k, where Tune's ASHAScheduler places them), and the last
+        step when that measurement can be the trial's final FID (eval_samples == fid_samples,
+        sweeps.trial); a trial that reaches the last step ends whatever its FID."""
+        if self.scheduler != "asha":
+            return ()
+        rungs = [self.grace_period * self.reduction_factor**k for k in range(budget.steps.bit_length())]
+        last = (budget.steps,) if self.eval_samples == budget.fid_samples else ()
+        return tuple(r for r in rungs if r < budget.steps) + last
 
     def tune_scheduler(self, max_steps: int, ask_to_stop: Callable[[str], None]) -> object | None:
         """Tune's scheduler for this schedule (None: the grid, Tune's FIFO). It does not stop a
@@ -325,16 +332,18 @@ def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str,
     try:
         planned = {"seed": seed, "steps": budget.steps, "checkpoint_every": budget.checkpoint_every, "sample_every": 0,
                    "eval_every": schedule.eval_every}
-        if schedule.eval_every:
+        eval_at = schedule.eval_at(budget)
+        if schedule.eval_every or eval_at:
             planned.update(eval_samples=schedule.eval_samples, eval_prd=eval_prd)
-        if schedule.scheduler == "asha":  # a trial stopped at a rung keeps that step's checkpoint and rows
-            planned["checkpoint_every"] = schedule.eval_every
+        if schedule.scheduler == "asha":  # a trial stopped at a rung keeps the checkpoint of its last evaluation
+            planned["checkpoint_every"] = math.gcd(schedule.eval_every, schedule.grace_period)
         standard = {"input": "gaussian"} if point.get("generator") == "standard" else {}
         chosen = {k: v for k, v in point.items() if k in SETTINGS}
         if standard and chosen.get("input", "gaussian") != "gaussian":
             raise UserError("generator standard has a Gaussian input; drop the input key")
         model, train = with_settings(model, train, {**chosen, **standard, **planned})
         model = dataclasses.replace(model, blocks=_blocks(model, point))
+        train = dataclasses.replace(train, eval_at=eval_at)
         return RunConfig(model=model.validate(), train=train.validate(), data=data, preset=preset)
     except (UserError, TypeError, ValueError) as e:
         raise UserError(f"search point {point}: {e}") from None

@@ -123,9 +123,10 @@ def test_fid_during_training_is_a_column_measured_exactly_once_across_a_resume(t
     code, _, err = rpgan("curves", "--run", tmp_path / "broken")
     assert code == 2 and "is unreadable" in err and len(err.strip().splitlines()) == 1
 
-    # the same seed gives the same curve
+    # the same seed gives the same curve, also when the steps are named (eval_at: a sweep's ASHA rungs)
     again = tmp_path / "again"
-    train(config, data, again, quiet=True)
+    train(dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=0, eval_at=(3, 6))),
+          data, again, quiet=True)
     assert [r["fid"] for r in pq.read_table(again / "metrics.parquet").to_pylist()] == [r["fid"] for r in rows]
     # and evaluating changes nothing that is trained
     plain = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=0))

@@ -137,8 +137,8 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         samples: Path | None = None, after_step: Callable[[int], None] | None = None, quiet: bool = False,
         publish: Callable[[int, dict], None] | None = None) -> None:
     """Train from state.step to config.train.steps. Every `log_every` steps a metrics row goes to
-    `log` (losses averaged over replicas), and every `eval_every` steps the replica holding
-    `log` adds FID (Evaluation) to its row; every `sample_every` steps a grid of
+    `log` (losses averaged over replicas), and every `eval_every` steps and at the `eval_at`
+    steps the replica holding `log` adds FID (Evaluation) to its row; every `sample_every` steps a grid of
     fixed preview paths goes to `samples` (and TensorBoard); every `checkpoint_every` steps and
     at the end, after checking that the replicas agree, every replica calls save(state).
     `after_step(step)` runs after each step, `publish(step, row)` after each logged one (after
@@ -148,7 +148,7 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
     if cfg.compile:
         compile_static(state)
     # the evaluation reads real images straight from the data set, not from the prefetched stream
-    evaluation = Evaluation(config, data, device) if cfg.eval_every and log else None
+    evaluation = Evaluation(config, data, device) if (cfg.eval_every or cfg.eval_at) and log else None
     if isinstance(data, FolderData) and cfg.data_workers:
         upcoming = upcoming_draws(cfg, replica.rank, replica.share(cfg.batch), len(data), state.step)
         data = Prefetched(data, upcoming, cfg.data_workers, pin_memory=torch.device(device).type == "cuda")
@@ -177,7 +177,7 @@ def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         done = state.step == cfg.steps
         # at multiples of eval_every only: a short run of a preset that evaluates often on a GPU
         # (10k images) is not made to wait for an evaluation at its end
-        evaluated = cfg.eval_every and state.step % cfg.eval_every == 0
+        evaluated = cfg.eval_every and state.step % cfg.eval_every == 0 or state.step in cfg.eval_at
         logged = done or evaluated or state.step % cfg.log_every == 0
         row = losses
         if logged:
