@@ -50,7 +50,7 @@ def main() -> None:
     m = first.model
     local = Fanout(workers=0)
     reference = reference_features(first.data, m.image_size, m.channels, chosen.budget.fid_samples, local,
-                                   chosen.seed)[0]  # cached: both candidates read the same file
+                                   seed=0)[0]  # cached: both candidates read the same file
     print(f"{chosen.sweep} --quick: {len(chosen.trials)} trials x {chosen.budget.steps} steps, FID on "
           f"{chosen.budget.fid_samples} images, {chosen.budget.evaluations} evaluations; {os.cpu_count()} cores")
 

@@ -335,8 +335,8 @@ def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str,
         eval_at = schedule.eval_at(budget)
         if schedule.eval_every or eval_at:
             planned.update(eval_samples=schedule.eval_samples, eval_prd=eval_prd)
-        if schedule.scheduler == "asha":  # a trial stopped at a rung keeps the checkpoint of its last evaluation
-            planned["checkpoint_every"] = math.gcd(schedule.eval_every, schedule.grace_period)
+        if schedule.scheduler == "asha":  # a trial stopped at a rung keeps that rung's checkpoint (its multiples)
+            planned["checkpoint_every"] = schedule.grace_period
         standard = {"input": "gaussian"} if point.get("generator") == "standard" else {}
         chosen = {k: v for k, v in point.items() if k in SETTINGS}
         if standard and chosen.get("input", "gaussian") != "gaussian":

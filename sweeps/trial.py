@@ -84,9 +84,10 @@ def gather_metrics(sweep: Folder, plan: Plan, trial: Trial) -> list[dict]:
 
 
 def _stopped_row(sweep: Folder, plan: Plan, trial: Trial, ckpt: str) -> dict:
-    """The row of a trial the scheduler stopped: the step, FID and PRD of its last evaluation
-    (an ASHA trial checkpoints at every evaluation: the rung it was stopped at) and checkpoint."""
-    evaluated = [r for r in gather_metrics(sweep, plan, trial) if r.get("fid") is not None]
+    """The row of a trial the scheduler stopped: the step, FID and PRD of the last rung it reached
+    (where it was stopped; an ASHA trial checkpoints at every rung) and that step's checkpoint."""
+    rungs = trial.config.train.eval_at
+    evaluated = [r for r in gather_metrics(sweep, plan, trial) if r.get("fid") is not None and r["step"] in rungs]
     at = evaluated[-1] if evaluated else {"step": read_step(ckpt)}
     store = RunStore(f"{sweep.uri}/{RUNS}", trial.key)
     return {"status": "stopped", "step": at["step"], "ckpt": f"{store.uri}/{checkpoint_name(at['step'])}",

@@ -167,7 +167,7 @@ def test_asha_evaluates_during_training_from_the_budget_and_grid_stays_as_it_was
                  schedule={"grace_period": 125, "reduction_factor": 4, "eval_samples": 50, "eval_every": 100})
     assert [rung for rung, _ in cheap.schedule.tune_scheduler(500, print)._brackets[0]._rungs] == [500, 125]
     assert {(t.config.train.eval_at, t.config.train.eval_every, t.config.train.checkpoint_every)
-            for t in cheap.trials} == {((125,), 100, 25)}
+            for t in cheap.trials} == {((125,), 100, 125)}
     curves = plan(sweep, True, 0, schedule={"eval_every": 100})  # a grid with FID during training
     assert {t.config.train.eval_every for t in curves.trials} == {100} and curves.schedule.scheduler == "grid"
 

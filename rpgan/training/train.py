@@ -138,8 +138,8 @@ def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         publish: Callable[[int, dict], None] | None = None) -> None:
     """Train from state.step to config.train.steps. Every `log_every` steps a metrics row goes to
     `log` (losses averaged over replicas), and every `eval_every` steps and at the `eval_at`
-    steps the replica holding `log` adds FID (Evaluation) to its row; every `sample_every` steps a grid of
-    fixed preview paths goes to `samples` (and TensorBoard); every `checkpoint_every` steps and
+    steps the replica holding `log` adds FID (Evaluation) to its row; every `sample_every` steps
+    a grid of fixed preview paths goes to `samples` (and TensorBoard); every `checkpoint_every` steps and
     at the end, after checking that the replicas agree, every replica calls save(state).
     `after_step(step)` runs after each step, `publish(step, row)` after each logged one (after
     save), on every replica (the row is the log's, or the losses where there is no log)."""
@@ -175,8 +175,8 @@ def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         if after_step:
             after_step(state.step)
         done = state.step == cfg.steps
-        # at multiples of eval_every only: a short run of a preset that evaluates often on a GPU
-        # (10k images) is not made to wait for an evaluation at its end
+        # at eval_every's multiples and the eval_at steps only, not at the end: a short run of a
+        # preset that evaluates often on a GPU (10k images) is not made to wait for one
         evaluated = cfg.eval_every and state.step % cfg.eval_every == 0 or state.step in cfg.eval_at
         logged = done or evaluated or state.step % cfg.log_every == 0
         row = losses
