@@ -28,6 +28,7 @@ from rpgan.distributed.ray_train import Workers
 from rpgan.io.data import training_images
 from rpgan.io.run_store import Folder
 from rpgan.training.checkpoint import load_generator
+from rpgan.training.evaluation import REFERENCE_SEED
 from rpgan.training.train import train
 from sweeps import get_sweep
 from sweeps.runner import concurrency, run_sweep
@@ -50,7 +51,7 @@ def main() -> None:
     m = first.model
     local = Fanout(workers=0)
     reference = reference_features(first.data, m.image_size, m.channels, chosen.budget.fid_samples, local,
-                                   seed=0)[0]  # cached: both candidates read the same file
+                                   REFERENCE_SEED)[0]  # cached: both candidates read the same file
     print(f"{chosen.sweep} --quick: {len(chosen.trials)} trials x {chosen.budget.steps} steps, FID on "
           f"{chosen.budget.fid_samples} images, {chosen.budget.evaluations} evaluations; {os.cpu_count()} cores")
 

@@ -25,6 +25,7 @@ from rpgan.distributed.ray_session import check_fit, cluster_resources, is_priva
 from rpgan.distributed.ray_train import Workers
 from rpgan.io.progress import clock
 from rpgan.io.run_store import Folder
+from rpgan.training.evaluation import REFERENCE_SEED
 from sweeps.results import DONE, finished
 from sweeps.spec import Plan
 from sweeps.trial import Setup, ask_to_stop, run_trial
@@ -131,9 +132,10 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
     reference = None
     if "fid" in plan.metrics:
         m = first.model
-        # the real images the trials' FID during training compares with (rpgan.training.evaluation):
-        # those chosen by seed 0, whatever the sweep's seed, so both read one cache file
-        reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan, seed=0)[0]
+        # the real images the trials' FID during training compares with, whatever the sweep's seed,
+        # so both read one cache file
+        reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan,
+                                       REFERENCE_SEED)[0]
     setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, setup=setup, reference=reference),
                                         {"CPU": TRIAL_CPU})

@@ -128,6 +128,7 @@ class Schedule:
         sweeps.trial); a trial that reaches the last step ends whatever its FID."""
         if self.scheduler != "asha":
             return ()
+        # reduction_factor >= 2: k up to the steps' bit length passes the last step
         rungs = [self.grace_period * self.reduction_factor**k for k in range(budget.steps.bit_length())]
         last = (budget.steps,) if self.eval_samples == budget.fid_samples else ()
         return tuple(r for r in rungs if r < budget.steps) + last
@@ -335,7 +336,7 @@ def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str,
         eval_at = schedule.eval_at(budget)
         if schedule.eval_every or eval_at:
             planned.update(eval_samples=schedule.eval_samples, eval_prd=eval_prd)
-        if schedule.scheduler == "asha":  # a trial stopped at a rung keeps that rung's checkpoint (its multiples)
+        if schedule.scheduler == "asha":  # the rungs are multiples: a trial stopped at one keeps its checkpoint
             planned["checkpoint_every"] = schedule.grace_period
         standard = {"input": "gaussian"} if point.get("generator") == "standard" else {}
         chosen = {k: v for k, v in point.items() if k in SETTINGS}

@@ -24,6 +24,7 @@ from rpgan.model.networks import Generator
 
 MEASURES = ("fid", "prd_f8_recall", "prd_f1_8_precision")  # what an evaluation measures
 QUALITY = (*MEASURES, "eval_time_s")  # columns of an evaluated row
+REFERENCE_SEED = 0  # chooses the real images every evaluation during training compares with
 CHUNK = 250  # images decoded or rendered at once: bounds the memory of a 10k-image evaluation
 
 
@@ -45,10 +46,10 @@ class Evaluation:
     def reference(self) -> np.ndarray:
         """Features [M, 2048] of M = min(eval_samples, training images) real images (cached)."""
         m = self.config.model
-        path = stats_path(reference_name(self.config), m.image_size, m.channels, self.n, seed=0)
+        path = stats_path(reference_name(self.config), m.image_size, m.channels, self.n, REFERENCE_SEED)
         feats = read_cached(path)
         if feats is None:
-            index = reference_index(len(self.data), self.n, seed=0)
+            index = reference_index(len(self.data), self.n, REFERENCE_SEED)
             feats = np.concatenate([features(self.inception, self.data.batch(index[i : i + CHUNK])).numpy()
                                     for i in range(0, len(index), CHUNK)])
             write_cached(path, feats)
