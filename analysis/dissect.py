@@ -15,7 +15,6 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -25,14 +24,13 @@ from torch import Tensor
 from analysis.dissection import ablation, ablation_effects, layers, unit_activations
 from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import Job, open_job
-from analysis.limits import MAX_SAMPLES, MAX_STRIPS
+from analysis.limits import MAX_SAMPLES, MAX_STRIPS, Fill
 from analysis.plots import plot_responsibility
 from analysis.results import table
 from rpgan.errors import UserError
 from rpgan.io.images import render, save_labeled_rows
 
 QUANTILES = (0.5, 0.9, 0.99)
-Fill = Literal["mean", "zero"]
 UNIT_ACTIVATION = table("unit_activation", [
     ("layer", pa.int64()), ("unit", pa.int64()), ("units", pa.int64()), ("rank", pa.int64()),
     ("mean", pa.float64()), ("q50", pa.float64()), ("q90", pa.float64()), ("q99", pa.float64())])
@@ -53,8 +51,9 @@ class DissectConfig:
     chunk: int = 50  # samples per task sent to a worker
 
     def validate(self) -> DissectConfig:
-        if self.n < 2 or self.units < 0 or self.chunk < 1 or self.strips < 0 or self.per_strip < 1:
-            raise UserError("--n must be >= 2, --units and --strips >= 0, --chunk and --per-strip >= 1")
+        if self.n < 2 or self.units < 1 or self.chunk < 1 or self.strips < 0 or self.per_strip < 1:
+            # --units 0 would ablate nothing: every effect 0, every ratio to layer 1 undefined
+            raise UserError("--n must be >= 2, --units, --chunk and --per-strip >= 1, --strips >= 0")
         if max(self.n, self.units, self.chunk) > MAX_SAMPLES or max(self.strips, self.per_strip) > MAX_STRIPS:
             raise UserError(f"--n, --units and --chunk go up to {MAX_SAMPLES}, --strips up to {MAX_STRIPS}")
         if self.fill not in typing.get_args(Fill):

@@ -16,6 +16,7 @@ with `WorkerLost`, before anything is written.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from rpgan.training.checkpoint import load_generator
 
 Call = tuple[Callable[..., Any], tuple]  # (task, args): the worker runs task(worker, *args)
 RESTARTS = 3  # per actor: a worker killed now and then recovers; one that dies on every call does not
+_INCEPTION_HERE: dict[tuple, InceptionFeatures] = {}  # the in-process worker's network, by weights and device
 
 
 class WorkerLost(RemoteError):
@@ -40,14 +42,21 @@ class WorkerLost(RemoteError):
 
 
 class AnalysisWorker:
-    """One worker's models: a checkpoint's generator (or none) and the FID Inception."""
+    """One worker's models: a checkpoint's generator (or none) and the FID Inception (built from
+    `inception`'s weights, or that network itself when this process already holds one)."""
 
-    def __init__(self, ckpt: str | None, inception_state: dict[str, Tensor], device: str, threads: int = 0):
+    def __init__(self, ckpt: str | None, inception: dict[str, Tensor] | InceptionFeatures | list, device: str,
+                 threads: int = 0):
         if threads:
             torch.set_num_threads(threads)
+        if isinstance(inception, list):  # an actor's: [ObjectRef of the weights], fetched here (see _actors)
+            import ray
+
+            inception = ray.get(inception[0])
         # a checkpoint behind a URI is fetched once into this node's cache (rpgan.io.remote)
         self.generator = load_generator(ckpt, device)[0] if ckpt else None
-        self.inception = InceptionFeatures(inception_state).to(device)
+        self.inception = inception if isinstance(inception, InceptionFeatures) else \
+            InceptionFeatures(inception).to(device)
 
     def embed(self, images: Tensor) -> Tensor:
         """Inception pool3 features [N, 2048] (CPU) of uint8 images [N, C, H, W]."""
@@ -75,13 +84,24 @@ class Fanout:
         """The Inception weights, resolved once per job."""
         return resolve_weights(self.inception_weights)[0]
 
+    def _here(self, ckpt: str | None) -> AnalysisWorker:
+        """The in-process worker for ckpt. Its Inception is built once per process and weights: a
+        sweep trial's process, which Tune reuses, evaluates trial after trial without reloading it."""
+        given = self.inception_weights or os.environ.get("RPGAN_INCEPTION_WEIGHTS")
+        stat = os.stat(given) if given and os.path.isfile(given) else None  # a file rewritten in place is new
+        key = (str(given), stat and (stat.st_size, stat.st_mtime_ns), self.device)
+        if key not in _INCEPTION_HERE:
+            _INCEPTION_HERE.clear()
+            _INCEPTION_HERE[key] = InceptionFeatures(self.inception_state).to(self.device)
+        return AnalysisWorker(ckpt, _INCEPTION_HERE[key], self.device)
+
     def run(self, calls: list[Call], ckpt: Path | str | None, label: str = "task") -> list[Any]:
         """Run the calls on AnalysisWorkers for `ckpt` (a path, or a URI each worker copies);
         their results in call order."""
         ckpt = str(ckpt) if ckpt else None
         progress = Progress(len(calls), label=label, every=1)
         if self.workers == 0:
-            return _run_here(calls, AnalysisWorker(ckpt, self.inception_state, self.device), progress)
+            return _run_here(calls, self._here(ckpt), progress)
         if self._held and ckpt in (None, self._held["ckpt"]):
             if "actors" not in self._held:  # the block's first job on Ray starts them
                 self._held["actors"] = self._held["stack"].enter_context(self._start(self._held["ckpt"], len(calls)))
@@ -115,14 +135,18 @@ class Fanout:
 
 def _actor_cpus(cpus_per_worker: float | None, gpus_per_worker: float, n: int) -> float:
     """The CPUs an actor declares and uses as torch threads: as given, else 1 beside a GPU, else
-    an equal share of the cluster's CPUs. Never what happens to be free at that moment: the
-    thread count changes Inception's float sums, and a job's numbers must depend only on its
-    seed and configuration (on a given machine)."""
+    an equal share of the cluster's CPUs, at most what its biggest node has (an actor runs on one
+    node). Never what happens to be free at that moment: the thread count changes Inception's
+    float sums, and a job's numbers must depend only on its seed and configuration (on a given
+    cluster)."""
     if cpus_per_worker is not None:
         return cpus_per_worker
-    from rpgan.distributed.ray_session import cluster_resources
+    from rpgan.distributed.ray_session import cluster_resources, largest_node
 
-    return 1.0 if gpus_per_worker > 0 else float(max(1, int(cluster_resources().get("CPU", 1) // n)))
+    if gpus_per_worker > 0:
+        return 1.0
+    share = max(1, int(cluster_resources().get("CPU", 1) // n))
+    return float(max(1, min(share, int(largest_node()["CPU"]))))
 
 
 def _run_here(calls: list[Call], worker: AnalysisWorker, progress: Progress) -> list[Any]:
@@ -151,11 +175,12 @@ def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_p
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT",
                         max_restarts=RESTARTS, max_task_retries=RESTARTS)(AnalysisWorker)
     # Held here until the actors are killed: a restarted actor's constructor reads it again, and
-    # Ray does not keep actor constructor arguments alive by itself (ray-project/ray#53727, its
-    # "constructor arguments in the object store" log line at the first actor).
+    # Ray does not keep actor constructor arguments alive by itself (ray-project/ray#53727). Passed
+    # inside a list, so it is not a constructor argument in the object store, which Ray reports
+    # with an error-level line at every job; the actor fetches it.
     state_ref = ray.put(inception_state)
     device = "cuda" if gpus_per_worker > 0 else "cpu"
-    actors = [remote.remote(ckpt, state_ref, device, max(1, int(cpus))) for _ in range(n)]
+    actors = [remote.remote(ckpt, [state_ref], device, max(1, int(cpus))) for _ in range(n)]
     try:
         yield actors
     finally:

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from analysis.results import context, run_id
 from rpgan.config import RunConfig
+from rpgan.errors import UserError
 from rpgan.io.remote import is_uri, parent, upload
+from rpgan.io.run_store import Folder
 from rpgan.model.networks import Generator
-from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_step
+from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_config, read_step, resolve_checkpoint
 
 ANALYSIS = "analysis"  # a job's default folder, inside the checkpoint's run
 
@@ -48,6 +50,28 @@ class Job:
 def default_out(ckpt: str) -> str:
     """RUN/analysis for a checkpoint RUN/checkpoints/step_N (a path or a URI)."""
     return f"{parent(parent(ckpt))}/{ANALYSIS}" if is_uri(ckpt) else str(Path(ckpt).parent.parent / ANALYSIS)
+
+
+def preflight(ckpt: Path | str, out: Path | str | None) -> RunConfig:
+    """Check a job's inputs before any work (a Ray start, a model load): the checkpoint exists and
+    its config.json reads (returned), and `out` (default: the run's analysis/) can be written: a
+    local folder's nearest existing parent takes a file, a URI's store its folder."""
+    exact = checkpoint_ref(ckpt)
+    config = read_config(resolve_checkpoint(exact))
+    target = str(out) if out else default_out(exact)
+    if is_uri(target):
+        Folder.at(target).create()
+        return config
+    folder = Path(target).expanduser()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--out {target}: {existing} is a file, not a folder; choose another --out")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise UserError(f"--out {target}: cannot write in {existing} ({e.strerror}); choose another --out") from None
+    return config
 
 
 @contextmanager

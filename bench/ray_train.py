@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from rpgan.config import RunConfig
-from rpgan.distributed.ray_session import connect
-from rpgan.distributed.ray_train import Workers, train_on_ray
+from rpgan.distributed.ray_session import Workers, connect
+from rpgan.distributed.ray_train import train_on_ray
 from rpgan.io.data import training_images
 from rpgan.io.run_store import RunStore
 from rpgan.presets import get_preset

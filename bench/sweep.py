@@ -23,8 +23,7 @@ from pathlib import Path
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
-from rpgan.distributed.ray_session import connect
-from rpgan.distributed.ray_train import Workers
+from rpgan.distributed.ray_session import Workers, connect
 from rpgan.io.data import training_images
 from rpgan.io.run_store import Folder
 from rpgan.training.checkpoint import load_generator

@@ -1,4 +1,8 @@
-"""RPGAN: random paths in a generator as a GAN's latent space (Voynov & Babenko, arXiv 1912.10920)."""
+"""RPGAN: random paths in a generator as a GAN's latent space (Voynov & Babenko, arXiv 1912.10920).
+
+Importing the package is cheap: the `rpgan` program answers `--help` without torch or Ray. The
+names below load their modules on first use.
+"""
 
 import os
 
@@ -9,9 +13,25 @@ import os
 # in one place; `rpgan.distributed.ray_session.connect` refuses to start a local Ray if ray came first.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
-from rpgan.config import ModelConfig, RunConfig, TrainConfig
-from rpgan.model.networks import Generator, build_discriminator
-from rpgan.model.paths import frozen_path_variations, sample_paths
+# Torch's OpenMP threads spin while they wait for each other: beside any other busy process one
+# of them loses its core and the other burns the remaining one (a digits run took 5-18x its quiet
+# time beside one busy process, docs/benchmarks.md). Passive threads sleep instead. OpenMP reads
+# this when torch loads it, so it is set here, before any module imports torch, and every process
+# rpgan starts (Ray's workers, Tune's trials, analysis actors, data loader workers) inherits it.
+# A value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["ModelConfig", "RunConfig", "TrainConfig", "Generator", "build_discriminator", "sample_paths",
-           "frozen_path_variations"]
+_EXPORTS = {
+    "ModelConfig": "rpgan.config", "RunConfig": "rpgan.config", "TrainConfig": "rpgan.config",
+    "Generator": "rpgan.model.networks", "build_discriminator": "rpgan.model.networks",
+    "sample_paths": "rpgan.model.paths", "frozen_path_variations": "rpgan.model.paths",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rpgan' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -240,9 +240,9 @@ class RunConfig:
             if not isinstance(raw, dict):
                 raise TypeError(f"the top level is a JSON {type(raw).__name__}, not an object")
             version = raw.pop("version")
-            if version != CONFIG_VERSION:
-                raise UserError(f"config version {str(version)[:20]} is not supported (this rpgan reads "
-                                f"{CONFIG_VERSION})")
+            if type(version) is not int or version != CONFIG_VERSION:  # the string "1" is not version 1
+                raise UserError(f"config version {json.dumps(version)[:20]} is not supported (this rpgan reads "
+                                f"version {CONFIG_VERSION}, an integer)")
             model = _from_dict(ModelConfig, raw.pop("model"))
             train = _from_dict(TrainConfig, raw.pop("train"))
             config = cls(model=model.validate(), train=train.validate(), **raw)

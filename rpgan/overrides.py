@@ -17,7 +17,7 @@ from typing import Any
 
 from rpgan.config import ModelConfig, RunConfig, TrainConfig, expand_blocks
 from rpgan.errors import UserError
-from rpgan.presets import get_preset
+from rpgan.presets import DEFAULT_PRESET, get_preset
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,14 @@ def with_settings(model: ModelConfig, train: TrainConfig, values: Mapping[str, A
 
 @dataclass(frozen=True)
 class Request:
-    """What a user asked `rpgan train` for: a preset with the settings given on top (None: not given)."""
+    """What a user asked `rpgan train` for: a preset with the settings given on top (None: not given;
+    a new run then takes the default preset and seed, a resumed one keeps its own)."""
 
-    preset: str = "digits"
+    preset: str | None = None
     data: str | None = None
     labels: str | None = None
     blocks: str | None = None  # N for every bucket, or a list like 20,20,20,8
-    seed: int = 0
+    seed: int | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)  # setting name -> value, only those given
 
     def given(self) -> dict[str, Any]:
@@ -78,30 +79,32 @@ class Request:
 
     def new_config(self) -> RunConfig:
         """The preset, with everything the user gave applied on top; UserError if impossible."""
-        p = get_preset(self.preset)
-        model, train = with_settings(p.model, p.train, {**self.given(), "seed": self.seed})
+        preset = self.preset or DEFAULT_PRESET
+        p = get_preset(preset)
+        model, train = with_settings(p.model, p.train, {**self.given(), "seed": self.seed or 0})
         if self.blocks is not None:
             model = dataclasses.replace(model, blocks=expand_blocks(self.blocks, model.natural_n_buckets))
         data = self.data or p.data
         if not data:
-            raise UserError(f"preset {self.preset} has no downloadable data set; pass --data folder:PATH")
+            raise UserError(f"preset {preset} has no downloadable data set; pass --data folder:PATH")
         return RunConfig(model=model.validate(), train=train.validate(), data=data, labels=self.labels or "",
-                         preset=self.preset)
+                         preset=preset)
 
     def resumed_config(self, saved: RunConfig, where: str, other: str) -> RunConfig:
         """The saved config of the run at `where`, with the resumable settings given; any other
         value given must agree with it (else UserError naming them and the `other` way out)."""
         given = self.given()
         sections = {"model": saved.model, "train": saved.train}
-        clashes = [SETTINGS[k].flag for k, v in given.items()
-                   if not SETTINGS[k].resumable and getattr(sections[SETTINGS[k].section], k) != v]
+        clashes = ["--preset"] if self.preset is not None and self.preset != saved.preset else []
+        clashes += [SETTINGS[k].flag for k, v in given.items()
+                    if not SETTINGS[k].resumable and getattr(sections[SETTINGS[k].section], k) != v]
         if self.data is not None and self.data != saved.data:
             clashes.append("--data")
         if self.labels is not None and self.labels != saved.labels:
             clashes.append("--labels")
         if self.blocks is not None and expand_blocks(self.blocks, saved.model.n_buckets) != saved.model.blocks:
             clashes.append("--blocks")
-        if self.seed != saved.train.seed:
+        if self.seed is not None and self.seed != saved.train.seed:
             clashes.append("--seed")
         if clashes:
             raise UserError(f"{where} was trained with other {', '.join(clashes)}; drop them to resume, "

@@ -91,6 +91,9 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+DEFAULT_PRESET = "digits"  # CPU-sized, on the embedded data set: what `rpgan train` trains without --preset
+
+
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

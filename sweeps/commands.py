@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from analysis.limits import MAX_EVALUATIONS, MAX_FID_SAMPLES
-from rpgan.cli.options import ADDRESS, GPUS, SEED, choice, example
+from rpgan.cli.options import ADDRESS, GPUS, SEED, TEXT, choice, example
 from rpgan.config import MAX_STEPS
 from rpgan.errors import UserError
-from rpgan.io.run_store import Folder
 from rpgan.presets import PRESETS
 from sweeps import NAMES, get_sweep
-from sweeps.spec import SEARCH_KEYS, Plan, Scheduler, plan
+from sweeps.spec import SEARCH_KEYS, Plan, Scheduler, plan, typed_values
+
+if TYPE_CHECKING:
+    from rpgan.io.run_store import Folder
 
 QUICK = click.option("--quick", is_flag=True, help="The CPU-sized variant on the embedded data set.")
-STORAGE = click.option("--storage", default="runs", show_default=True,
+STORAGE = click.option("--storage", type=TEXT, default="runs", show_default=True,
                        help="Where sweeps live: a path (shared by all nodes) or s3://...")
-NAME = click.option("--name", help="The sweep's folder under --storage [default: SWEEP, or SWEEP-quick].")
+NAME = click.option("--name", type=TEXT, help="The sweep's folder under --storage [default: SWEEP, or SWEEP-quick].")
 # Flags that change what a sweep computes: a resumed sweep keeps the values it started with.
 PLAN_FLAGS = ("seed", "samples", "steps", "fid_samples", "evaluations", "space", "preset", "data", "scheduler",
               "grace_period", "reduction_factor", "eval_every", "eval_samples")
 
 
 def _folder(sweep: str, quick: bool, storage: str, name: str | None) -> Folder:
+    from rpgan.io.run_store import Folder  # pyarrow, torch: not for --help
+
     return Folder(storage, name or f"{sweep}{'-quick' if quick else ''}")
 
 
@@ -37,6 +43,24 @@ def _saved_plan(folder: Folder) -> Plan | None:
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         problem = f"{folder.uri}/{PLAN} is not a sweep plan ({type(e).__name__})"
         raise UserError(f"{problem}; choose another --name") from None
+
+
+def _clashing(saved: Plan, given: dict[str, object]) -> list[str]:
+    """The flags typed on a --resume (PLAN_FLAGS, their values as parsed) whose values differ from
+    those the saved sweep was started with; untyped flags are not compared."""
+    have = {"seed": saved.seed, "samples": saved.budget.samples, "steps": saved.budget.steps,
+            "fid_samples": saved.budget.fid_samples, "evaluations": saved.budget.evaluations,
+            "preset": saved.preset, "data": saved.data or PRESETS[saved.preset].data,
+            **dataclasses.asdict(saved.schedule)}
+    clashes = []
+    for name, value in given.items():
+        if name == "space":
+            differs = any(typed_values(k, v) != saved.space.get(k) for k, v in parse_space(value).items())
+        else:
+            differs = value != have[name]
+        if differs:
+            clashes.append(f"--{name.replace('_', '-')}")
+    return clashes
 
 
 def parse_space(items: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -88,8 +112,8 @@ def list_sweeps() -> None:
               help="Replace or add a search key, e.g. blocks_per_bucket=5,10 (random_buckets: values split by ;).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), help="Every trial starts from this preset [default: the "
               "variant's].")
-@click.option("--data", help="Every trial's data set (digits, cifar10, npz:PATH, folder:PATH ...) [default: the "
-              "preset's].")
+@click.option("--data", type=TEXT, help="Every trial's data set (digits, cifar10, npz:PATH, folder:PATH ...) "
+              "[default: the preset's].")
 @click.option("--scheduler", type=choice(Scheduler), default="grid", show_default=True,
               help="grid: every trial to the end; asha: stop trials whose FID during training trails at a rung.")
 @click.option("--grace-period", type=click.IntRange(max=MAX_STEPS), help="asha: steps before the first rung "
@@ -129,13 +153,14 @@ def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None,
     if saved is not None:
         if not resume:
             raise UserError(f"sweep {folder.uri} exists; pass --resume to continue it, or another --name")
-        given = [f"--{f.replace('_', '-')}" for f in PLAN_FLAGS
-                 if ctx.get_parameter_source(f) == click.core.ParameterSource.COMMANDLINE]
+        given = {f: ctx.params[f] for f in PLAN_FLAGS
+                 if ctx.get_parameter_source(f) == click.core.ParameterSource.COMMANDLINE}
         if saved.sweep != sweep_name or saved.quick != quick:
             raise UserError(f"{folder.uri} holds sweep {saved.sweep} ({saved.variant}); check SWEEP, --quick, --name")
-        if given and wanted.to_json() != saved.to_json():
-            raise UserError(f"sweep {folder.uri} was started with other settings than {' '.join(given)}; resume it "
-                            "without them, or choose another --name")
+        clashes = _clashing(saved, given)
+        if clashes:
+            raise UserError(f"sweep {folder.uri} was started with other {' '.join(clashes)}; resume it without "
+                            "them, or choose another --name")
         wanted = saved
     _run(wanted, folder, workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent, address)
 
@@ -143,38 +168,43 @@ def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None,
 def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: float, max_concurrent: int | None,
          address: str | None) -> None:
     from analysis.fanout import Fanout
-    from rpgan.distributed.ray_session import connect, default_gpus, ray_address
-    from rpgan.distributed.ray_train import Workers
+    from rpgan.distributed.ray_session import Workers, connect, default_gpus, ray_address
     from rpgan.io.data import training_images
+    from rpgan.io.run_lock import run_lock
     from sweeps.results import DONE, finished
     from sweeps.runner import PLAN, concurrency, run_sweep
 
     todo = set(t.key for t in chosen.trials) - set(finished(folder, DONE))
     # Loaded before the plan is written: a bad --data ends here and leaves no sweep to --resume.
     dataset_size = len(training_images(chosen.trials[0].config)) if todo else 0
-    folder.write_bytes(PLAN, chosen.to_json().encode())
-    again = f"rpgan results {chosen.sweep}{' --quick' if chosen.quick else ''} --storage {folder.storage}"
-    if folder.name != _folder(chosen.sweep, chosen.quick, folder.storage, None).name:
-        again += f" --name {folder.name}"
-    if not todo:
-        click.echo(f"sweep {folder.uri}: all {len(chosen.trials)} trials have finished, nothing to do; `{again}` "
-                   "shows them")
-        return
-    address = ray_address(address)
-    click.echo(connect(address, num_cpus=None if address else (os.cpu_count() or 1) + 1), err=True)
-    gpus = default_gpus("auto") if gpus is None else gpus
-    workers = Workers(count, gpus, cpus).validate()
-    at_once = max_concurrent or concurrency(workers)
-    click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
-               f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, {gpus:g} "
-               f"GPU) -> {folder.uri}", err=True)
-    failed = run_sweep(chosen, folder, workers, at_once, Fanout(gpus_per_worker=gpus), dataset_size)
-    click.echo(f"{len(finished(folder))} of {len(chosen.trials)} trials finished -> {folder.uri}/trials; `{again}` "
-               "prints the table and writes the summary plot")
-    if failed:
-        retry = again.replace("rpgan results", "rpgan sweep", 1) + " --resume"
-        click.echo(f"rpgan: {failed} trial(s) failed (see the error column); `{retry}` runs them again", err=True)
-        raise SystemExit(1)
+    with run_lock(folder, "rpgan sweep", "--name"):  # one sweep process per folder
+        folder.write_bytes(PLAN, chosen.to_json().encode())
+        again = f"rpgan results {chosen.sweep}{' --quick' if chosen.quick else ''} --storage {folder.storage}"
+        if folder.name != _folder(chosen.sweep, chosen.quick, folder.storage, None).name:
+            again += f" --name {folder.name}"
+        if not todo:
+            click.echo(f"sweep {folder.uri}: all {len(chosen.trials)} trials have finished, nothing to do; `{again}` "
+                       "shows them")
+            return
+        address = ray_address(address)
+        # a trial of several workers coordinates from a sliver of a CPU: a local Ray declares one more CPU for them
+        spare = 1 if count > 1 and not address else 0
+        said = connect(address, num_cpus=None if address else (os.cpu_count() or 1) + spare)
+        why = f" (one more than this machine's {os.cpu_count()}: the trials' coordinators)" if spare else ""
+        click.echo(said + why, err=True)
+        gpus = default_gpus("auto") if gpus is None else gpus
+        workers = Workers(count, gpus, cpus).validate()
+        at_once = max_concurrent or concurrency(workers)
+        click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
+                   f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, "
+                   f"{gpus:g} GPU) -> {folder.uri}", err=True)
+        failed = run_sweep(chosen, folder, workers, at_once, Fanout(gpus_per_worker=gpus), dataset_size)
+        click.echo(f"{len(finished(folder))} of {len(chosen.trials)} trials finished -> {folder.uri}/trials; `{again}` "
+                   "prints the table and writes the summary plot")
+        if failed:
+            retry = again.replace("rpgan results", "rpgan sweep", 1) + " --resume"
+            click.echo(f"rpgan: {failed} trial(s) failed (see the error column); `{retry}` runs them again", err=True)
+            raise SystemExit(1)
 
 
 @click.command(epilog=example("rpgan results ablation_blocks --quick",

@@ -21,21 +21,16 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
-from rpgan.distributed.ray_session import check_fit, cluster_resources, is_private
-from rpgan.distributed.ray_train import Workers
+from rpgan.distributed.ray_session import Workers, check_fit, cluster_resources, is_private
 from rpgan.io.progress import clock
 from rpgan.io.run_store import Folder
 from rpgan.training.evaluation import REFERENCE_SEED
 from sweeps.results import DONE, finished
 from sweeps.spec import Plan
-from sweeps.trial import Setup, ask_to_stop, run_trial
+from sweeps.trial import Setup, ask_to_stop, run_trial, trial_resources, trial_retries
 
 PLAN = "sweep.json"
 TUNE = "tune"
-# A trial function only waits on its Train run and analysis actors; it asks for a sliver of a
-# CPU so that it never keeps a worker from starting. A local Ray declares one logical CPU more
-# than the machine has to hold these slivers (see `concurrency`).
-TRIAL_CPU = 0.001
 # Tune's newer console output prints its configuration box and result tables even at verbose=0;
 # the legacy one stays quiet and `Report` says what happens.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -48,7 +43,7 @@ FINAL = "train_time_s"  # in the trial's own last report only (sweeps.trial.REPO
 def concurrency(workers: Workers) -> int:
     """How many trials (each a group of `workers`) the connected cluster runs at once; UserError
     if a private local Ray cannot hold even one."""
-    spare = 1.0 if is_private() else 0.0  # a local Ray's extra CPU, for the trial functions
+    spare = 1.0 if is_private() and workers.count > 1 else 0.0  # a local Ray's extra CPU, for trial slivers
     check_fit(workers.count, workers.cpus, workers.gpus, "--workers-per-trial, --cpus-per-worker or --gpus-per-worker",
               spare_cpus=spare)
     have = cluster_resources()
@@ -138,18 +133,19 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
                                        REFERENCE_SEED)[0]
     setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, setup=setup, reference=reference),
-                                        {"CPU": TRIAL_CPU})
+                                        trial_resources(workers))
     attempt = len(sweep.dirs(TUNE)) + 1
     tuner = ray.tune.Tuner(
         trainable,
         param_space={"trial": ray.tune.grid_search(todo)},
-        tune_config=ray.tune.TuneConfig(max_concurrent_trials=max_concurrent,
+        # reuse_actors: the next trial runs in a finished trial's process, its imports and Inception loaded
+        tune_config=ray.tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
                                         trial_dirname_creator=lambda t: t.config["trial"],
                                         scheduler=plan.schedule.tune_scheduler(
                                             plan.budget.steps, lambda key: ask_to_stop(sweep, key))),
         run_config=ray.tune.RunConfig(name=f"attempt-{attempt}", storage_path=f"{sweep.uri}/{TUNE}", verbose=0,
                                       callbacks=[Report(plan, len(todo), max_concurrent)],
-                                      failure_config=ray.tune.FailureConfig(max_failures=0)),
+                                      failure_config=ray.tune.FailureConfig(max_failures=trial_retries(workers))),
     )
     results = tuner.fit()
     return sum(1 for r in results if r.error is not None)

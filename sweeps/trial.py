@@ -1,12 +1,18 @@
-"""One trial of a sweep, as Ray Tune runs it: train with Ray Train, evaluate, write its rows
-(trials, responsibility, and its training's metrics rows). A trial the scheduler stops
-(--scheduler asha) ends its training early and writes a `stopped` row instead.
+"""One trial of a sweep, as Ray Tune runs it: train, evaluate, write its rows (trials,
+responsibility, and its training's metrics rows). A trial the scheduler stops (--scheduler
+asha) ends its training early and writes a `stopped` row instead.
 
-The trial function only coordinates (it holds a sliver of a CPU): training runs on a Ray Train
-worker group, and the evaluation (FID, PRD, responsibility summary) on as many analysis actors
-of the same size once training has given its resources back. Everything it writes is keyed by
-the trial, so running a trial again (a retry, a resumed sweep) replaces, never duplicates:
-its Train run resumes from its last checkpoint, and its result rows replace the old ones.
+A trial of one worker (the default) is a plain Tune function trainable, Ray's pattern for
+single-process trials: its own process, holding the worker's CPUs and GPUs, trains the run
+(`rpgan.training.stored_run`, the same run directory and resume as Ray Train's) and then
+evaluates it in-process. Tune reuses that process for the next trial, so its imports and its
+Inception network stay loaded. A trial of several workers only coordinates (it holds a sliver
+of a CPU): training runs on a Ray Train worker group, and the evaluation on as many analysis
+actors of the same size once training has given its resources back.
+
+Everything a trial writes is keyed by the trial, so running it again (a retry, a resumed sweep)
+replaces, never duplicates: its run resumes from its last checkpoint, and its result rows
+replace the old ones.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from analysis.analyze import AnalyzeConfig, measure
 from analysis.fanout import Fanout
 from analysis.fid import generated_features
 from rpgan.config import RunConfig
-from rpgan.distributed.ray_train import STOP, Workers, finished_checkpoint, train_on_ray
-from rpgan.io.run_store import Folder, RunStore
+from rpgan.distributed.ray_session import Workers
+from rpgan.io.run_store import RUN_CONFIG, Folder, RunStore
 from rpgan.metrics.features import score
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import checkpoint_name, load_generator, read_step
 from rpgan.training.evaluation import MEASURES, reference_name
 from rpgan.training.run_log import METRICS
+from rpgan.training.stored_run import STOP, Driver, finish, finished_checkpoint, train_stored_run
 from sweeps.results import write_rows
 from sweeps.spec import Plan, Trial
 
@@ -69,7 +76,7 @@ def run_trial(params: dict, setup: Setup, reference: np.ndarray | None) -> None:
 
 
 def ask_to_stop(sweep: Folder, key: str) -> None:
-    """Ask trial `key`'s training to end at its next logged step (ray_train.STOP)."""
+    """Ask trial `key`'s training to end at its next logged step (stored_run.STOP)."""
     RunStore(f"{sweep.uri}/{RUNS}", key).write_bytes(STOP, b"")
 
 
@@ -94,17 +101,65 @@ def _stopped_row(sweep: Folder, plan: Plan, trial: Trial, ckpt: str) -> dict:
             **{k: at[k] for k in MEASURES if k in at}}
 
 
+# A trial of several workers only waits on its Train run and analysis actors; it asks for a
+# sliver of a CPU so that it never keeps a worker from starting. A local Ray declares one
+# logical CPU more than the machine has to hold these slivers (sweeps.runner.concurrency).
+TRIAL_CPU = 0.001
+
+
+def trial_resources(workers: Workers) -> dict[str, float]:
+    """What a trial's own process holds: the worker's CPUs and GPUs when it trains itself (one
+    worker), else a sliver of a CPU, so that it never keeps its Ray Train workers from starting."""
+    if workers.count == 1:
+        return {"CPU": workers.cpus, **({"GPU": workers.gpus} if workers.gpus else {})}
+    return {"CPU": TRIAL_CPU}
+
+
+def trial_retries(workers: Workers) -> int:
+    """How often Tune runs a failed trial again: a trial that trains itself is retried as often as
+    Ray Train restarts a worker group (--max-failures), resuming from its last checkpoint; a
+    trial of several workers leaves that to Ray Train."""
+    return workers.max_failures if workers.count == 1 else 0
+
+
+def _train(config: RunConfig, store: RunStore, workers: Workers, stoppable: bool) -> str:
+    """Train the trial's run (resuming it) on its own process or its Ray Train workers; returns
+    its last checkpoint."""
+    import ray.tune
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+
+    if workers.count > 1:
+        from rpgan.distributed.ray_train import train_on_ray
+
+        return train_on_ray(config, store, workers, callbacks=[TuneReportCallback()], stoppable=stoppable)
+    store.write_bytes(RUN_CONFIG, config.to_json().encode())
+
+    def persist(folder: Path, step: int, row: dict) -> None:
+        store.put_checkpoint(folder, step)
+        ray.tune.report({**row, CHECKPOINT_PATH_KEY: f"{store.uri}/{checkpoint_name(step)}"})
+
+    train_stored_run(config, store, _device(workers), Driver(persist=persist, report=ray.tune.report),
+                     stoppable=stoppable)
+    return finish(store, store.checkpoint_steps()[-1])
+
+
+def _device(workers: Workers) -> str:
+    """This process's device: Ray shows a trial holding a GPU that GPU alone, as cuda:0."""
+    return "cuda" if workers.gpus else "cpu"
+
+
 def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np.ndarray | None) -> dict:
-    from ray.tune.integration.ray_train import TuneReportCallback
+    import torch
 
     plan = setup.plan
+    if setup.workers.count == 1:  # the trial's own process computes: as many threads as it holds CPUs
+        torch.set_num_threads(max(1, int(setup.workers.cpus)))
     config = dataclasses.replace(trial.config, dataset_size=setup.dataset_size)
     store = RunStore(f"{sweep.uri}/{RUNS}", trial.key)
     ckpt = finished_checkpoint(store, config)
     if ckpt is None:
         start = time.monotonic()
-        ckpt = train_on_ray(config, store, setup.workers, callbacks=[TuneReportCallback()],
-                            stoppable=plan.schedule.scheduler != "grid")
+        ckpt = _train(config, store, setup.workers, stoppable=plan.schedule.scheduler != "grid")
         store.write_bytes(TRAIN_TIME, json.dumps({"train_time_s": time.monotonic() - start}).encode())
     saved = store.read_text(TRAIN_TIME)
     train_time = json.loads(saved)["train_time_s"] if saved else float("nan")
@@ -115,7 +170,9 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np
     row = {"status": "ok", "train_time_s": train_time, "ckpt": ckpt}
 
     start = time.monotonic()
-    fan = Fanout(workers=setup.workers.count, gpus_per_worker=setup.workers.gpus, cpus_per_worker=setup.workers.cpus)
+    w = setup.workers
+    fan = Fanout(workers=0, device=_device(w)) if w.count == 1 else \
+        Fanout(workers=w.count, gpus_per_worker=w.gpus, cpus_per_worker=w.cpus)
     during = _measured_at_the_end(gather_metrics(sweep, plan, trial), config, plan, reference)
     measured, summary = evaluate(plan, load_generator(ckpt)[0], ckpt, config.train.seed, reference, fan, during)
     row.update(measured, step=read_step(ckpt))

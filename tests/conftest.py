@@ -52,6 +52,57 @@ def _cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 endpoint on 127.0.0.1 (tests/s3_server.py) and its bucket's URI; this process's
+    environment reaches it for the session, and so does the shared Ray cluster's, started after."""
+    from tests import s3_server
+
+    server, env = s3_server.start()
+    mp = pytest.MonkeyPatch()
+    for name, value in env.items():
+        mp.setenv(name, value)
+    try:
+        yield f"s3://{s3_server.BUCKET}"
+    finally:
+        mp.undo()
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3):
+    """One Ray cluster of two nodes (one CPU each, every server on loopback) for every test that
+    needs a cluster: this process is connected to it and $RAY_ADDRESS names it, so commands run
+    in-process and `rpgan` subprocesses join it instead of starting a Ray of their own. A test of
+    rpgan's private local Ray runs it in a process of its own (this process stays connected:
+    Ray does not rejoin a cluster cleanly after ray.shutdown in the same process)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, log_to_driver=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_ADDRESS", cluster.address)
+    try:
+        yield cluster
+    finally:
+        mp.undo()
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A tiny trained RPGAN (3 buckets of 3, 4 and 2 blocks, 8x8, 2 steps): the checkpoint every
+    analysis test reads. Read-only: a test that writes into a run copies it, and every job
+    given it writes to its own --out."""
+    from rpgan.io.data import load_data
+    from rpgan.training.train import train
+
+    return train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path_factory.mktemp("tiny") / "run", quiet=True)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

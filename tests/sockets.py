@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.processes import descendants
 
@@ -48,10 +49,20 @@ def socket_owners(pids: set[int]) -> dict[int, str]:
     return owners
 
 
-def watch(cmds: dict[str, list[str]], env: dict[str, str], timeout: float) -> dict[str, tuple[int, str, set]]:
-    """Run the commands at once, sampling what each one's process tree listens on until it exits:
-    name -> (exit code, its output, {(process name, IP)})."""
+class Watched(NamedTuple):
+    code: int
+    out: str
+    listening: set  # {(process name, IP)} of every socket the command's process tree listened on
+    pids: set  # every process seen in its tree
+
+
+def watch(cmds: dict[str, list[str]], env: dict[str, str], timeout: float,
+          kill_at: dict[str, str] | None = None) -> dict[str, Watched]:
+    """Run the commands at once, sampling what each one's process tree listens on until it exits.
+    `kill_at[name]`: SIGKILL that command (not its children: as a user's `kill -9`) once its
+    output holds this text."""
     procs, outs, seen = {}, {}, {name: set() for name in cmds}
+    pids = {name: set() for name in cmds}
     for name, cmd in cmds.items():
         outs[name] = tempfile.TemporaryFile(mode="w+")  # a pipe could fill up and stall the command
         procs[name] = subprocess.Popen(cmd, env=env, stdout=outs[name], stderr=subprocess.STDOUT, text=True)
@@ -60,8 +71,14 @@ def watch(cmds: dict[str, list[str]], env: dict[str, str], timeout: float) -> di
         listening = listening_sockets()
         for name, proc in procs.items():
             if proc.poll() is None:
-                owners = socket_owners(descendants(proc.pid))
+                tree = descendants(proc.pid)
+                pids[name] |= tree
+                owners = socket_owners(tree)
                 seen[name] |= {(owners[i], listening[i]) for i in owners if i in listening}
+                if kill_at and name in kill_at:
+                    outs[name].seek(0)
+                    if kill_at[name] in outs[name].read():
+                        proc.kill()
         running = next((p for p in procs.values() if p.poll() is None), None)
         if running:  # the next sample in 0.2 s, or as soon as that command ends
             try:
@@ -74,6 +91,6 @@ def watch(cmds: dict[str, list[str]], env: dict[str, str], timeout: float) -> di
             proc.kill()
         proc.wait()
         outs[name].seek(0)
-        results[name] = (proc.returncode, outs[name].read(), seen[name])
+        results[name] = Watched(proc.returncode, outs[name].read(), seen[name], pids[name])
         outs[name].close()
     return results

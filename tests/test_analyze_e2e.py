@@ -20,30 +20,18 @@ from rpgan.io.data import load_data
 from rpgan.training.train import train
 from tests.conftest import TINY_MODELS, tiny_run
 
-pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path_factory.mktemp("run"), quiet=True)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    from rpgan.distributed.ray_session import connect
-
-    connect(num_cpus=2)
-    yield
-    ray.shutdown()
+@pytest.fixture
+def ckpt(tiny_ckpt) -> Path:
+    return tiny_ckpt
 
 
 def _tables(out: Path) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(out / name) for name in ("responsibility", "responsibility_summary")}
 
 
-def test_two_ray_workers_write_parquet_plots_and_grids(rpgan, ckpt, local_ray, tmp_path):
+@pytest.mark.slow  # Ray workers and Inception
+def test_two_ray_workers_write_parquet_plots_and_grids(rpgan, ckpt, ray_cluster, tmp_path):
     args = ["analyze", "--ckpt", ckpt, "--evaluations", 4, "--chunk", 2, "--grids", 2, "--seed", 3]
     code, out, err = rpgan(*args, "--workers", 2, "--out", tmp_path / "a")
     assert code == 0, err
@@ -73,6 +61,7 @@ def test_two_ray_workers_write_parquet_plots_and_grids(rpgan, ckpt, local_ray, t
     assert not _tables(tmp_path / "d")["responsibility"]["spread"].equals(long["spread"])
 
 
+@pytest.mark.slow  # Inception
 def test_standard_gan_needs_noise_injection(rpgan, tmp_path):
     standard = dataclasses.replace(TINY_MODELS["resnet"], blocks=(1, 1, 1), input="gaussian")
     run = train(RunConfig(model=standard, train=tiny_run(steps=1).train, data="digits"),
@@ -99,6 +88,7 @@ def test_bad_input_is_one_line_and_exit_2(rpgan, ckpt, args, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a command in its own process
 def test_a_killed_analysis_leaves_no_partial_file(ckpt, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "rpgan.cli", "analyze", "--ckpt", str(ckpt), "--workers", "0", "--chunk", "1",

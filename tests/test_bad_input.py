@@ -99,7 +99,7 @@ def test_malformed_run_configurations_are_one_line():
         (json.dumps({**good, "train": "fast"}), "TrainConfig is a JSON str"),
         (json.dumps({**good, "data": 5}), "data must be a string"),
         (json.dumps({**good, "dataset_size": -1}), "dataset_size must be non-negative"),
-        (json.dumps({**good, "version": "1"}), "config version 1 is not supported"),
+        (json.dumps({**good, "version": "1"}), "config version \"1\" is not supported"),
     ]:
         with pytest.raises(UserError, match=message) as e:
             RunConfig.from_json(data)

@@ -149,7 +149,16 @@ def test_truncated_weights(saved):
 def test_pickled_code_is_refused(saved):
     # Any class outside torch's weights-only allowlist stands for code a pickle would run.
     torch.save({"payload": PurePosixPath("/etc/passwd")}, saved / "generator.pt")
-    with pytest.raises(UserError, match="not a weights file"):
+    with pytest.raises(UserError, match="holds objects other than tensors") as refused:
+        load_generator(saved)
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)  # torch's advice is not ours
+
+
+def test_a_config_version_of_another_type_says_what_it_is(saved):
+    raw = json.loads((saved / "config.json").read_text())
+    raw["version"] = "1"
+    (saved / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(UserError, match='config version "1" is not supported'):
         load_generator(saved)
 
 

@@ -56,6 +56,21 @@ def test_resume_says_where_it_starts(run_dir, rpgan):
     assert code == 0 and "from step 3 (step_00000003)" in err
 
 
+def test_resume_compares_only_what_is_typed_and_says_when_a_run_is_past_its_steps(tmp_path, rpgan):
+    """A run trained with --seed 7 resumes without --seed (the default is not compared); a typed
+    --preset that differs is refused like any setting; --steps below the run's step says so."""
+    run = tmp_path / "r"
+    code, _, err = rpgan("train", "--blocks", "2", "--width", "8", "--batch", "4", "--steps", "2", "--seed", "7",
+                         "--out", run)
+    assert code == 0, err
+    code, _, err = rpgan("train", "--out", run, "--resume", "--steps", "3")
+    assert code == 0 and "from step 2" in err, err
+    code, _, err = rpgan("train", "--out", run, "--resume", "--steps", "4", "--preset", "mnist-fc")
+    assert code == 2 and "--preset" in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = rpgan("train", "--out", run, "--resume", "--steps", "1")
+    assert code == 0 and "already at step 3, at or past --steps 1" in err, err
+
+
 def test_same_seed_same_samples(run_dir, tmp_path, rpgan):
     outs = []
     for seed in (5, 5, 6):
@@ -74,6 +89,18 @@ def test_resume_refuses_a_different_configuration(run_dir, rpgan):
     assert code == 0, err
 
 
+def test_sample_never_overwrites_a_file_it_did_not_write_nor_names_its_temporaries(run_dir, tmp_path, rpgan):
+    precious = tmp_path / "precious.png"
+    precious.write_text("notes")
+    for out, expected in ((precious, "exists and is not a PNG image"), (tmp_path, "is a directory")):
+        code, _, err = rpgan("sample", "--ckpt", run_dir, "--out", out)
+        assert code == 2 and expected in err and ".tmp-" not in err and len(err.strip().splitlines()) == 1, err
+    assert precious.read_text() == "notes"
+    again = tmp_path / "grid.png"
+    for _ in range(2):  # an image of its own it replaces
+        assert rpgan("sample", "--ckpt", run_dir, "--n", 2, "--out", again)[0] == 0
+
+
 @pytest.mark.parametrize("args,expected", [
     (["train", "--bogus"], "No such option"),
     (["train", "--preset", "nope"], "nope"),
@@ -87,7 +114,7 @@ def test_resume_refuses_a_different_configuration(run_dir, rpgan):
     (["curves", "--run", "/no/such/run"], "has no metrics.parquet"),
     (["train", "--image-size", "12"], "power-of-two"),
     (["train", "--preset", "anime"], "--data folder:PATH"),
-    (["train", "--data", "npz:/no/such.npz"], "cannot read"),
+    (["train", "--data", "npz:/no/such.npz"], "/no/such.npz is not a file"),
     (["sample", "--ckpt", "/no/such/run"], "does not exist"),
     (["info"], "Missing option"),
     (["train", "--width", "100000"], "--width must be 1..4096"),
@@ -96,7 +123,14 @@ def test_resume_refuses_a_different_configuration(run_dir, rpgan):
     (["train", "--batch", "100000000"], "--batch must be 1..65536"),
     (["train", "--seed", "-1"], "0<=x<="),
     (["train", "--labels", "6-0"], "runs backwards"),
-    (["train", "--labels", "0-6,42"], "no image has label 42"),
+    (["train", "--labels", "0-6,42"], "digits has labels 0..9, not 42"),
+    (["train", "--labels", "11-20", "--dry-run"], "digits has labels 0..9"),  # checked before a dry run too
+    (["train", "--labels", "foo", "--dry-run"], "--labels takes ranges"),
+    (["sample", "--ckpt", "/no/such/run", "--out", ""], "'--out': is empty"),
+    (["curves", "--run", "/no/such/run", "--out", ""], "'--out': is empty"),
+    (["analyze", "--ckpt", "/no/such/run", "--out", ""], "'--out': is empty"),  # not RUN/analysis
+    (["sample", "--ckpt", "/no/such/run", "--out", "grid.jpg"], "does not end in .png"),
+    (["train", "--storage", "", "--workers", "1"], "'--storage': is empty"),
     (["train", "--data", "folder:"], "needs a path"),
     (["fid", "--ckpt", "/no/such/run", "--n", "0"], "2<=x<=1000000"),
     (["fid", "--ckpt", "/no/such/run", "--reference-n", "-5"], "2<=x<="),
@@ -104,6 +138,7 @@ def test_resume_refuses_a_different_configuration(run_dir, rpgan):
     (["analyze", "--ckpt", "/no/such/run", "--evaluations", "1000000"], "--evaluations and --chunk go up to 100000"),
     (["analyze", "--ckpt", "/no/such/run", "--grids", "5000"], "--grids and --per-bucket up to 1000"),
     (["dissect", "--ckpt", "/no/such/run", "--n", "10000000"], "--n, --units and --chunk go up to"),
+    (["dissect", "--ckpt", "/no/such/run", "--units", "0", "--workers", "0"], "--units, --chunk and --per-strip >= 1"),
     (["directions", "--ckpt", "/no/such/run", "--directions", "100000"], "2<=x<=4096"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, rpgan, tmp_path):
@@ -114,7 +149,7 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, rpgan, tmp_path):
     assert not (tmp_path / "r").exists()  # nothing half-written
 
 
-@pytest.mark.parametrize("path,expected", [("1,0", "needs 4 block indices"), ("1,0,5,0", "bucket 2 has blocks 0..1"),
+@pytest.mark.parametrize("path,expected", [("1,0", "needs 4 block indices"), ("1,0,5,0", "bucket 3 has blocks 0..1"),
                                            ("a,b", "--path takes")])
 def test_bad_frozen_path(run_dir, path, expected, rpgan):
     code, _, err = rpgan("sample", "--ckpt", run_dir, "--path", path)
@@ -190,15 +225,64 @@ def test_the_root_command_lists_every_package_s_commands(rpgan):
 
 
 @pytest.mark.slow
-def test_workers_that_a_local_ray_cannot_hold_are_refused_before_anything_is_written(run_dir, rpgan, tmp_path):
-    import ray
+def test_workers_that_a_local_ray_cannot_hold_are_refused_before_anything_is_written(run_dir, tmp_path):
+    """Each command in its own process with its private local Ray, as a user runs it."""
+    import os
+    import subprocess
+    import sys
 
-    try:
-        code, _, err = rpgan("analyze", "--ckpt", run_dir, "--workers", 1, "--gpus-per-worker", 1,
-                             "--evaluations", 2, "--grids", 0, "--out", tmp_path / "a")
-        assert code == 2 and "do not fit this machine" in err and "--gpus-per-worker" in err, err
-        assert err.strip().splitlines()[-1].startswith("rpgan: ") and not (tmp_path / "a").exists()
-        code, _, err = rpgan("train", *TINY, "--workers", 64, "--storage", tmp_path, "--name", "r")
-        assert code == 2 and "64 workers" in err and not any((tmp_path / "r").iterdir()), err
-    finally:
-        ray.shutdown()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+    def refused(*args) -> str:
+        done = subprocess.run([str(Path(sys.executable).with_name("rpgan")), *map(str, args)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        return done.stderr
+
+    err = refused("analyze", "--ckpt", run_dir, "--workers", 1, "--gpus-per-worker", 1, "--evaluations", 2,
+                  "--grids", 0, "--out", tmp_path / "a")
+    assert "do not fit this machine" in err and "--gpus-per-worker" in err, err
+    assert err.strip().splitlines()[-1].startswith("rpgan: ") and not (tmp_path / "a").exists()
+    err = refused("train", *TINY, "--workers", 64, "--storage", tmp_path, "--name", "r")
+    assert "64 workers" in err and not any((tmp_path / "r").iterdir()), err
+
+
+LIGHT_PROBE = """
+import sys
+sys.argv = ["rpgan", *sys.argv[1:]]
+from rpgan.cli.main import main
+try:
+    main()
+except SystemExit:
+    pass
+print(sorted(m for m in ("torch", "ray", "pandas", "pyarrow", "numpy") if m in sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["sweeps"], ["train", "--help"], ["analyze", "--help"],
+                                  ["sweep", "--help"], ["train", "--no-such-flag"], ["fid", "--n", "many"]])
+def test_help_listings_and_refused_flags_import_no_torch_ray_or_pandas(args):
+    """`rpgan --help`, a command's --help, `rpgan sweeps` and a refused flag answer at once."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", LIGHT_PROBE, *args], capture_output=True, text=True, timeout=60)
+    assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
+
+
+def test_every_argument_is_checked_before_ray_starts(run_dir, tmp_path, rpgan, monkeypatch):
+    """A bad --out, --bucket or --data of an analysis command is refused before Ray starts (12-18 s)
+    or anything is computed."""
+    from rpgan.distributed import ray_session
+
+    monkeypatch.setattr(ray_session, "connect", lambda *a, **k: pytest.fail("Ray started before the checks"))
+    (tmp_path / "file").write_text("")
+    for args, expected in [
+        (["analyze", "--ckpt", run_dir, "--out", tmp_path / "file" / "a"], "is a file, not a folder"),
+        (["directions", "--ckpt", run_dir, "--bucket", 9], "--bucket must be 1..4"),
+        (["fid-stats", "--data", "imagenet", "--image-size", 8], "unknown data set 'imagenet'"),
+        (["fid", "--ckpt", run_dir, "--data", "npz:/no/such.npz"], "is not a file"),
+        (["dissect", "--ckpt", tmp_path / "no-run"], "does not exist"),
+    ]:
+        code, _, err = rpgan(*args, "--workers", 1)
+        assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, (args, err)

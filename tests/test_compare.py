@@ -15,8 +15,6 @@ from rpgan.io.data import load_data
 from rpgan.training.train import train
 from tests.conftest import tiny_run
 
-pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
-
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory) -> dict[str, Path]:
@@ -26,6 +24,7 @@ def analysed(tmp_path_factory) -> dict[str, Path]:
             "eigengan": train(tiny_run("eigengan", steps=2), load_data("digits", 16, 3), root / "eigen", quiet=True)}
 
 
+@pytest.mark.slow  # two analyses and dissections with Inception
 def test_one_table_and_plot_compare_all_methods_layer_by_layer(rpgan, analysed, tmp_path):
     dirs = []
     for name, ckpt in analysed.items():

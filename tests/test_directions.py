@@ -12,10 +12,8 @@ import torch
 
 from analysis.deformator import Deformator, DirectionsConfig, input_scale, shifted_input, train_directions
 from analysis.directions import DIRECTIONS
-from rpgan.io.data import load_data
 from rpgan.model.networks import Generator
-from rpgan.training.train import train
-from tests.conftest import TINY_MODELS, tiny_run
+from tests.conftest import TINY_MODELS
 
 
 def test_directions_stay_orthonormal_while_learning():
@@ -55,8 +53,9 @@ def test_training_runs_and_reports_history():
     assert not any(p.requires_grad for p in g.parameters())  # the generator stayed frozen
 
 
-def test_directions_command_writes_table_weights_and_traversals(rpgan, tmp_path):
-    ckpt = train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path / "run", quiet=True)
+@pytest.mark.slow  # Inception
+def test_directions_command_writes_table_weights_and_traversals(rpgan, tiny_ckpt, tmp_path):
+    ckpt = tiny_ckpt
     code, out, err = rpgan("directions", "--ckpt", ckpt, "--bucket", 2, "--directions", 3, "--steps", 3,
                            "--batch", 4, "--workers", 0, "--out", tmp_path / "d")
     assert code == 0, err
@@ -75,19 +74,10 @@ def test_directions_command_writes_table_weights_and_traversals(rpgan, tmp_path)
 
 
 @pytest.mark.slow
-def test_directions_learned_on_a_ray_worker_match_in_process(rpgan, tmp_path):
-    import ray
-
-    from rpgan.distributed.ray_session import connect
-
-    ckpt = train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path / "run", quiet=True)
-    args = ["directions", "--ckpt", ckpt, "--directions", 2, "--steps", 3, "--batch", 4, "--seed", 2]
+def test_directions_learned_on_a_ray_worker_match_in_process(rpgan, tiny_ckpt, ray_cluster, tmp_path):
+    args = ["directions", "--ckpt", tiny_ckpt, "--directions", 2, "--steps", 3, "--batch", 4, "--seed", 2]
     assert rpgan(*args, "--workers", 0, "--out", tmp_path / "here")[0] == 0
-    connect(num_cpus=2)
-    try:
-        code, _, err = rpgan(*args, "--workers", 1, "--out", tmp_path / "ray")
-    finally:
-        ray.shutdown()
+    code, _, err = rpgan(*args, "--workers", 1, "--out", tmp_path / "ray")
     assert code == 0, err
     here, there = (pq.read_table(tmp_path / d / "directions").to_pandas() for d in ("here", "ray"))
     pd.testing.assert_series_equal(here.final_loss, there.final_loss, rtol=1e-4)

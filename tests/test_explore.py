@@ -14,6 +14,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analysis.explore.server import create_app, listen, url
@@ -55,6 +56,7 @@ def test_a_view_holds_the_image_and_every_block_of_every_bucket(run):
     path = view["state"]["path"]
     assert view["state"]["path_text"] == ",".join(map(str, path))
     assert [len(row["items"]) for row in view["rows"]] == [3, 4, 2]
+    assert [row["bucket"] for row in view["rows"]] == [1, 2, 3]  # numbered as the labels and the README do
     for i, row in enumerate(view["rows"]):  # each bucket's row holds the path's own image at its block
         assert row["clickable"] and [item["block"] for item in row["items"]] == list(range(len(row["items"])))
         assert row["items"][path[i]]["image"] == view["image"]
@@ -84,12 +86,13 @@ def test_random_states_follow_the_seed(run):
 
 @pytest.mark.parametrize("query, message", [
     ("", "names no path"),
-    ("path=9,0,0", "bucket 0 has blocks 0..2, got 9"),
+    ("path=9,0,0", "bucket 1 has blocks 0..2, got 9"),
     ("path=0,0", "needs 3 block indices"),
     ("path=a,b,c", "comma-separated block indices"),
     ("path=0,0,0&z=5", "takes no z"),
     ("path=0,0,0&coefficients=1,2", "only an EigenGAN"),
-    ("path=0,0,0&noise=nan", "noise must be in [0, 2]"),
+    ("path=0,0,0&noise=1.9", "takes no noise"),  # a path model: not echoed back and ignored
+    ("path=0,0,0&foo=1", "unknown parameter 'foo'"),
 ])
 def test_a_bad_view_request_is_a_one_line_400(run, query, message):
     _, client = _client(run)
@@ -101,7 +104,8 @@ def test_a_bad_view_request_is_a_one_line_400(run, query, message):
 def test_unknown_routes_and_plots_are_json_404s(run, tmp_path):
     _, client = _client(run, results=tmp_path)
     for route in ("/api/nothing", "/api/results/secret.txt", "/api/results/..%2F..%2Fconfig.json",
-                  "/api/results/responsibility.png", "/api/random?index=-1"):
+                  "/api/results/responsibility.png", "/api/random?index=-1", "/api/random?index=%C2%B2",
+                  "/api/random?index=9" + "9" * 40):
         response = client.get(route)
         assert response.status_code in (400, 404) and response.get_json()["error"], route
     assert client.get("/").status_code == 200 and b"explore.js" in client.get("/").data
@@ -128,6 +132,8 @@ def test_a_standard_gan_shows_noise_injection_per_layer(tmp_path):
     assert {item["image"] for item in quiet["rows"][1]["items"]} == {quiet["image"]}  # no noise: the image
     assert len({item["image"] for item in loud["rows"][1]["items"]}) > 1
     assert _view(client, "path=0,0,0&z=4")["image"] != quiet["image"]  # another z, another image
+    response = client.get("/api/view?path=0,0,0&z=3&noise=nan")
+    assert response.status_code == 400 and "noise must be in [0, 2]" in response.get_json()["error"]
 
 
 def test_an_eigengan_takes_its_coefficients(tmp_path):
@@ -146,13 +152,20 @@ def test_an_eigengan_takes_its_coefficients(tmp_path):
 def test_the_runs_analysis_results_are_shown_and_a_deleted_plot_is_a_404(rpgan, run, tmp_path):
     out = tmp_path / "analysis"
     for args in (["analyze", "--evaluations", 2, "--grids", 0], ["dissect", "--n", 4, "--units", 2, "--strips", 1],
-                 ["directions", "--bucket", 2, "--directions", 2, "--steps", 2, "--batch", 4]):
+                 ["directions", "--bucket", 2, "--directions", 2, "--steps", 2, "--batch", 4],
+                 ["analyze", "--evaluations", 3, "--grids", 0]):  # a second job into the same folder
         code, _, err = rpgan(*args, "--ckpt", run, "--workers", 0, "--out", out)
         assert code == 0, err
+    summary = pd.read_parquet(out / "responsibility_summary")  # the README's snippet, after two jobs
+    assert summary["run_id"].nunique() == 2
+    summary = summary[summary.created_at == summary.created_at.max()]
+    pivot = summary[summary.distance == "semantic"].pivot(index="layer", columns="method", values="ratio_mean")
+    assert list(pivot.index) == [1, 2, 3]
     _, client = _client(run, results=out)
     results = {r["name"]: r for r in client.get("/api/model").get_json()["results"]}
     assert list(results) == ["responsibility", "dissection", "directions"]
     assert all(r["error"] is None and r["plot"] for r in results.values())
+    assert results["responsibility"]["jobs"] == 2 and results["dissection"]["jobs"] == 1
     responsibility = results["responsibility"]["table"]
     assert responsibility["columns"] == ["distance", "layer 1", "layer 2", "layer 3"]
     assert responsibility["rows"][0][:2] == ["semantic", "1.00 ± 0.00"]  # D_{1->1} is 1 by definition
@@ -187,6 +200,8 @@ def test_another_host_is_warned_about_and_a_busy_port_is_one_line(rpgan, run):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 2
     assert "warning: --host 0.0.0.0" in lines[0] and f"cannot listen on 0.0.0.0:{port}" in lines[1]
+    code, _, err = rpgan("explore", "--ckpt", run, "--host", "203.0.113.5", "--port", 0)  # TEST-NET-3: not ours
+    assert code == 2 and "not an address of this machine" in err.strip().splitlines()[-1] and "--port" not in err
 
 
 @pytest.mark.slow  # a real server process
@@ -230,6 +245,38 @@ def _browser():
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)  # no driver download
 
 
+def test_the_server_serves_this_machine_only_and_answers_json_to_what_its_http_layer_refuses(run, tmp_path):
+    """DNS rebinding (a foreign Host), another site's POST, and a query too long for the HTTP
+    layer (414) are refused with one-line JSON, over a real socket."""
+    import http.client
+
+    server = listen(create_app(Explorer(str(run), "cpu", 0), tmp_path), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def ask(method: str, path: str, headers: dict | None = None) -> tuple[int, str, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            connection.request(method, path, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type"), json.loads(response.read())
+        finally:
+            connection.close()
+
+    try:
+        status, kind, body = ask("GET", "/api/model", {"Host": "evil.example"})
+        assert status == 403 and kind == "application/json" and "this machine only" in body["error"]
+        assert ask("GET", "/api/model", {"Host": f"localhost:{server.port}"})[0] == 200
+        status, _, body = ask("POST", "/api/reload", {"Origin": "http://evil.example"})
+        assert status == 403 and "cross-origin" in body["error"]
+        assert ask("POST", "/api/reload", {"Origin": f"http://127.0.0.1:{server.port}"})[0] == 200
+        status, kind, body = ask("GET", "/api/view?path=" + "0," * 50_000)
+        assert status == 414 and kind == "application/json" and "414" in body["error"]
+    finally:
+        server.shutdown()
+        thread.join()
+
+
 @pytest.fixture
 def page(run, tmp_path):
     explorer = Explorer(str(run), "cpu", 0)
@@ -258,11 +305,11 @@ def test_clicking_a_block_swaps_it_into_the_path_and_back_returns(page):
     image = browser.find_element(By.ID, "image").get_attribute("src")
     blocks = [int(v) for v in path.split(",")]
     other = (blocks[1] + 1) % 4  # bucket 2 has 4 blocks
-    browser.find_element(By.CSS_SELECTOR, f'.row[data-bucket="1"] img[data-block="{other}"]').click()
+    browser.find_element(By.CSS_SELECTOR, f'.row[data-bucket="2"] img[data-block="{other}"]').click()
     swapped = ",".join(map(str, [blocks[0], other, blocks[2]]))
     wait.until(lambda b: b.find_element(By.ID, "path").get_attribute("value") == swapped)
     assert browser.find_element(By.ID, "image").get_attribute("src") != image
-    current = browser.find_element(By.CSS_SELECTOR, '.row[data-bucket="1"] img.current')
+    current = browser.find_element(By.CSS_SELECTOR, '.row[data-bucket="2"] img.current')
     assert current.get_attribute("data-block") == str(other)
     assert browser.find_element(By.ID, "error").get_attribute("hidden")
     browser.find_element(By.TAG_NAME, "body").send_keys("b")  # back to the first path

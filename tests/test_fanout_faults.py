@@ -1,5 +1,6 @@
 """Analysis survives a lost worker: an actor SIGKILLed in the middle of `rpgan analyze` is
-restarted, its call retried, and the numbers are those of an undisturbed run of the same seed."""
+restarted, its call retried, and the numbers are those of an undisturbed run of the same seed;
+workers start once per command, and without Ray's error line about constructor arguments."""
 
 from __future__ import annotations
 
@@ -16,12 +17,9 @@ import pandas as pd
 import pytest
 
 from analysis import fanout
-from rpgan.io.data import load_data
-from rpgan.training.train import train
-from tests.conftest import tiny_run
 from tests.processes import descendants
 
-pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
+pytestmark = pytest.mark.slow  # Ray actors: `make test` only
 
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
 ACTOR = "ray::AnalysisWo"  # /proc/PID/comm keeps 15 characters of Ray's "ray::AnalysisWorker..." title
@@ -94,8 +92,9 @@ def _tables(out: Path) -> dict[str, pd.DataFrame]:
             for name in ("responsibility", "responsibility_summary")}
 
 
-def test_a_killed_actor_restarts_and_the_numbers_do_not_change(tmp_path):
-    ckpt = train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path / "run", quiet=True)
+def test_a_killed_actor_restarts_and_the_numbers_do_not_change(tiny_ckpt, tmp_path):
+    """Each run with its own private Ray, as a user runs it: the actors are the command's descendants."""
+    ckpt = tiny_ckpt
     with ThreadPoolExecutor(1) as side:  # the undisturbed run alongside, to save wall time
         calm = side.submit(_analyze, ckpt, tmp_path / "calm", kill=False)
         output, seen, killed = _analyze(ckpt, tmp_path / "killed", kill=True)
@@ -121,18 +120,7 @@ def _die(worker: fanout.AnalysisWorker, *args) -> None:
     os._exit(1)
 
 
-@pytest.fixture
-def local_ray():
-    import ray
-
-    from rpgan.distributed.ray_session import connect
-
-    connect(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
-def test_a_worker_that_keeps_dying_ends_in_one_line(local_ray, tmp_path, monkeypatch):
+def test_a_worker_that_keeps_dying_ends_in_one_line(ray_cluster, tmp_path, monkeypatch):
     monkeypatch.setattr(fanout, "AnalysisWorker", _Counting)
     starts = tmp_path / "starts"
     calls = [(_die, (i,)) for i in range(3)]
@@ -147,7 +135,7 @@ def _pid(worker: fanout.AnalysisWorker, *args) -> int:
     return os.getpid()
 
 
-def test_jobs_in_a_holding_block_share_its_workers(local_ray, tmp_path, monkeypatch):
+def test_jobs_in_a_holding_block_share_its_workers(ray_cluster, tmp_path, monkeypatch):
     """A trial's FID and responsibility jobs (or a command's two) start their workers once."""
     monkeypatch.setattr(fanout, "AnalysisWorker", _Counting)
     starts = tmp_path / "starts"
@@ -158,3 +146,11 @@ def test_jobs_in_a_holding_block_share_its_workers(local_ray, tmp_path, monkeypa
     assert starts.read_text().count("start") == 2 and set(second) <= set(first) and len(set(first)) == 2
     fan.run([(_pid, (0,))], starts)  # outside the block: a job starts its own
     assert starts.read_text().count("start") == 3
+
+
+def test_analysis_workers_start_without_an_error_line_from_ray(ray_cluster, tiny_ckpt, capfd):
+    """The Inception weights reach restartable actors without being a constructor argument in the
+    object store, which Ray reports with an error-level line at every job."""
+    fan = fanout.Fanout(workers=2, cpus_per_worker=1.0)
+    assert len(set(fan.run([(_pid, (i,)) for i in range(4)], tiny_ckpt))) == 2
+    assert "constructor arguments in the object store" not in capfd.readouterr().err

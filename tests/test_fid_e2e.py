@@ -8,18 +8,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.results import SCHEMAS
-from rpgan.io.data import load_data
-from rpgan.training.train import train
-from tests.conftest import tiny_run
-
-pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path_factory.mktemp("run"), quiet=True)
+@pytest.fixture
+def ckpt(tiny_ckpt):
+    return tiny_ckpt
 
 
+@pytest.mark.slow  # Inception on 180 images
 def test_fid_stats_then_fid_writes_quality_and_prd(rpgan, ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("RPGAN_CACHE", str(tmp_path / "cache"))
     code, out, err = rpgan("fid-stats", "--data", "digits", "--image-size", 8, "--n", 60, "--workers", 0)

@@ -14,18 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from rpgan.io.data import load_data
-from rpgan.training.train import train
-from tests.conftest import tiny_run
 from tests.sockets import is_loopback, watch
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")]
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path_factory.mktemp("run"), quiet=True)
+@pytest.fixture
+def ckpt(tiny_ckpt) -> Path:
+    return tiny_ckpt
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +48,12 @@ def commands(ckpt: Path, out: Path) -> dict[str, list]:
     }
 
 
+@pytest.mark.slow  # two private Rays
 def test_every_command_that_starts_a_private_ray_listens_on_loopback_only(ckpt, env, tmp_path):
     """Both at once (each with its own Ray): the wall time of the slower. `rpgan sweep` is
     watched the same way in tests/test_sweeps.py, on a run that is there anyway."""
     runs = watch({name: [RPGAN, *map(str, args)] for name, args in commands(ckpt, tmp_path).items()}, env, timeout=400)
-    for command, (code, out, seen) in runs.items():
+    for command, (code, out, seen, _) in runs.items():
         assert code == 0, f"{command}: {out[-3000:]}"
         names = {name for name, _ in seen}
         assert {"gcs_server", "raylet"} <= names, (command, seen)  # Ray ran, and was watched

@@ -4,7 +4,6 @@ run's name cannot be reused for another configuration."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,13 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 import torch
-from ray.cluster_utils import Cluster
 
 from rpgan.model.eigengan import EigenGenerator
 from rpgan.training.checkpoint import load_generator
 from rpgan.training.run_log import SCHEMA
 
-pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
+SLOW = pytest.mark.slow  # Ray Train on the shared cluster: `make test` only
 
 # Small and fast: 12 steps, a checkpoint every 4, a metrics row every 2.
 RUN = ["train", "--preset", "digits", "--blocks", "3", "--width", "16", "--batch", "8", "--d-steps", "1",
@@ -28,17 +26,10 @@ RUN = ["train", "--preset", "digits", "--blocks", "3", "--width", "16", "--batch
 LOGGED = list(range(2, 13, 2))
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """Two Ray nodes of one CPU each: a 2-worker run puts one worker on each node."""
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    c.add_node(num_cpus=1)
-    ray.init(address=c.address, log_to_driver=False)
-    os.environ["RAY_ADDRESS"] = c.address
-    yield c
-    del os.environ["RAY_ADDRESS"]
-    ray.shutdown()
-    c.shutdown()
+@pytest.fixture
+def cluster(ray_cluster):
+    """The session's two nodes of one CPU each: a 2-worker run puts one worker on each node."""
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +52,7 @@ def _metrics(run) -> pd.DataFrame:
     return table.to_pandas()
 
 
+@SLOW
 def test_two_workers_on_two_nodes_train_and_sample(rpgan, cluster, storage, tmp_path):
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     code, out, err = rpgan(*RUN, "--storage", storage, "--name", "clean")
@@ -78,6 +70,7 @@ def test_two_workers_on_two_nodes_train_and_sample(rpgan, cluster, storage, tmp_
     assert "step         12 of 12" in out
 
 
+@SLOW
 def test_an_eigengan_trains_on_two_workers(rpgan, cluster, storage):
     code, out, err = rpgan("train", "--preset", "eigengan-digits", "--width", "8", "--batch", "8", "--steps", "4",
                            "--checkpoint-every", "2", "--sample-every", "0", "--workers", "2",
@@ -88,6 +81,7 @@ def test_an_eigengan_trains_on_two_workers(rpgan, cluster, storage):
     assert _metrics(storage / "eigen").orthogonality.notna().all()
 
 
+@SLOW
 def test_a_crashed_worker_resumes_from_the_last_checkpoint(rpgan, cluster, storage):
     """A worker process that dies (os._exit); one that raises goes through the same restart,
     which test_a_run_out_of_retries_fails_with_one_line sees fail when no retry is left."""
@@ -111,6 +105,7 @@ def test_a_crashed_worker_resumes_from_the_last_checkpoint(rpgan, cluster, stora
     assert metrics.d_loss.tolist() == pytest.approx(clean.d_loss.tolist(), rel=1e-6)
 
 
+@SLOW
 def test_rerunning_a_finished_run_does_nothing(rpgan, cluster, storage):
     run = clean_run(rpgan, storage)
     before = (run / "metrics.parquet").stat().st_mtime_ns
@@ -119,6 +114,7 @@ def test_rerunning_a_finished_run_does_nothing(rpgan, cluster, storage):
     assert (run / "metrics.parquet").stat().st_mtime_ns == before
 
 
+@SLOW
 def test_another_configuration_under_a_used_name_is_refused(rpgan, cluster, storage):
     clean_run(rpgan, storage)
     code, out, err = rpgan(*[a if a != "3" else "4" for a in RUN], "--storage", storage, "--name", "clean")
@@ -126,6 +122,7 @@ def test_another_configuration_under_a_used_name_is_refused(rpgan, cluster, stor
     assert "--blocks" in err and "--name" in err
 
 
+@SLOW
 def test_a_run_out_of_retries_fails_with_one_line(rpgan, cluster, storage):
     code, out, err = rpgan(*RUN, "--storage", storage, "--name", "no-retries", "--max-failures", "0",
                            "--inject-fault", "raise@3")
@@ -142,6 +139,7 @@ def test_bad_worker_flags_are_refused_before_anything_starts(rpgan, storage):
     assert not (storage / "bad").exists()
 
 
+@SLOW
 def test_a_corrupt_newest_checkpoint_resumes_from_the_one_before(rpgan, cluster, storage):
     import shutil
 

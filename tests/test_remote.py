@@ -64,3 +64,15 @@ def test_a_uri_that_is_no_checkpoint_is_one_line(tmp_path):
         checkpoint_ref(f"file://{tmp_path}")
     with pytest.raises(UserError, match="pass a local path or a URI"):
         checkpoint_ref("nosuchscheme://x/y")
+
+
+def test_an_unreachable_store_is_one_line_within_seconds_for_every_scheme(rpgan, monkeypatch):
+    """gs:// without credentials retried for two minutes before (GCS's client retries 15); now it,
+    and an S3 endpoint that refuses connections, fail in one line (exit 1), no traceback."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "none")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "none")
+    for uri, hint in (("gs://rpgan-no-such-bucket/run", "Google's application default credentials"),
+                      ("s3://rpgan-no-such-bucket/run", "AWS_ENDPOINT_URL")):
+        code, _, err = rpgan("info", "--ckpt", uri)
+        assert code == 1 and hint in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -66,6 +66,22 @@ def test_metrics_survive_a_resume_exactly_once(tmp_path):
     assert sorted(set(scalars["train/d_loss"])) == [2, 4, 6, 8, 10]
 
 
+def test_tensorboard_holds_each_step_once_after_a_resume_from_an_older_checkpoint(tmp_path):
+    """A run killed after logging steps past its last checkpoint (here: the newest checkpoint
+    lost) resumes from the older one: TensorBoard is trimmed as metrics.parquet is, so the steps
+    logged again appear once."""
+    import shutil
+
+    data = load_data("digits", 8, 3)
+    run = tmp_path / "run"
+    train(tiny_run(steps=6, log_every=2, checkpoint_every=4), data, run, quiet=True)
+    shutil.rmtree(run / "checkpoints" / "step_00000006")  # killed after logging 6, before its checkpoint
+    train(tiny_run(steps=8, log_every=2, checkpoint_every=4), data, run, resume=True, quiet=True)
+    scalars = tensorboard_scalars(run / "tensorboard")
+    assert scalars["train/d_loss"] == [2, 4, 6, 8]
+    assert pq.read_table(run / "metrics.parquet").column("step").to_pylist() == [2, 4, 6, 8]
+
+
 def test_a_resumed_run_computes_what_an_uninterrupted_one_does(tmp_path):
     data = load_data("digits", 8, 3)
     whole = tmp_path / "whole"

@@ -1,7 +1,8 @@
-"""The cluster journey on S3, through a real S3 endpoint on 127.0.0.1 (tests/s3_server.py) and
-the code paths a cloud run takes: Ray Train into s3:// with a worker fault, a quick sweep,
-`results --best`, analyze / fid / sample / info / compare on what it printed, pandas on the
-Parquet through pyarrow.fs, and bad remote input refused in one line."""
+"""The cluster journey on S3, through a real S3 endpoint on 127.0.0.1 (tests/s3_server.py, the
+session's `s3`) and the code paths a cloud run takes, on the session's two-node cluster, whose
+nodes reach the endpoint as a cloud's do: Ray Train into s3:// with a worker fault, a quick
+sweep, `results --best`, analyze / fid / sample / info / compare on what it printed, pandas on
+the Parquet through pyarrow.fs, and bad remote input refused in one line."""
 
 from __future__ import annotations
 
@@ -14,29 +15,10 @@ from PIL import Image
 from rpgan.training.run_log import SCHEMA
 from tests import s3_server
 
-pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
+pytestmark = pytest.mark.slow  # a Ray cluster and an S3 endpoint: `make test` only
 
 TRAIN = ["train", "--preset", "digits", "--blocks", "2", "--width", "8", "--batch", "4", "--d-steps", "1",
          "--steps", "4", "--checkpoint-every", "2", "--log-every", "1", "--sample-every", "2", "--seed", "1"]
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """The bucket's URI; the environment of this module's processes (and so of its private Ray's
-    workers) reaches the endpoint with the bucket's key."""
-    import ray
-
-    server, env = s3_server.start()
-    mp = pytest.MonkeyPatch()
-    for name, value in env.items():
-        mp.setenv(name, value)
-    mp.delenv("RAY_ADDRESS", raising=False)
-    try:
-        yield f"s3://{s3_server.BUCKET}"
-    finally:
-        ray.shutdown()
-        mp.undo()
-        server.kill()
 
 
 def _files(uri: str) -> list[str]:
@@ -51,7 +33,7 @@ def _table(uri: str) -> pd.DataFrame:
     return pd.read_parquet(path, filesystem=fs)
 
 
-def test_ray_train_into_s3_recovers_from_a_fault_and_reads_back(rpgan, s3, tmp_path):
+def test_ray_train_into_s3_recovers_from_a_fault_and_reads_back(rpgan, s3, ray_cluster, tmp_path):
     run = f"{s3}/runs/t"
     code, out, err = rpgan(*TRAIN, "--workers", 2, "--storage", f"{s3}/runs", "--name", "t",
                            "--inject-fault", "raise@3")
@@ -74,7 +56,7 @@ def test_ray_train_into_s3_recovers_from_a_fault_and_reads_back(rpgan, s3, tmp_p
         assert grid.size[0] > 100
 
 
-def test_sweep_then_the_best_trial_analysed_on_s3(rpgan, s3, tmp_path):
+def test_sweep_then_the_best_trial_analysed_on_s3(rpgan, s3, ray_cluster, tmp_path):
     sweeps = f"{s3}/sweeps"
     code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--steps", 2, "--fid-samples", 10,
                            "--evaluations", 1, "--space", "blocks_per_bucket=2", "--storage", sweeps)

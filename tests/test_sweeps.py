@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from rpgan.io.run_store import Folder
 from sweeps import NAMES, get_sweep
 from sweeps.results import SCHEMAS, read_table, summarise, write_rows
 from sweeps.spec import Plan, plan
-from tests.processes import descendants, wait_for_output, wait_until_gone
+from tests.processes import wait_until_gone
 from tests.sockets import is_loopback, watch
 
 # The quick ablation with a tiny budget: 3 trials, seconds of training each.
@@ -116,11 +115,13 @@ def test_results_and_checkpoints_behind_a_uri(tmp_path):
     assert copy.name.startswith("step_1-") and (copy / "config.json").read_text() == "{}"
 
 
-def _rpgan_process(*args, cache: Path) -> subprocess.Popen:
-    """`rpgan ARGS` in its own process (and process group), with its own local Ray."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RPGAN_CACHE": str(cache)}
-    return subprocess.Popen([str(Path(sys.executable).with_name("rpgan")), *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+RPGAN = str(Path(sys.executable).with_name("rpgan"))
+
+
+def _user_env(cache: Path) -> dict[str, str]:
+    """A user's shell: no Ray address (a private local Ray), nor the switch rpgan sets for Ray."""
+    unset = ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    return {k: v for k, v in os.environ.items() if k not in unset} | {"RPGAN_CACHE": str(cache)}
 
 
 def _ok_rows(sweep: Path) -> pd.DataFrame:
@@ -130,27 +131,26 @@ def _ok_rows(sweep: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
-    """A tiny quick sweep whose driver is killed (SIGKILL) once a trial has finished, then resumed."""
+def journey(tmp_path_factory):
+    """The sweep journey of a user on one machine, run once: a tiny quick sweep with its private
+    Ray, SIGKILLed once a trial has written its row, then resumed (typing the --samples it was
+    started with); both commands watched for the sockets their process trees listen on."""
     storage = tmp_path_factory.mktemp("sweeps")
-    sweep = storage / "ablation_blocks-quick"
-    driver = _rpgan_process("sweep", "ablation_blocks", *TINY, "--storage", storage, cache=storage / "cache")
-    wait_for_output(driver, ": done, FID", 400)  # printed once a trial has written its row
-    below = descendants(driver.pid) - {driver.pid}
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    wait_until_gone(below)
+    sweep, env = storage / "ablation_blocks-quick", _user_env(storage / "cache")
+    killed = watch({"sweep": [RPGAN, "sweep", "ablation_blocks", *TINY, "--storage", str(storage)]}, env, 600,
+                   kill_at={"sweep": ": done, FID"})["sweep"]  # printed once a trial has written its row
+    assert killed.code == -signal.SIGKILL, killed.out
+    wait_until_gone(killed.pids)  # its Ray ends with it (rpgan.distributed.reaper); no trial writes on
     before = _ok_rows(sweep)
-    resumed = _rpgan_process("sweep", "ablation_blocks", "--quick", "--resume", "--storage", storage,
-                             cache=storage / "cache")
-    out = resumed.communicate(timeout=600)[0]
-    assert resumed.returncode == 0, out
-    return storage, sweep, before, out
+    resumed = watch({"resume": [RPGAN, "sweep", "ablation_blocks", "--quick", "--resume", "--samples", "1",
+                                "--storage", str(storage)]}, env, 600)["resume"]
+    assert resumed.code == 0, resumed.out
+    return storage, sweep, before, killed, resumed
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_with_exactly_one_row_per_trial(killed_and_resumed):
-    _, sweep, before, out = killed_and_resumed
+def test_killed_sweep_resumes_with_exactly_one_row_per_trial(journey):
+    _, sweep, before, killed, resumed = journey
     assert 1 <= len(before) < len(KEYS)
     rows = pd.read_parquet(sweep / "trials")
     assert sorted(rows["trial"]) == sorted(KEYS) and set(rows["status"]) == {"ok"}
@@ -158,15 +158,29 @@ def test_killed_sweep_resumes_with_exactly_one_row_per_trial(killed_and_resumed)
     # a trial that had finished was not run again: its row is the one written before the kill
     kept = rows.set_index("trial").loc[before["trial"], "created_at"]
     assert (kept.to_numpy() == before.set_index("trial")["created_at"].to_numpy()).all()
-    assert f"/{len(KEYS) - len(before)} trials" in out  # the progress lines count only the trials left
+    assert f"/{len(KEYS) - len(before)} trials" in resumed.out  # the progress lines count only the trials left
+    assert "taking over the lock" in resumed.out  # the killed driver's, released by the kernel
     for key in KEYS:  # every trial's training logged each step once, across the kill
         steps = pd.read_parquet(sweep / "runs" / key / "metrics.parquet")["step"]
         assert steps.is_unique and steps.max() == 4
 
 
 @pytest.mark.slow
-def test_quick_sweep_results_schema_filter_and_plot(killed_and_resumed, rpgan):
-    storage, sweep, _, _ = killed_and_resumed
+def test_the_sweep_s_private_ray_listens_on_loopback_only_and_counts_this_machine_s_cpus(journey):
+    """Its GCS, raylet, agents and trial processes (each trial trains and evaluates in its own
+    process: no Ray Train worker for a one-worker trial)."""
+    *_, killed, resumed = journey
+    for run in (killed, resumed):
+        names = {name for name, _ in run.listening}
+        assert {"gcs_server", "raylet"} <= names, run.listening
+        assert all(is_loopback(ip) for _, ip in run.listening), run.listening
+        assert not any(name.startswith("ray::RayTrainWo") for name in names)
+    assert f"Ray: 1 node(s), {os.cpu_count()} CPUs" in resumed.out  # not one more (trials train themselves)
+
+
+@pytest.mark.slow
+def test_quick_sweep_results_schema_filter_and_plot(journey, rpgan):
+    storage, sweep, *_ = journey
     trials = pq.read_table(sweep / "trials")
     assert trials.schema.equals(SCHEMAS["trials"], check_metadata=False)
     df = trials.to_pandas()
@@ -194,12 +208,13 @@ def test_quick_sweep_results_schema_filter_and_plot(killed_and_resumed, rpgan):
 
 
 @pytest.mark.slow
-def test_resume_refuses_other_settings_and_a_finished_sweep_does_nothing(killed_and_resumed, rpgan):
-    storage, sweep, _, _ = killed_and_resumed
+def test_resume_refuses_other_settings_and_a_finished_sweep_does_nothing(journey, rpgan):
+    storage, sweep, *_ = journey
     code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--storage", storage)
     assert code == 2 and "pass --resume" in err
-    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--samples", "2", "--storage", storage)
-    assert code == 2 and "--samples" in err and err.count("\n") == 1
+    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--samples", "2", "--steps", "4",
+                         "--storage", storage)  # --steps is the sweep's own: only --samples differs
+    assert code == 2 and "other --samples;" in err and "--steps" not in err and err.count("\n") == 1, err
     stamp = pd.read_parquet(sweep / "trials")["created_at"].sort_values().to_list()
     code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", storage)
     assert code == 0 and "all 3 trials have finished, nothing to do" in out, err
@@ -207,45 +222,64 @@ def test_resume_refuses_other_settings_and_a_finished_sweep_does_nothing(killed_
 
 
 @pytest.mark.slow
-def test_the_same_sweep_again_gives_the_same_numbers_on_loopback_only(killed_and_resumed, tmp_path):
-    """Run uninterrupted, with other trials beside each evaluation than in the killed and
-    resumed run, and its own reference features: every number is the same. Its private Ray,
-    Tune trials, Train workers and analysis actors listen on loopback only."""
-    _, sweep, _, _ = killed_and_resumed
-    unset = ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")  # the command sets its own
-    env = {k: v for k, v in os.environ.items() if k not in unset} | {"RPGAN_CACHE": str(tmp_path / "cache")}
-    # one of the three trials, alone: in the killed sweep it ran beside another trial
-    one = [*TINY[:-1], "blocks_per_bucket=3"]
-    cmd = [str(Path(sys.executable).with_name("rpgan")), "sweep", "ablation_blocks", *one, "--storage", str(tmp_path)]
-    code, out, seen = watch({"sweep": cmd}, env, timeout=600)["sweep"]
-    assert code == 0, out
-    names = {name for name, _ in seen}
-    assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::RayTrainWo") for n in names), seen
-    assert all(is_loopback(ip) for _, ip in seen), seen
-    again = tmp_path / "ablation_blocks-quick"
-    for table, key in (("trials", ["trial"]), ("responsibility", ["trial", "layer", "distance"])):
-        columns = ["fid", "prd_f8_recall", "prd_f1_8_precision", "step"] if table == "trials" else \
-            ["spread_mean", "ratio_mean", "ratio_std"]
-        first, second = (pd.read_parquet(s / table).query("blocks_per_bucket == 3").sort_values(key)
-                         .reset_index(drop=True) for s in (sweep, again))
-        assert len(first) == len(second) > 0
-        pd.testing.assert_frame_equal(first[key + columns], second[key + columns], check_exact=True)
+def test_a_sweep_trial_gives_the_numbers_of_the_same_trial_computed_directly(journey, tmp_path, monkeypatch):
+    """Train and evaluate one trial of the journey in this process (nothing in common with the
+    sweep but the plan: its own reference features, no trial beside it, not killed): every number
+    is the sweep's. The threads are the sweep's: 1 for a trial, 2 for the one actor that computes
+    the reference features of a 2-CPU private Ray (a thread count changes float sums)."""
+    import dataclasses
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from analysis.fanout import Fanout
+    from analysis.fid import reference_features
+    from rpgan.io.data import training_images
+    from rpgan.training.checkpoint import load_generator
+    from rpgan.training.evaluation import REFERENCE_SEED
+    from rpgan.training.train import train
+    from sweeps.trial import evaluate
+
+    _, sweep, *_ = journey
+    monkeypatch.setenv("RPGAN_CACHE", str(tmp_path / "cache"))
+    chosen = plan(get_sweep("ablation_blocks"), True, 0, {"blocks_per_bucket": ("3",)}, steps=4, fid_samples=10,
+                  evaluations=1)
+    config = chosen.trials[0].config
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(os.cpu_count())
+        m = config.model
+        reference = reference_features(config.data, m.image_size, m.channels, 10, Fanout(workers=0), REFERENCE_SEED)[0]
+        torch.set_num_threads(1)
+        images = training_images(config)
+        ckpt = train(dataclasses.replace(config, dataset_size=len(images)), images, tmp_path / "run", quiet=True)
+        with threadpool_limits(1):  # numpy's BLAS too: Ray gives a 1-CPU trial OMP_NUM_THREADS=1
+            row, summary = evaluate(chosen, load_generator(ckpt)[0], ckpt, 0, reference, Fanout(workers=0))
+    finally:
+        torch.set_num_threads(threads)
+    swept = pd.read_parquet(sweep / "trials").set_index("trial").loc["blocks_per_bucket-3_seed-0"]
+    assert [row[k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")] == \
+        [swept[k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")]
+    mine = pd.DataFrame(summary).sort_values(["layer", "distance"]).reset_index(drop=True)
+    theirs = pd.read_parquet(sweep / "responsibility").query("blocks_per_bucket == 3")
+    theirs = theirs.sort_values(["layer", "distance"]).reset_index(drop=True)
+    for column in ("spread_mean", "ratio_mean", "ratio_std"):  # std of one evaluation: NaN in both
+        pd.testing.assert_series_equal(mine[column], theirs[column], check_exact=True, check_dtype=False)
 
 
 @pytest.mark.slow
-def test_asha_stops_trials_records_them_and_resume_keeps_them(rpgan, tmp_path):
-    """ASHA on the FID measured during training: a stopped trial keeps a row (status stopped,
-    its last step and FID), its metrics rows, and is not run again by --resume. One trial at a
-    time, in the order seed 0 shuffles them to: the first (3 blocks) goes on, as ASHA's first
-    always does; the second (1 block per bucket: one image) trails it at the first rung, step 4,
-    and is stopped. The stop reaches the training a few steps later, so the run is long enough
-    for it to arrive before the end."""
+def test_asha_stops_trials_records_them_and_resume_keeps_them(ray_cluster, rpgan, tmp_path):
+    """ASHA on the FID measured during training, on the shared cluster: a stopped trial keeps a
+    row (status stopped, its last step and FID), its metrics rows, and is not run again by
+    --resume. One trial at a time, in the order seed 0 shuffles them to: the first (3 blocks)
+    goes on, as ASHA's first always does; the second (1 block per bucket: one image) trails it at
+    the first rung, step 4, and is stopped. The stop reaches the training a few steps later, so
+    the run is long enough for it to arrive before the end."""
     args = ["sweep", "ablation_blocks", "--quick", "--steps", "24", "--fid-samples", "10", "--evaluations", "1",
             "--space", "blocks_per_bucket=3,1", "--scheduler", "asha", "--grace-period", "4",
             "--eval-samples", "10", "--max-concurrent", "1", "--storage", tmp_path]
-    driver = _rpgan_process(*args, cache=tmp_path / "cache")  # its own Ray, like a user's
-    err = driver.communicate(timeout=900)[0]
-    assert driver.returncode == 0, err
+    code, _, err = rpgan(*args)
+    assert code == 0, err
     sweep = tmp_path / "ablation_blocks-quick"
     rows = pd.read_parquet(sweep / "trials").set_index("trial")
     stopped = rows[rows["status"] == "stopped"]

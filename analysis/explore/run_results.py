@@ -65,7 +65,8 @@ def _directions_table(frame: pd.DataFrame) -> dict:
 
 def read_results(folder: Path | None) -> list[dict]:
     """The results present under `folder`: [{"name", "title", "command", "plot" (file name or None),
-    "table" ({"columns", "rows"} or None), "error" (why a table did not read, or None)}]."""
+    "table" ({"columns", "rows"} or None), "jobs" (how many jobs wrote the table: it shows the
+    latest, as the plot does), "error" (why a table did not read, or None)}]."""
     if folder is None or not folder.is_dir():
         return []
     found = []
@@ -74,10 +75,13 @@ def read_results(folder: Path | None) -> list[dict]:
         if not plot.is_file() and not table.is_dir():
             continue
         entry = {"name": r.name, "title": r.title, "command": r.command,
-                 "plot": r.plot if plot.is_file() else None, "table": None, "error": None}
+                 "plot": r.plot if plot.is_file() else None, "table": None, "jobs": 0, "error": None}
         if table.is_dir():
             try:
                 frame = pd.read_parquet(table)
+                # every job into the folder keeps its part; the page shows the latest, as the plot does
+                entry["jobs"] = frame["run_id"].nunique()
+                frame = frame[frame["created_at"] == frame["created_at"].max()]
                 entry["table"] = _directions_table(frame) if r.name == "directions" else _layer_table(frame, r.value)
             except Exception as e:  # a half-copied or foreign folder: say so beside the plot
                 entry["error"] = f"{r.table}/ does not read ({type(e).__name__}: {str(e).splitlines()[0][:120]})"

@@ -14,8 +14,10 @@ its test client drives them without a socket.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +30,18 @@ from analysis.explore.views import BadState, Explorer
 from rpgan.errors import UserError
 
 
-def create_app(explorer: Explorer, results: Path | None) -> Flask:
-    """The explorer's app on `explorer`, showing the analysis results under `results` if any."""
+def create_app(explorer: Explorer, results: Path | None, host: str = "127.0.0.1") -> Flask:
+    """The explorer's app on `explorer`, showing the analysis results under `results` if any,
+    served on `host` (--host): requests that name another host, or come from another site's
+    page, are refused (`_foreign`)."""
     app = Flask(__name__, static_folder="static", static_url_path="/static")
+
+    @app.before_request
+    def same_origin():
+        refused = _foreign(request.host, request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"), host,
+                           request.method)
+        if refused:
+            return _error(refused, 403)
 
     @app.get("/")
     def page():
@@ -48,8 +59,8 @@ def create_app(explorer: Explorer, results: Path | None) -> Flask:
     @app.get("/api/random")
     def random():
         index = request.args.get("index", "0")
-        if not index.isdigit():
-            raise BadState(f"index must be a whole number, got {index!r}")
+        if not re.fullmatch(r"[0-9]{1,15}", index):  # str.isdigit would take "²"
+            raise BadState(f"index must be a whole number 0..{10**15 - 1}, got {index[:40]!r}")
         return jsonify(explorer.view(explorer.random_state(int(index))))
 
     @app.post("/api/reload")
@@ -91,6 +102,27 @@ def _error(message: str, code: int):
     return jsonify({"error": message}), code
 
 
+def _foreign(host_header: str, origin: str | None, fetch_site: str | None, served: str, method: str) -> str | None:
+    """Why a request is refused, or None. DNS rebinding: a page of evil.example whose name now
+    resolves to this machine reaches the server with `Host: evil.example`; only this machine's
+    names and IP addresses are served (an IP address cannot be rebound). Cross-site requests:
+    another site's page may not make the server act (POST), which browsers mark with Origin and
+    Sec-Fetch-Site; a command-line client sends neither."""
+    name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    name = name.strip("[]").lower()
+    try:
+        ipaddress.ip_address(name)
+        literal = True
+    except ValueError:
+        literal = False
+    if not (literal or name in {"localhost", served.lower(), socket.gethostname().lower()}):
+        return (f"this server answers requests for this machine only, not for host {name[:60]!r} (open it as "
+                f"http://127.0.0.1:PORT/ or through an SSH tunnel)")
+    if method != "GET" and (fetch_site == "cross-site" or origin and origin.split("://", 1)[-1] != host_header):
+        return "another site's page may not act on this server (cross-origin request refused)"
+    return None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -98,6 +130,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
+
+
+def _json_errors():
+    """werkzeug's request handler with the errors it answers itself, before the app sees a request
+    (a request line over 64 KB: 414), as the app's one-line JSON instead of an HTML page."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Handler(WSGIRequestHandler):
+        error_content_type = "application/json"
+        error_message_format = '{"error": "%(code)d %(message)s: %(explain)s"}'
+
+    return Handler
 
 
 def listen(app: Flask, host: str, port: int):
@@ -112,8 +156,15 @@ def listen(app: Flask, host: str, port: int):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
             sock.listen(128)
-            return make_server(host, port, app, threaded=True, fd=sock.fileno())  # it holds a duplicate
+            return make_server(host, port, app, threaded=True, fd=sock.fileno(),  # it holds a duplicate
+                               request_handler=_json_errors())
+    except socket.gaierror:
+        raise UserError(f"--host {host} is not a name or address this machine can resolve; pass --host "
+                        "127.0.0.1 (the default) or one of this machine's addresses") from None
     except OSError as e:
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise UserError(f"cannot listen on {host}: it is not an address of this machine; pass --host 127.0.0.1 "
+                            "(the default) or one of this machine's addresses") from None
         raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); pass another --port "
                         "(--port 0 picks a free one)") from None
 

@@ -142,6 +142,9 @@ class Explorer:
     def parse(self, args: Mapping[str, str]) -> State:
         """A state from the page's query (path=3,0,7,1 z=SEED coefficients=0.1,-2,... noise=0.5);
         BadState names the first bad value."""
+        unknown = sorted(set(args) - {"path", "z", "coefficients", "noise"})
+        if unknown:
+            raise BadState(f"unknown parameter {unknown[0][:40]!r}: a state is path, z, coefficients and noise")
         if "path" not in args:
             raise BadState("the request names no path: add path=3,0,7,1 (one block per bucket)")
         try:
@@ -160,6 +163,9 @@ class Explorer:
             coefficients = self._coefficients_of(z_seed)
             if "coefficients" in args:
                 coefficients = _floats(args["coefficients"], len(coefficients), COEFFICIENT_RANGE)
+        if "noise" in args and self.mode != "noise":
+            raise BadState("only a standard GAN (one block per bucket) shows noise injection: this model takes "
+                           "no noise")
         noise = _float(args.get("noise", str(DEFAULT_NOISE)), "noise", 0.0, MAX_NOISE)
         return State(path, z_seed, coefficients, noise)
 
@@ -202,7 +208,7 @@ class Explorer:
         out = []
         for i, row in enumerate(rows):
             name = "block" if self.mode == "paths" else "draw"
-            out.append({"bucket": i, "label": self._label(i), "clickable": self.mode == "paths",
+            out.append({"bucket": i + 1, "label": self._label(i), "clickable": self.mode == "paths",
                         "items": [{name: k, "image": url} for k, url in enumerate(row)]})
         return {"state": state.as_json(), "image": image, "rows": out, "cached_rows": len(keys) - len(missing)}
 

@@ -10,11 +10,24 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, SEED, example, pick_device, setting_options, workers
+from rpgan.cli.options import (
+    ADDRESS,
+    CKPT,
+    DEVICE,
+    GPUS,
+    PATH,
+    PNG,
+    SEED,
+    TEXT,
+    example,
+    pick_device,
+    setting_options,
+    workers,
+)
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
 from rpgan.overrides import Request
-from rpgan.presets import PRESETS
+from rpgan.presets import DEFAULT_PRESET, PRESETS
 
 if TYPE_CHECKING:
     from rpgan.distributed.ray_train import Fault
@@ -25,13 +38,13 @@ if TYPE_CHECKING:
 @click.command(epilog=example("rpgan train --steps 2000 --out runs/digits",
                               "rpgan train --preset cifar10 --blocks 20 --workers 4 --storage s3://bucket/runs",
                               "rpgan train --preset cifar10 --dry-run"))
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="digits", show_default=True)
-@click.option("--data", help="digits, digits-gray, mnist, colored-mnist, cifar10, npz:PATH, folder:PATH.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True)
+@click.option("--data", type=TEXT, help="digits, digits-gray, mnist, colored-mnist, cifar10, npz:PATH, folder:PATH.")
 @click.option("--labels", help="Train on these labels only: 0-6, or 1,3,5.")
 @click.option("--blocks", help="Blocks per bucket: N for every bucket, or a list like 20,20,20,8.")
 @setting_options
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/PRESET].")
+@click.option("--out", type=PATH, help="Run directory [default: runs/PRESET].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint, if any.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration (the preset's values, your flags, "
               "or the resumed run's) as JSON and exit.")
@@ -39,8 +52,9 @@ if TYPE_CHECKING:
 @workers(0, "0, one process trains fastest on one machine; Ray Train is for several GPUs or nodes")
 @GPUS
 @click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1, show_default=True)
-@click.option("--storage", help="Where Ray runs live: a path (shared by all nodes) or s3://... [default: runs].")
-@click.option("--name", help="Run name under --storage; the same name again resumes it [default: PRESET].")
+@click.option("--storage", type=TEXT,
+              help="Where Ray runs live: a path (shared by all nodes) or s3://... [default: runs].")
+@click.option("--name", type=TEXT, help="Run name under --storage; the same name again resumes it [default: PRESET].")
 @click.option("--max-failures", type=click.IntRange(0), default=3, show_default=True,
               help="Worker-group restarts from the last checkpoint before a Ray run fails.")
 @ADDRESS
@@ -59,7 +73,14 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
         raise UserError("--eval-every must be at least 1 (steps between evaluations); --no-eval turns them off")
     if no_eval:
         settings["eval_every"] = 0
-    request = Request(preset, data, labels, blocks, seed, settings)
+    # a resumed run keeps its own preset and seed: only values typed here are compared with them
+    typed = click.get_current_context().get_parameter_source
+    request = Request(preset if typed("preset") == click.core.ParameterSource.COMMANDLINE else None, data, labels,
+                      blocks, seed if typed("seed") == click.core.ParameterSource.COMMANDLINE else None, settings)
+    if labels is not None:
+        from rpgan.io.data import check_labels
+
+        check_labels(data or PRESETS[preset].data, labels)
     if workers:
         from rpgan.distributed.ray_train import Fault
         from rpgan.io.run_store import RunStore
@@ -89,11 +110,13 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
 
 def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str | None, fault: Fault | None, count: int,
                   gpus: float | None, cpus: float, max_failures: int) -> None:
-    from rpgan.distributed.ray_session import check_fit, connect, default_gpus
-    from rpgan.distributed.ray_train import Workers, finished_checkpoint, train_on_ray
+    from rpgan.distributed.ray_session import Workers, check_fit, connect, default_gpus
+    from rpgan.distributed.ray_train import train_on_ray
     from rpgan.io.atomic import remove_leftovers
     from rpgan.io.data import training_images
+    from rpgan.io.run_lock import run_lock
     from rpgan.training.checkpoint import CHECKPOINTS
+    from rpgan.training.stored_run import finished_checkpoint
 
     done = finished_checkpoint(store, config)
     if done:
@@ -114,7 +137,8 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
                f"{config.train.steps} steps, global batch {config.train.batch} on {count} Ray workers "
                f"({cpus:g} CPU, {gpus:g} GPU each) -> {store.uri}", err=True)
     try:
-        ckpt = train_on_ray(config, store, workers, fault)
+        with run_lock(store, "rpgan train --workers", "--name"):
+            ckpt = train_on_ray(config, store, workers, fault)
     except RuntimeError as e:
         click.echo(f"rpgan: {e}", err=True)
         sys.exit(1)
@@ -124,16 +148,19 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
 def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
                   start: TrainingState | None = None) -> None:
     from rpgan.io.data import training_images
+    from rpgan.io.run_lock import run_lock
+    from rpgan.io.run_store import Folder
     from rpgan.training.train import layer_grid_name
     from rpgan.training.train import train as run_training
 
     images = training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
-    out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails here, in one line (see main)
     subset = f" labels {config.labels}" if config.labels else ""
-    click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "
-               f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)
-    ckpt = run_training(config, images, out, device=device, resume=resume, start=start)
+    # the folder is made here: an unwritable --out fails in one line (see main)
+    with run_lock(Folder.at(out), "rpgan train", "--out"):
+        click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "
+                   f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)
+        ckpt = run_training(config, images, out, device=device, resume=resume, start=start)
     click.echo(f"checkpoint: {ckpt}\nsamples: {out / 'samples.png'}\nlayers: {out / layer_grid_name(config.model)}\n"
                f"metrics: {out / 'metrics.parquet'}\ntensorboard: {out / 'tensorboard'}")
 
@@ -146,7 +173,8 @@ def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
 @click.option("--per-bucket", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="With --path: blocks shown per unfrozen bucket.")
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
+@click.option("--out", type=PNG, default=Path("samples.png"), show_default=True,
+              help="The PNG to write; random paths also write OUT.paths.txt, each image's path.")
 @DEVICE
 def sample(ckpt: str, n: int, path_text: str | None, per_bucket: int, seed: int, out: Path, device: str) -> None:
     """Render random paths as a grid, or one frozen path with each bucket unfrozen in turn."""
@@ -213,11 +241,11 @@ def info(ckpt: str) -> None:
 @click.command(epilog=example("rpgan extend --ckpt runs/digits-0-6 --add-blocks 5,5,5,5 --labels 7-9 --out runs/more"))
 @CKPT
 @click.option("--add-blocks", required=True, help="New blocks per bucket, e.g. 5,5,0,0.")
-@click.option("--data", help="Data set of the new training [default: the checkpoint's].")
+@click.option("--data", type=TEXT, help="Data set of the new training [default: the checkpoint's].")
 @click.option("--labels", default="", help="Train on these labels only: 0-9, or 7,8,9 [default: all].")
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Generator steps to train.")
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory for the result.")
+@click.option("--out", type=PATH, required=True, help="Run directory for the result.")
 @DEVICE
 def extend(ckpt: str, add_blocks: str, data: str | None, labels: str, steps: int, seed: int, out: Path,
            device: str) -> None:
@@ -239,7 +267,7 @@ def extend(ckpt: str, add_blocks: str, data: str | None, labels: str, steps: int
 @click.option("--merged-blocks", "k", type=click.IntRange(1), required=True,
               help="Blocks of the merged bucket (random products).")
 @SEED
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory for the result.")
+@click.option("--out", type=PATH, required=True, help="Run directory for the result.")
 def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
     """Merge consecutive linear buckets of a fully-connected generator into one (section 4.4)."""
     import json
@@ -271,8 +299,8 @@ def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
 
 
 @click.command(epilog=example("rpgan curves --run runs/digits", "rpgan curves --run s3://bucket/runs/cifar10"))
-@click.option("--run", "run", required=True, help="A run (or one of its checkpoints): a directory or a URI.")
-@click.option("--out", type=click.Path(path_type=Path), help="PNG to write [default: RUN/curves.png].")
+@click.option("--run", "run", type=TEXT, required=True, help="A run (or one of its checkpoints): a directory or a URI.")
+@click.option("--out", type=PNG, help="PNG to write [default: RUN/curves.png].")
 def curves(run: str, out: Path | None) -> None:
     """Draw a run's training curves (FID during training where measured, the D and G losses)
     from its metrics.parquet."""

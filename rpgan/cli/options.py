@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import click
@@ -33,6 +34,51 @@ def pick_device(device: Device) -> str:
     return device
 
 
+class _NonEmpty:
+    """Refuses an empty value (`--out ""`), which would otherwise mean the current directory or
+    a default location the user did not ask for."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty; give a path, a URI or a name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class _Text(_NonEmpty, click.types.StringParamType):
+    pass
+
+
+class _Path(_NonEmpty, click.Path):
+    pass
+
+
+TEXT = _Text()  # a name, a data set, a URI or a path: any non-empty text
+PATH = _Path(path_type=Path)  # a local path
+
+
+class _Png(_Path):
+    """A PNG file to write: a .png name, not a directory, and not an existing file of another kind
+    (rpgan replaces only images, never a file it did not write)."""
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        if path.is_dir():
+            self.fail(f"{str(path)!r} is a directory; give a file name inside it, like {path / 'grid.png'}",
+                      param, ctx)
+        if path.suffix.lower() != ".png":
+            self.fail(f"{str(path)!r} does not end in .png; rpgan writes PNG images (give a name like grid.png)",
+                      param, ctx)
+        if path.exists():
+            with open(path, "rb") as f:
+                if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                    self.fail(f"{str(path)!r} exists and is not a PNG image; rpgan does not overwrite it (remove "
+                              "it or choose another name)", param, ctx)
+        return path
+
+
+PNG = _Png(path_type=Path)
+
+
 def choice(kind: object) -> click.Choice:
     """A click choice of a Literal type's values."""
     return click.Choice(typing.get_args(kind))
@@ -41,8 +87,8 @@ def choice(kind: object) -> click.Choice:
 DEVICE = click.option("--device", type=choice(Device), default="auto", show_default=True)
 SEED = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
                     help="Seed of every random choice: the same seed gives the same results.")
-ADDRESS = click.option("--address", help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
-CKPT = click.option("--ckpt", required=True, help="Checkpoint or run: a directory, or a URI (s3://..., file://...).")
+ADDRESS = click.option("--address", type=TEXT, help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
+CKPT = click.option("--ckpt", type=TEXT, required=True, help="Checkpoint or run: a directory, or a URI (s3://..., file://...).")
 GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0),
                     help="GPUs per Ray worker [default: 1 on CUDA: --device cuda, or auto (the only choice of "
                          "a sweep) when the cluster has GPUs; else 0].")

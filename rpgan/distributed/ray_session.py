@@ -10,11 +10,28 @@ and the in-process paths never need Ray.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from rpgan.errors import UserError
 
 LOOPBACK = "127.0.0.1"
 _private = False  # whether this process started its own local Ray (see connect)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """The worker group of a run: how many, and what each one holds."""
+
+    count: int
+    gpus: float = 0.0  # per worker; fractions share a GPU
+    cpus: float = 1.0  # per worker; also its torch threads
+    max_failures: int = 3  # worker-group restarts from the last checkpoint before the run fails
+
+    def validate(self) -> Workers:
+        if self.count < 1 or self.cpus <= 0 or self.gpus < 0 or self.max_failures < 0:
+            raise UserError("--workers must be at least 1, --cpus-per-worker positive, --gpus-per-worker and "
+                            "--max-failures non-negative")
+        return self
 
 
 def ray_address(address: str | None) -> str | None:
@@ -56,6 +73,9 @@ def _start_private(num_cpus: int | None, log_to_driver: bool) -> None:
     if ray.util.get_node_ip_address() != LOOPBACK:
         raise RuntimeError("ray was imported before rpgan, so a local Ray would listen on every network "
                            "interface: import rpgan first, or pass --address of a cluster")
+    from rpgan.distributed import reaper
+
+    reaper.start()  # its processes end with this one, even one killed with SIGKILL
     # address="local": a new instance, never one named in /tmp/ray/ray_current_cluster (stale, or
     # another user's). Without a dashboard Ray's state API is absent, and Ray Train's
     # placement-group cleaner warns about it every few seconds: keep Ray's own loggers to errors.
@@ -69,6 +89,15 @@ def cluster_resources() -> dict[str, float]:
     import ray
 
     return ray.cluster_resources()
+
+
+def largest_node() -> dict[str, float]:
+    """The resources of the connected cluster's biggest alive node ({"CPU": .., "GPU": ..}): a
+    worker must fit one node, whatever the cluster's total."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    return {kind: max((n.get(kind, 0.0) for n in nodes), default=0.0) for kind in ("CPU", "GPU")}
 
 
 def cluster_slots(gpus_per_worker: float, cpus_per_worker: float = 1.0) -> int:

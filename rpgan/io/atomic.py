@@ -47,9 +47,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as e:
+        raise _named(e, path) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """The error of a write, naming the file the user asked for, not its hidden temporary."""
+    return OSError(e.errno, e.strerror, str(path)) if e.errno else e
 
 
 def atomic_dir(path: Path, fill: Callable[[Path], None]) -> Path:
@@ -65,6 +72,8 @@ def atomic_dir(path: Path, fill: Callable[[Path], None]) -> Path:
             os.rename(path, old)
         os.rename(tmp, path)
         fsync_path(path.parent)
+    except OSError as e:
+        raise _named(e, path) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

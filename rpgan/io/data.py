@@ -98,8 +98,25 @@ def to_uint8(images: Tensor) -> Tensor:
     return ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
+def check_spec(spec: str) -> None:
+    """Refuse a data set that `load_data` would refuse for its name alone (unknown, a path missing),
+    before a command starts any work; reading it may still fail later."""
+    if spec in ("digits", "digits-gray", "mnist", "colored-mnist", "cifar10"):
+        return
+    kind, _, where = spec.partition(":")
+    if kind in ("npz", "folder") and not where:
+        raise UserError(f"--data {spec} needs a path, like {kind}:PATH")
+    if kind == "npz" and not Path(where).is_file():
+        raise UserError(f"--data {spec}: {where} is not a file; give an .npz of images (np.savez(PATH, x=images))")
+    if kind == "folder" and not Path(where).is_dir():
+        raise UserError(f"--data {spec}: {where} is not a directory of images")
+    if kind not in ("npz", "folder"):
+        raise UserError(f"unknown data set {spec!r}; choose one of {', '.join(DATA_SPECS)}")
+
+
 def load_data(spec: str, size: int, channels: int) -> ImageData:
     """The data set named by `spec`, at size x size with `channels` channels (1 or 3)."""
+    check_spec(spec)
     root = Path(os.environ.get("RPGAN_DATA", Path.home() / ".cache" / "rpgan" / "data"))
     if spec in ("digits", "digits-gray"):
         from sklearn.datasets import load_digits
@@ -115,20 +132,16 @@ def load_data(spec: str, size: int, channels: int) -> ImageData:
         ds = _download("CIFAR10", root)
         return _conform(torch.from_numpy(ds.data), torch.tensor(ds.targets), size, channels)
     kind, _, where = spec.partition(":")
-    if kind in ("npz", "folder") and not where:
-        raise UserError(f"--data {spec} needs a path, like {kind}:PATH")
     if kind == "npz":
         images, labels = _read_npz(Path(where))
         return _conform(images, labels, size, channels)
     if kind == "folder":
         folder = Path(where)
-        if not folder.is_dir():
-            raise UserError(f"--data {spec}: {folder} is not a directory of images")
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise UserError(f"--data {spec}: no .png/.jpg/.webp/.bmp images below {folder}")
         return FolderData(_readable_images(spec, files), size, channels)
-    raise UserError(f"unknown data set {spec!r}; choose one of {', '.join(DATA_SPECS)}")
+    raise AssertionError(spec)  # check_spec refused it
 
 
 def _reason(e: Exception) -> str:
@@ -250,6 +263,19 @@ def parse_labels(text: str) -> list[int]:
             raise UserError(f"--labels {text}: labels are 0..{MAX_LABEL}, got {b}")
         labels.update(range(a, b + 1))
     return sorted(labels)
+
+
+CLASSES = {"digits": 10, "digits-gray": 10, "mnist": 10, "colored-mnist": 10, "cifar10": 10}  # labels 0..N-1
+
+
+def check_labels(spec: str, text: str) -> None:
+    """Refuse `--labels text` that cannot select anything, before any data is loaded: bad syntax,
+    or (for a named data set, whose classes are known) labels it does not have."""
+    if not text:
+        return
+    wanted = parse_labels(text)
+    if spec in CLASSES and wanted[-1] >= CLASSES[spec]:
+        raise UserError(f"--labels {text}: {spec} has labels 0..{CLASSES[spec] - 1}, not {wanted[-1]}")
 
 
 def select_labels(data: ImageData, text: str) -> ImageData:

@@ -13,11 +13,13 @@ def clock(seconds: float) -> str:
 
 
 class Progress:
-    """Redraws one line on a terminal; prints a line every `every` steps otherwise (logs)."""
+    """Redraws one line on a terminal; otherwise (logs) prints a line at the first step, so that a
+    slow run shows its speed and ETA at once, then every `every` steps and at least every
+    `seconds`."""
 
-    def __init__(self, total: int, start: int = 0, label: str = "step", every: int = 50):
-        self.total, self.start, self.label, self.every = total, start, label, every
-        self.t0 = time.monotonic()
+    def __init__(self, total: int, start: int = 0, label: str = "step", every: int = 50, seconds: float = 30.0):
+        self.total, self.start, self.label, self.every, self.seconds = total, start, label, every, seconds
+        self.t0 = self.printed = time.monotonic()
         self.tty = sys.stderr.isatty()
 
     def say(self, text: str) -> None:
@@ -26,9 +28,12 @@ class Progress:
         sys.stderr.flush()
 
     def update(self, step: int, metrics: dict[str, float] | None = None) -> None:
-        if not self.tty and step % self.every and step != self.total:
+        now = time.monotonic()
+        if not self.tty and step % self.every and step not in (self.total, self.start + 1) \
+                and now - self.printed < self.seconds:
             return
-        elapsed = time.monotonic() - self.t0
+        self.printed = now
+        elapsed = now - self.t0
         done = step - self.start
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else 0.0

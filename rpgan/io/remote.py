@@ -12,6 +12,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import shutil
@@ -46,17 +47,25 @@ def remote_errors(uri: str) -> Iterator[None]:
         if not is_uri(uri):  # a local path's own errors (a path through a file, a full disk): main() says them
             raise
         detail = " ".join(str(e).split())[:240]
-        raise RemoteError(f"{uri}: {detail}; check the URI, the credentials (AWS chain) and AWS_ENDPOINT_URL") \
-            from None
+        where = "Google's application default credentials" if uri.startswith(("gs://", "gcs://")) else \
+            "the credentials (AWS chain) and AWS_ENDPOINT_URL"
+        raise RemoteError(f"{uri}: {detail}; check the URI and {where}") from None
+
+
+RETRY_S = 5  # GCS: how long a store that does not answer is retried (its backoff ends within about twice that)
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem of a URI and the path inside it."""
+    """The pyarrow filesystem of a URI and the path inside it. A store that does not answer fails
+    within seconds (S3's client by itself; GCS's would retry for 15 minutes: RETRY_S)."""
     try:
         with remote_errors(uri):
-            return pafs.FileSystem.from_uri(uri)
+            fs, path = pafs.FileSystem.from_uri(uri)
     except ValueError as e:  # pyarrow's ArrowInvalid: an unknown scheme, a malformed URI
         raise UserError(f"{uri}: {e}; pass a local path or a URI such as s3://bucket/path") from None
+    if isinstance(fs, pafs.GcsFileSystem):
+        fs = pafs.GcsFileSystem(retry_time_limit=datetime.timedelta(seconds=RETRY_S))
+    return fs, path
 
 
 def join(uri: str, *names: str) -> str:

@@ -9,13 +9,14 @@ paths and cloud URIs behave alike; each is written to a temporary name, then mov
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
-from rpgan.io.atomic import atomic_write
+from rpgan.io.atomic import atomic_dir, atomic_write
 from rpgan.io.remote import filesystem, is_uri, put_bytes, remote_errors, upload
 from rpgan.training.checkpoint import CHECKPOINTS, STEP_DIR, checkpoint_name, prunable
 
@@ -129,6 +130,15 @@ class RunStore(Folder):
     def checkpoint_steps(self) -> list[int]:
         """Steps of the run's persisted checkpoints, ascending."""
         return sorted(int(m.group(1)) for name in self.dirs(CHECKPOINTS) if (m := STEP_DIR.match(name)))
+
+    def put_checkpoint(self, folder: Path, step: int) -> None:
+        """Make the checkpoint written in the local `folder` the run's checkpoints/step_N: copied
+        under a temporary name, flushed and renamed; behind a URI, each file uploaded (a partial
+        upload fails to load and is skipped by a resume)."""
+        if self.local is not None:
+            atomic_dir(self.local / checkpoint_name(step), lambda tmp: shutil.copytree(folder, tmp, dirs_exist_ok=True))
+        else:
+            upload(Path(folder), f"{self.uri}/{checkpoint_name(step)}")
 
     def prune_checkpoints(self, step: int) -> None:
         """Delete what `rpgan.training.checkpoint.prunable` says, once the checkpoint of `step` is persisted."""

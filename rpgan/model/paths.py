@@ -42,7 +42,7 @@ def parse_path(text: str, blocks: Sequence[int]) -> torch.Tensor:
         raise UserError(f"--path needs {len(blocks)} block indices (one per bucket), got {len(values)}")
     for i, (s, m) in enumerate(zip(values, blocks)):
         if not 0 <= s < m:
-            raise UserError(f"--path: bucket {i} has blocks 0..{m - 1}, got {s}")
+            raise UserError(f"--path: bucket {i + 1} has blocks 0..{m - 1}, got {s}")
     return torch.tensor(values)
 
 

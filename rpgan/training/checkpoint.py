@@ -12,6 +12,8 @@ one (missing, truncated, mismatched) is a one-line UserError.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import shutil
 from collections.abc import Callable, Sequence
@@ -65,11 +67,23 @@ def write_checkpoint(folder: Path, config: RunConfig, state: TrainingState,
     (folder / CONFIG).write_text(config.to_json())
     for name, content in (extra or {}).items():
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-    torch.save(state.generator.state_dict(), folder / GENERATOR)
-    torch.save(state.discriminator.state_dict(), folder / DISCRIMINATOR)
-    torch.save({"step": state.step, "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
-                "rng": state.rng.get_state(), "scaler_g": state.scaler_g.state_dict(),
-                "scaler_d": state.scaler_d.state_dict()}, folder / TRAIN_STATE)
+    _save(state.generator.state_dict(), folder / GENERATOR)
+    _save(state.discriminator.state_dict(), folder / DISCRIMINATOR)
+    _save({"step": state.step, "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
+           "rng": state.rng.get_state(), "scaler_g": state.scaler_g.state_dict(),
+           "scaler_d": state.scaler_d.state_dict()}, folder / TRAIN_STATE)
+
+
+def _save(obj: object, file: Path) -> None:
+    """torch.save, whose failure to write (a full disk: "unexpected pos" from its zip writer) is
+    an OSError like any other write's, so the command says it in one line."""
+    try:
+        torch.save(obj, file)
+    except RuntimeError as e:
+        disk = os.statvfs(file.parent)
+        full = disk.f_bavail * disk.f_frsize < 1 << 20
+        raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC) if full else
+                      f"torch could not write {file.name} ({str(e).splitlines()[0][:120]})", str(file)) from None
 
 
 def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = KEEP,
@@ -179,9 +193,18 @@ def _read_tensors(ckpt: Path, name: str, mmap: bool = False) -> dict:
     try:
         return torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, foreign pickle, unsafe globals ...
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise UserError(f"checkpoint {ckpt}: {name} is truncated or not a weights file ({reason}); "
-                        "use another checkpoint") from None
+        raise UserError(f"checkpoint {ckpt}: {name} {_unreadable(e)}; use another checkpoint") from None
+
+
+def _unreadable(e: Exception) -> str:
+    """Why torch could not load a checkpoint file, in words of our own: torch's text suggests
+    weights_only=False, which would run code from an untrusted file."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        return "holds objects other than tensors (rpgan loads tensors only: a checkpoint is untrusted input)"
+    if "zip archive" in text or "central directory" in text:
+        return "is truncated (not a whole zip archive)"
+    return f"is not a torch weights file ({type(e).__name__})"
 
 
 def _load_into(module: nn.Module | torch.optim.Optimizer, state: dict, ckpt: Path, name: str) -> None:

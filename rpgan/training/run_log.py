@@ -3,14 +3,16 @@
 
 The rows live in memory and are saved inside every checkpoint (metrics.parquet), so a run that
 resumes from a checkpoint resumes its metrics from the same step: steps re-run after a crash
-replace the lost ones instead of adding duplicates. TensorBoard gets `purge_step` on resume,
-TensorBoard's own way to drop events past the checkpoint. Schema: docs/results.md.
+replace the lost ones instead of adding duplicates. TensorBoard's event files are trimmed to the
+checkpoint's step the same way on resume (and `purge_step` marks the restart, TensorBoard's own
+way). Schema: docs/results.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import struct
 import time
 import uuid
 from datetime import UTC, datetime
@@ -22,9 +24,11 @@ import torch
 
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
+from rpgan.io.atomic import atomic_write
 from rpgan.training.evaluation import QUALITY
 
 METRICS = "metrics.parquet"
+TENSORBOARD = "tensorboard"  # a run's folder of TensorBoard events
 LOSSES = ("d_loss", "g_loss", "diversity", "orthogonality")
 SCHEMA = pa.schema([
     ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("preset", pa.string()),
@@ -56,6 +60,9 @@ class RunLog:
         self.writer = None
         if tensorboard:
             from tensorboardX import SummaryWriter
+
+            if Path(tensorboard).is_dir():  # a resumed run logs the steps after `last` again, once
+                trim_events(Path(tensorboard), last)
 
             # a unique suffix: a resume within the same second would otherwise reuse the file name
             self.writer = SummaryWriter(tensorboard, purge_step=last + 1 if last else None, flush_secs=30,
@@ -115,6 +122,28 @@ class RunLog:
     def close(self) -> None:
         if self.writer:
             self.writer.close()
+
+
+def trim_events(folder: Path, up_to_step: int) -> None:
+    """Drop the events after `up_to_step` from every TensorBoard events file in `folder` (each a
+    sequence of records: length, its CRC, an Event protobuf, its CRC), rewriting only files that
+    change, atomically; a record cut short by a killed writer goes too."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
+
+    for file in sorted(folder.glob("events.out.tfevents.*")):
+        data, kept, pos = file.read_bytes(), [], 0
+        while pos + 12 <= len(data):
+            (size,) = struct.unpack_from("<Q", data, pos)
+            end = pos + 12 + size + 4
+            if end > len(data) or struct.unpack_from("<I", data, pos + 8)[0] != masked_crc32c(data[pos:pos + 8]):
+                break  # cut short, or not a record: nothing after it can be read either
+            if Event.FromString(data[pos + 12:pos + 12 + size]).step <= up_to_step:
+                kept.append(data[pos:end])
+            pos = end
+        trimmed = b"".join(kept)
+        if trimmed != data:
+            atomic_write(file, lambda tmp, trimmed=trimmed: tmp.write_bytes(trimmed))
 
 
 def read_rows(ckpt: Path, up_to_step: int) -> list[dict]:

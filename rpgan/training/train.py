@@ -18,6 +18,7 @@ from rpgan.io.data import FolderData, ImageData, to_float
 from rpgan.io.images import render, save_grid, save_layer_grid
 from rpgan.io.loader import Prefetched
 from rpgan.io.progress import Progress
+from rpgan.io.run_lock import LOCK
 from rpgan.model.eigengan import orthogonality_loss
 from rpgan.model.extend import add_blocks, freeze_old_blocks
 from rpgan.model.networks import Generator
@@ -37,7 +38,7 @@ from rpgan.training.checkpoint import (
 from rpgan.training.evaluation import Evaluation
 from rpgan.training.losses import d_loss, diversity_loss, g_loss, gradient_penalty
 from rpgan.training.replica import SOLO, Replica
-from rpgan.training.run_log import METRICS, RunLog, read_rows
+from rpgan.training.run_log import METRICS, TENSORBOARD, RunLog, read_rows
 
 PREVIEW_SEED = 1234  # the paths shown in the sample grids during training
 
@@ -206,8 +207,8 @@ def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
 
 
 # What an in-process run writes in its directory; a new run refuses a directory holding anything else.
-RUN_LAYOUT = frozenset({CHECKPOINTS, "samples", "tensorboard", METRICS, "samples.png", "frozen_path.png",
-                        "traversals.png"})
+RUN_LAYOUT = frozenset({CHECKPOINTS, "samples", TENSORBOARD, METRICS, "samples.png", "frozen_path.png",
+                        "traversals.png", LOCK})
 
 
 def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str,
@@ -249,7 +250,11 @@ def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu"
     (default: fresh models). Returns the final checkpoint."""
     run_dir = Path(run_dir)
     state, rows, resumed = prepare_run(config, run_dir, resume, device, start)
-    log = RunLog(run_dir.name, config, workers=1, rows=rows, tensorboard=str(run_dir / "tensorboard"))
+    if resumed and state.step >= config.train.steps:
+        print(f"{run_dir} is already at step {state.step}, at or past --steps {config.train.steps}: nothing to "
+              "train (pass a larger --steps to continue it)", file=sys.stderr)
+        return resumed
+    log = RunLog(run_dir.name, config, workers=1, rows=rows, tensorboard=str(run_dir / TENSORBOARD))
     saved = [resumed] if resumed else []
 
     def save(state: TrainingState) -> None:

@@ -6,7 +6,7 @@ let model = null;       // GET /api/model
 let current = null;     // the state shown: {path, z, coefficients, noise}
 let history = [];       // states visited; `at` is the one shown
 let at = -1;
-let selected = 0;       // the bucket the arrow keys move in
+let selected = 0;       // the bucket the arrow keys move in (an index into the path: bucket selected + 1)
 let randomIndex = 0;    // the next random state of the server's --seed
 let pending = null;     // the request in flight: a newer one supersedes it
 
@@ -72,8 +72,9 @@ function render(view) {
   const rows = $("rows");
   rows.replaceChildren();
   view.rows.forEach((row) => {
+    const index = row.bucket - 1;  // buckets are numbered 1..n, as everywhere a person reads them
     const box = document.createElement("div");
-    box.className = "row" + (row.bucket === selected ? " selected" : "");
+    box.className = "row" + (index === selected ? " selected" : "");
     box.dataset.bucket = row.bucket;
     const title = document.createElement("h2");
     title.textContent = row.label;
@@ -84,9 +85,9 @@ function render(view) {
       img.src = item.image;
       if (row.clickable) {
         img.dataset.block = item.block;
-        img.alt = img.title = `bucket ${row.bucket + 1}, block ${item.block}`;
-        if (item.block === view.state.path[row.bucket]) img.classList.add("current");
-        img.addEventListener("click", () => swap(row.bucket, item.block));
+        img.alt = img.title = `bucket ${row.bucket}, block ${item.block}`;
+        if (item.block === view.state.path[index]) img.classList.add("current");
+        img.addEventListener("click", () => swap(index, item.block));
       } else {
         img.alt = img.title = `${row.label}, draw ${item.draw}`;
       }
@@ -167,7 +168,7 @@ function moveBlock(delta) {
 function selectBucket(delta) {
   selected = Math.min(Math.max(selected + delta, 0), model.blocks.length - 1);
   document.querySelectorAll(".row").forEach((row) =>
-    row.classList.toggle("selected", Number(row.dataset.bucket) === selected));
+    row.classList.toggle("selected", Number(row.dataset.bucket) - 1 === selected));
 }
 
 document.addEventListener("keydown", (event) => {
@@ -200,7 +201,7 @@ function showResults(results) {
   box.replaceChildren();
   results.forEach((r) => {
     const title = document.createElement("h2");
-    title.textContent = `${r.title} (${r.command})`;
+    title.textContent = `${r.title} (${r.command}${r.jobs > 1 ? `: the latest of ${r.jobs} jobs` : ""})`;
     box.append(title);
     if (r.plot) {
       const img = document.createElement("img");

@@ -1,0 +1,125 @@
+"""One writer per run: a lock held for a run's (or a sweep's) whole life.
+
+Two `rpgan train --out R` started together, or two `--resume` of one run, would interleave their
+checkpoints and metrics. The command that writes a run holds `RUN/.lock`; a second one is
+refused in one line naming the holder.
+
+- A local folder (or a shared mount that supports it, such as NFSv4): an exclusive `flock` on
+  the file. The kernel releases it when the holding process ends, however it ends, so the lock of
+  a process killed with SIGKILL is taken over at once (with a line saying so).
+- Behind a URI (s3://, gs://): object stores offer no atomic create-if-absent through pyarrow, so
+  the lock is an object holding its holder and a heartbeat, rewritten every HEARTBEAT_S seconds.
+  A second writer is refused while the heartbeat is fresh; a lock whose heartbeat is older than
+  STALE_S (a writer killed without cleanup) is taken over. Two writers started within the same
+  second may both start: that is not guarded against.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rpgan.errors import UserError
+from rpgan.io.run_store import Folder
+
+LOCK = ".lock"
+HEARTBEAT_S = 60.0
+STALE_S = 300.0
+
+
+def _holder(what: str) -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "what": what, "since": time.time(),
+            "heartbeat": time.time()}
+
+
+def _describe(holder: dict) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+    return f"`{holder.get('what', 'rpgan')}` (pid {holder.get('pid')} on {holder.get('host')}, since {since})"
+
+
+def _read(data: bytes | None) -> dict | None:
+    try:
+        holder = json.loads(data) if data else None
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+@contextmanager
+def run_lock(folder: Folder, what: str, other: str = "--out") -> Iterator[None]:
+    """Hold `folder`'s lock (creating the folder) while the block runs; UserError naming the
+    holder and `other` (the flag that picks another folder) if another process holds it.
+    `what`: this command, as the refusal shown to a second writer names it."""
+    folder.create()
+    if folder.local is not None:
+        with _flock(folder, what, other):
+            yield
+        return
+    with _lease(folder, what, other):
+        yield
+
+
+@contextmanager
+def _flock(folder: Folder, what: str, other: str) -> Iterator[None]:
+    path = folder.local / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read(path.read_bytes()) or {}
+            raise UserError(f"{folder.uri} is being written by {_describe(holder)}; a run has one writer: wait "
+                            f"for it to end, or choose another {other}") from None
+        left = _read(os.pread(fd, 1 << 16, 0))  # what a holder killed without cleanup left behind
+        if left:
+            print(f"rpgan: taking over the lock of {folder.uri} from {_describe(left)}, which ended without "
+                  "releasing it", file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_holder(what)).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # empty: released cleanly (the flock goes with the descriptor)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _lease(folder: Folder, what: str, other: str) -> Iterator[None]:
+    held = _read(folder.read_bytes(LOCK))
+    if held and time.time() - held.get("heartbeat", 0) < STALE_S:
+        raise UserError(f"{folder.uri} is being written by {_describe(held)}; a run has one writer: wait for it "
+                        f"to end, or choose another {other} (a lock without a heartbeat for {STALE_S:.0f} s is "
+                        "taken over)")
+    if held:
+        print(f"rpgan: taking over the lock of {folder.uri} from {_describe(held)}, silent for "
+              f"{time.time() - held.get('heartbeat', 0):.0f} s", file=sys.stderr)
+    mine = _holder(what)
+    folder.write_bytes(LOCK, json.dumps(mine).encode())
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(HEARTBEAT_S):
+            try:
+                folder.write_bytes(LOCK, json.dumps({**mine, "heartbeat": time.time()}).encode())
+            except Exception as e:  # a store that is down now: the run goes on, the lock may go stale
+                print(f"rpgan: could not refresh the lock of {folder.uri} ({type(e).__name__})", file=sys.stderr)
+
+    thread = threading.Thread(target=beat, daemon=True, name="rpgan-lock-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        try:
+            folder.fs.delete_file(f"{folder.path}/{LOCK}")
+        except OSError:
+            pass
