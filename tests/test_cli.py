@@ -224,29 +224,6 @@ def test_the_root_command_lists_every_package_s_commands(rpgan):
         assert f"  {name} " in out, name
 
 
-@pytest.mark.slow
-def test_workers_that_a_local_ray_cannot_hold_are_refused_before_anything_is_written(run_dir, tmp_path):
-    """Each command in its own process with its private local Ray, as a user runs it."""
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-
-    def refused(*args) -> str:
-        done = subprocess.run([str(Path(sys.executable).with_name("rpgan")), *map(str, args)], env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 2, done.stderr
-        return done.stderr
-
-    err = refused("analyze", "--ckpt", run_dir, "--workers", 1, "--gpus-per-worker", 1, "--evaluations", 2,
-                  "--grids", 0, "--out", tmp_path / "a")
-    assert "do not fit this machine" in err and "--gpus-per-worker" in err, err
-    assert err.strip().splitlines()[-1].startswith("rpgan: ") and not (tmp_path / "a").exists()
-    err = refused("train", *TINY, "--workers", 64, "--storage", tmp_path, "--name", "r")
-    assert "64 workers" in err and not any((tmp_path / "r").iterdir()), err
-
-
 LIGHT_PROBE = """
 import sys
 sys.argv = ["rpgan", *sys.argv[1:]]

@@ -1,12 +1,15 @@
-"""Every command that starts a private local Ray listens on loopback only, also when a stale
-/tmp/ray/ray_current_cluster names another Ray (a `ray start` writes it), and Ray Train's
-process group (TCPStore, gloo) too. Each command runs as a user runs it: the `rpgan` program in
-its own process, whose listening sockets (and its children's) are sampled until it exits."""
+"""rpgan's private local Ray, as a user meets it on one machine. Every command that starts one
+listens on loopback only, also when a stale /tmp/ray/ray_current_cluster names another Ray (a
+`ray start` writes it), and Ray Train's process group (TCPStore, gloo) too; the Ray of a command
+killed with SIGKILL ends with it; workers that it cannot hold are refused before anything is
+written. Each command runs as a user runs it, the `rpgan` program in its own process, all of
+them at once, their listening sockets (and their children's) sampled until they exit."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -14,15 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import wait_until_gone
 from tests.sockets import is_loopback, watch
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
-
-
-@pytest.fixture
-def ckpt(tiny_ckpt) -> Path:
-    return tiny_ckpt
 
 
 @pytest.fixture(scope="module")
@@ -39,28 +38,70 @@ def env():
 
 
 def commands(ckpt: Path, out: Path) -> dict[str, list]:
-    """Training (Ray Train's process group) and one analysis command: every analysis command
-    starts its Ray through the same analysis.commands._fanout, so `analyze` stands for all."""
+    """Training (Ray Train's process group), an analysis command (every analysis command starts
+    its Ray through the same analysis.commands._fanout, so `analyze` stands for all), long enough
+    to be killed mid-way, and two commands whose workers do not fit this machine."""
     return {
         "train": ["train", "--preset", "digits", "--workers", 2, "--steps", 1, "--batch", 4, "--d-steps", 1,
                   "--storage", out, "--name", "t"],
-        "analyze": ["analyze", "--ckpt", ckpt, "--evaluations", 1, "--grids", 0, "--workers", 1, "--out", out / "a"],
+        "analyze": ["analyze", "--ckpt", ckpt, "--evaluations", 400, "--grids", 0, "--workers", 1, "--out", out / "a"],
+        "too-many-gpus": ["analyze", "--ckpt", ckpt, "--workers", 1, "--gpus-per-worker", 1, "--evaluations", 2,
+                          "--grids", 0, "--out", out / "g"],
+        "too-many-workers": ["train", "--preset", "digits", "--blocks", 2, "--width", 8, "--steps", 3, "--workers", 64,
+                             "--storage", out, "--name", "r"],
     }
 
 
-@pytest.mark.slow  # two private Rays
-def test_every_command_that_starts_a_private_ray_listens_on_loopback_only(ckpt, env, tmp_path):
-    """Both at once (each with its own Ray): the wall time of the slower. `rpgan sweep` is
-    watched the same way in tests/test_sweeps.py, on a run that is there anyway."""
-    runs = watch({name: [RPGAN, *map(str, args)] for name, args in commands(ckpt, tmp_path).items()}, env, timeout=400)
-    for command, (code, out, seen, _) in runs.items():
-        assert code == 0, f"{command}: {out[-3000:]}"
-        names = {name for name, _ in seen}
-        assert {"gcs_server", "raylet"} <= names, (command, seen)  # Ray ran, and was watched
+@pytest.fixture(scope="module")
+def private_rays(tiny_ckpt, env, tmp_path_factory):
+    """The commands at once, each with its own private Ray, `analyze` SIGKILLed once its first
+    task is done: (their outputs folder, {name: Watched})."""
+    out = tmp_path_factory.mktemp("private")
+    cmds = {name: [RPGAN, *map(str, args)] for name, args in commands(tiny_ckpt, out).items()}
+    return out, watch(cmds, env, timeout=400, kill_at={"analyze": "task 1/40 "})
+
+
+@pytest.mark.slow  # private Rays
+def test_every_command_that_starts_a_private_ray_listens_on_loopback_only(private_rays):
+    _, runs = private_rays
+    assert runs["train"].code == 0 and runs["analyze"].code == -signal.SIGKILL, runs
+    for command, run in runs.items():
+        names = {name for name, _ in run.listening}
+        assert {"gcs_server", "raylet"} <= names, (command, run.listening)  # Ray ran, and was watched
         if command == "train":  # Ray Train's workers hold the process group's store
-            assert any(name.startswith("ray::RayTrainWo") for name in names), seen  # comm: 15 characters
-        exposed = {(name, ip) for name, ip in seen if not is_loopback(ip)}
+            assert any(name.startswith("ray::RayTrainWo") for name in names), run.listening  # comm: 15 characters
+        exposed = {(name, ip) for name, ip in run.listening if not is_loopback(ip)}
         assert not exposed, f"{command} listens beyond loopback: {exposed}"
+
+
+@pytest.mark.slow  # private Rays
+def test_a_private_ray_ends_with_its_command_even_one_killed_with_sigkill(private_rays):
+    """Within seconds of `kill -9` no process of that Ray (GCS, raylet, agents, workers) is left;
+    before rpgan.distributed.reaper, Ray's agents waited minutes on the dead GCS."""
+    _, runs = private_rays
+    killed = runs["analyze"]
+    assert len(killed.pids) >= 4, killed.pids  # the command, its GCS, raylet and agents at least
+    wait_until_gone(killed.pids, seconds=30)
+    assert not [pid for pid in killed.pids if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow  # private Rays
+def test_workers_that_a_local_ray_cannot_hold_are_refused_before_anything_is_written(private_rays):
+    out, runs = private_rays
+    for name, flags in (("too-many-gpus", "--gpus-per-worker"), ("too-many-workers", "64 workers")):
+        run = runs[name]
+        last = run.out.strip().splitlines()[-1]
+        assert run.code == 2 and last.startswith("rpgan: ") and "do not fit this machine" in last, run.out
+        assert flags in last
+    assert not (out / "g").exists() and not any((out / "r").iterdir())
 
 
 def test_ray_imported_before_rpgan_is_refused(env):
