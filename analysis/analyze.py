@@ -17,10 +17,6 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
-import torch
-
 from analysis.classifier import cached_classifier, classifier_features, load_classifier
 from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
@@ -32,6 +28,10 @@ from rpgan.errors import UserError
 from rpgan.io.images import save_layer_grid
 from rpgan.model.eigengan import EigenGenerator
 from rpgan.model.networks import Generator
+
+import pandas as pd
+import pyarrow as pa
+import torch
 
 # per method x layer x distance; also a sweep's per-trial rows (sweeps.results)
 RESPONSIBILITY_SUMMARY = [

@@ -14,14 +14,14 @@ import hashlib
 import io
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write
 from rpgan.io.data import ImageData, load_data, to_float
 from rpgan.io.remote import cache_root
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 VERSION = 2  # of the embedding's classifier (architecture, preprocessing): part of its cache key
 STEPS = 1500  # Adam steps of batch 128: over 99% test accuracy on MNIST (bench/incremental.py)

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
-
 from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS, Embedding, Fill
 from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, PATH, SEED, TEXT, choice, example, pick_device, workers
 from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
+
+import click
 
 if TYPE_CHECKING:
     from analysis.fanout import Fanout

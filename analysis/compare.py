@@ -16,13 +16,13 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
-
 from analysis.plots import plot_comparison
 from analysis.results import run_id, table
 from rpgan.errors import UserError
 from rpgan.io.remote import download, is_uri, upload
+
+import pandas as pd
+import pyarrow as pa
 
 SOURCES = ("responsibility_summary", "ablation_effect")
 COMPARISON = table("comparison", [

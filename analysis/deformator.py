@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-
 from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_STEPS
 from rpgan.errors import UserError
 from rpgan.io.progress import Progress
 from rpgan.model.networks import Generator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 SHIFT_WEIGHT = 0.25  # the paper's weight of the shift regression term
 

@@ -14,10 +14,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import torch
-
 from analysis.deformator import Deformator, DirectionsConfig, accuracy, train_directions, traversals
 from analysis.distances import color_histograms, color_spread, semantic_spread
 from analysis.fanout import AnalysisWorker, Fanout
@@ -27,6 +23,10 @@ from analysis.results import table
 from rpgan.io.atomic import atomic_write
 from rpgan.io.data import to_uint8
 from rpgan.io.images import save_labeled_rows
+
+import numpy as np
+import pyarrow as pa
+import torch
 
 DIRECTIONS = table("directions", [
     ("bucket", pa.int64()), ("direction", pa.int64()), ("directions", pa.int64()),

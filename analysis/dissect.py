@@ -16,11 +16,6 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
-import torch
-from torch import Tensor
-
 from analysis.dissection import ablation, ablation_effects, layers, unit_activations
 from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import Job, open_job
@@ -29,6 +24,11 @@ from analysis.plots import plot_responsibility
 from analysis.results import table
 from rpgan.errors import UserError
 from rpgan.io.images import render, save_labeled_rows
+
+import pandas as pd
+import pyarrow as pa
+import torch
+from torch import Tensor
 
 QUANTILES = (0.5, 0.9, 0.99)
 UNIT_ACTIVATION = table("unit_activation", [

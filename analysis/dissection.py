@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import torch
-from torch import Tensor
-
 from analysis.distances import color_histograms, hellinger
 from rpgan.io.data import to_uint8
 from rpgan.io.images import render
 from rpgan.model.networks import Generator
+
+import torch
+from torch import Tensor
 
 Edit = Callable[[Tensor], Tensor]
 

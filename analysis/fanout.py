@@ -24,13 +24,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from rpgan.errors import RemoteError
 from rpgan.io.progress import Progress
 from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights
+from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import load_generator
+
+import torch
+from torch import Tensor
 
 Call = tuple[Callable[..., Any], tuple]  # (task, args): the worker runs task(worker, *args)
 RESTARTS = 3  # per actor: a worker killed now and then recovers; one that dies on every call does not
@@ -42,19 +43,20 @@ class WorkerLost(RemoteError):
 
 
 class AnalysisWorker:
-    """One worker's models: a checkpoint's generator (or none) and the FID Inception (built from
-    `inception`'s weights, or that network itself when this process already holds one)."""
+    """One worker's models: a generator (or none: image features only) and the FID Inception. In
+    this process they are given as they are; an actor gets both through Ray's object store
+    (`_actors`), so a worker on any node of a cluster needs nothing from the driver's disk."""
 
-    def __init__(self, ckpt: str | None, inception: dict[str, Tensor] | InceptionFeatures | list, device: str,
-                 threads: int = 0):
+    def __init__(self, generator: Generator | list | None, inception: dict[str, Tensor] | InceptionFeatures | list,
+                 device: str, threads: int = 0):
         if threads:
             torch.set_num_threads(threads)
-        if isinstance(inception, list):  # an actor's: [ObjectRef of the weights], fetched here (see _actors)
+        if isinstance(generator, list) or isinstance(inception, list):  # an actor's: [ObjectRef], fetched here
             import ray
 
-            inception = ray.get(inception[0])
-        # a checkpoint behind a URI is fetched once into this node's cache (rpgan.io.remote)
-        self.generator = load_generator(ckpt, device)[0] if ckpt else None
+            generator = ray.get(generator[0]) if isinstance(generator, list) else generator
+            inception = ray.get(inception[0]) if isinstance(inception, list) else inception
+        self.generator = None if generator is None else generator.to(device).eval()
         self.inception = inception if isinstance(inception, InceptionFeatures) else \
             InceptionFeatures(inception).to(device)
 
@@ -93,10 +95,11 @@ class Fanout:
         if key not in _INCEPTION_HERE:
             _INCEPTION_HERE.clear()
             _INCEPTION_HERE[key] = InceptionFeatures(self.inception_state).to(self.device)
-        return AnalysisWorker(ckpt, _INCEPTION_HERE[key], self.device)
+        return AnalysisWorker(load_generator(ckpt, self.device)[0] if ckpt else None, _INCEPTION_HERE[key],
+                              self.device)
 
     def run(self, calls: list[Call], ckpt: Path | str | None, label: str = "task") -> list[Any]:
-        """Run the calls on AnalysisWorkers for `ckpt` (a path, or a URI each worker copies);
+        """Run the calls on AnalysisWorkers for `ckpt` (a path or a URI: read here, shipped to the actors);
         their results in call order."""
         ckpt = str(ckpt) if ckpt else None
         progress = Progress(len(calls), label=label, every=1)
@@ -161,27 +164,41 @@ def _run_here(calls: list[Call], worker: AnalysisWorker, progress: Progress) -> 
 @contextmanager
 def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_per_worker: float,
             cpus_per_worker: float | None) -> Iterator[list]:
-    """n AnalysisWorker actors for ckpt, killed when the block ends."""
+    """n AnalysisWorker actors for ckpt, started within the cluster's placement bound
+    (rpgan.distributed.nodes), killed when the block ends."""
+    from rpgan.distributed.nodes import Unplaced, check_fits_a_node, placement_timeout
+    from rpgan.distributed.ray_session import check_fit, is_private
+
     import ray
 
-    from rpgan.distributed.ray_session import check_fit
-
     cpus = _actor_cpus(cpus_per_worker, gpus_per_worker, n)
-    check_fit(n, cpus, gpus_per_worker, "--workers or --gpus-per-worker")
+    flags = "--workers or --gpus-per-worker"
+    check_fit(n, cpus, gpus_per_worker, flags)
+    if not is_private():
+        check_fits_a_node(n, {"CPU": cpus, "GPU": gpus_per_worker}, flags)
     # "DEFAULT": outside any placement group, also when called from a Tune trial (whose group
     # holds only the trial function's own sliver of a CPU), and a restarted actor goes to any
     # node with room, not only to the one that died. max_task_retries: the call an actor was
     # running when it died runs again on its restarted self (at most as often as it restarts).
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT",
                         max_restarts=RESTARTS, max_task_retries=RESTARTS)(AnalysisWorker)
-    # Held here until the actors are killed: a restarted actor's constructor reads it again, and
-    # Ray does not keep actor constructor arguments alive by itself (ray-project/ray#53727). Passed
-    # inside a list, so it is not a constructor argument in the object store, which Ray reports
-    # with an error-level line at every job; the actor fetches it.
+    # The generator (read here: the checkpoint may be on this machine's disk only) and the
+    # Inception weights, held here until the actors are killed: a restarted actor's constructor
+    # reads them again, and Ray does not keep actor constructor arguments alive by itself
+    # (ray-project/ray#53727). Passed inside lists, so they are not constructor arguments in the
+    # object store, which Ray reports with an error-level line at every job; the actor fetches them.
+    generator_ref = ray.put(load_generator(ckpt)[0]) if ckpt else None
     state_ref = ray.put(inception_state)
     device = "cuda" if gpus_per_worker > 0 else "cpu"
-    actors = [remote.remote(ckpt, [state_ref], device, max(1, int(cpus))) for _ in range(n)]
+    actors = [remote.remote([generator_ref] if generator_ref else None, [state_ref], device, max(1, int(cpus)))
+              for _ in range(n)]
     try:
+        limit = placement_timeout()
+        started, _ = ray.wait([a.__ray_ready__.remote() for a in actors], num_returns=n, timeout=limit)
+        if len(started) < n:
+            raise Unplaced(f"the cluster did not start {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} "
+                           f"GPU) in {limit:.0f} s (busy, or no node that large); lower {flags}, or free the "
+                           "cluster and run again")
         yield actors
     finally:
         for a in actors:

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import torch
-from torch import Tensor
-
 from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
 from analysis.plots import plot_prd
@@ -23,6 +18,11 @@ from rpgan.io.data import load_data, to_uint8
 from rpgan.io.images import render
 from rpgan.metrics.features import read_cached, reference_index, score, stats_path, write_cached
 from rpgan.model.networks import Generator
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import Tensor
 
 QUALITY = table("quality", [
     ("reference", pa.string()), ("n_generated", pa.int64()), ("n_reference", pa.int64()),

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
+from rpgan.io.atomic import atomic_write  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from rpgan.io.atomic import atomic_write  # noqa: E402
 
 # The features of the semantic distance (`rpgan analyze --embedding`), as panel titles say them.
 SEMANTIC_LABELS = {"inception": "semantic (Inception pool3)", "classifier": "semantic (classifier features)"}

@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
-
 from analysis.distances import CHANNELS, color_histograms, color_spread, ratio_to_first, semantic_spread
 from rpgan.io.data import to_uint8
 from rpgan.io.images import render
 from rpgan.model.eigengan import EigenGenerator
 from rpgan.model.networks import Generator
 from rpgan.model.paths import frozen_path_variations, sample_paths
+
+import torch
+from torch import Tensor
 
 IMAGES_PER_LAYER = 4  # the paper's four images per bucket
 

@@ -16,12 +16,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-
 from rpgan.config import RunConfig
 from rpgan.io.parquet import write_part
 from rpgan.io.run_store import Folder
 from rpgan.overrides import SETTINGS
+
+import pyarrow as pa
 
 
 def _arrow(kind: object) -> pa.DataType:

@@ -20,13 +20,13 @@ import statistics
 import time
 from unittest import mock
 
-import torch
-import torch.nn.functional as F
-
 from rpgan.model import routing
 from rpgan.model.compress import merge_buckets
 from rpgan.model.networks import Generator
 from rpgan.presets import get_preset
+
+import torch
+import torch.nn.functional as F
 
 CANDIDATES = (("group", "W x^T"), ("group", "x W^T"), ("loop", "W x^T"))
 

@@ -24,8 +24,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 from analysis.classifier import classify, train_classifier
 from analysis.fanout import Fanout
 from analysis.fid import fid
@@ -35,6 +33,8 @@ from rpgan.io.images import render, save_grid
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import list_checkpoints, load_generator
 from rpgan.training.train import train
+
+import torch
 
 HERE = Path(__file__).resolve().parent
 

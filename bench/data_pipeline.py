@@ -22,15 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
 from rpgan.config import RunConfig
 from rpgan.io.data import ImageData, load_data
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import new_training_state
 from rpgan.training.train import fit
+
+import numpy as np
+import torch
+from PIL import Image
 
 
 def main() -> None:

@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from rpgan.config import RunConfig
 from rpgan.io.data import load_data
 from rpgan.presets import get_preset
 from rpgan.training.evaluation import Evaluation
 from rpgan.training.train import train
+
+import pyarrow.parquet as pq
 
 
 def run(config: RunConfig, data, folder: Path, device: str) -> tuple[float, list[dict]]:

@@ -25,8 +25,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import torch
-
 from analysis.explore.server import create_app, listen, url
 from analysis.explore.views import Explorer, State, _png
 from rpgan.config import RunConfig
@@ -35,6 +33,8 @@ from rpgan.io.images import render
 from rpgan.model.paths import frozen_path_variations
 from rpgan.presets import get_preset
 from rpgan.training.train import train
+
+import torch
 
 
 class OneByOne(Explorer):

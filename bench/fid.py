@@ -14,10 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from rpgan.distributed.ray_session import connect
@@ -26,6 +22,10 @@ from rpgan.io.images import render
 from rpgan.metrics.frechet import frechet_distance, statistics
 from rpgan.metrics.inception import hub_cache_file, resolve_weights
 from rpgan.training.checkpoint import load_generator
+
+import numpy as np
+import torch
+from PIL import Image
 
 
 def _write_pngs(images: torch.Tensor, folder: Path) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from rpgan.errors import UserError
 from rpgan.metrics.inception import InceptionFeatures, features, fid_inception_architecture, resolve_weights
+
+import torch
 
 
 def main() -> None:

@@ -19,9 +19,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
 from analysis.classifier import classify, train_classifier  # noqa: E402
 from rpgan.config import RunConfig  # noqa: E402
 from rpgan.io.data import ImageData, load_data, select_labels, to_float  # noqa: E402
@@ -29,6 +26,9 @@ from rpgan.io.images import render, save_grid  # noqa: E402
 from rpgan.presets import get_preset  # noqa: E402
 from rpgan.training.checkpoint import load_generator  # noqa: E402
 from rpgan.training.train import start_extension, train  # noqa: E402
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from rpgan.config import RunConfig
 from rpgan.distributed.ray_session import Workers, connect
 from rpgan.distributed.ray_train import train_on_ray
@@ -31,6 +29,8 @@ from rpgan.io.data import training_images
 from rpgan.io.run_store import RunStore
 from rpgan.presets import get_preset
 from rpgan.training.train import train
+
+import pandas as pd
 
 
 def steady(run: Path, batch: int) -> tuple[float, float]:

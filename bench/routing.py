@@ -14,10 +14,10 @@ import dataclasses
 import statistics
 import time
 
-import torch
-
 from rpgan.model.networks import Generator, build_discriminator
 from rpgan.presets import get_preset
+
+import torch
 
 
 def step_fn(G: Generator, D: torch.nn.Module, batch: int, device: str):

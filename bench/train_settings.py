@@ -23,13 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from rpgan.config import RunConfig
 from rpgan.io.data import ImageData, load_data
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import new_training_state
 from rpgan.training.train import compile_static, configure_device, train_step
+
+import torch
 
 VALUES = {"precision": ("fp32", "bf16", "fp16"), "compile": (False, True)}
 

@@ -29,9 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-import torch
-
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from rpgan.io.data import training_images
@@ -42,6 +39,9 @@ from sweeps import get_sweep
 from sweeps.commands import parse_space
 from sweeps.spec import plan
 from sweeps.trial import evaluate
+
+import pandas as pd
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = "3af34a3"  # the last commit whose one-worker trials ran on Ray Train

@@ -19,7 +19,9 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # this when torch loads it, so it is set here, before any module imports torch, and every process
 # rpgan starts (Ray's workers, Tune's trials, analysis actors, data loader workers) inherits it.
 # A value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+OPENMP = {"OMP_WAIT_POLICY": "PASSIVE"}
+for _name, _value in OPENMP.items():
+    os.environ.setdefault(_name, _value)
 
 _EXPORTS = {
     "ModelConfig": "rpgan.config", "RunConfig": "rpgan.config", "TrainConfig": "rpgan.config",

@@ -6,8 +6,6 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING
 
-import click
-
 from analysis.limits import MAX_EVALUATIONS, MAX_FID_SAMPLES
 from rpgan.cli.options import ADDRESS, GPUS, SEED, TEXT, choice, example
 from rpgan.config import MAX_STEPS
@@ -15,6 +13,8 @@ from rpgan.errors import UserError
 from rpgan.presets import PRESETS
 from sweeps import NAMES, get_sweep
 from sweeps.spec import SEARCH_KEYS, Plan, Scheduler, plan, typed_values
+
+import click
 
 if TYPE_CHECKING:
     from rpgan.io.run_store import Folder
@@ -126,6 +126,8 @@ def list_sweeps() -> None:
               "training [default: --fid-samples].")
 @STORAGE
 @NAME
+@click.option("--shared-storage", is_flag=True, help="A local --storage is a mount every node of the cluster shares "
+              "(NFS): checked, then used (without it a local path is refused on a cluster of several nodes).")
 @click.option("--resume", is_flag=True, help="Continue the sweep in --storage/--name if it exists: finished and "
               "stopped trials are kept, failed and unfinished ones run again.")
 @click.option("--workers-per-trial", type=click.IntRange(1), default=1, show_default=True,
@@ -139,7 +141,7 @@ def list_sweeps() -> None:
 def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None, seed: int, steps: int | None,
           fid_samples: int | None, evaluations: int | None, space: tuple[str, ...], preset: str | None,
           data: str | None, scheduler: str, grace_period: int | None, reduction_factor: int | None,
-          eval_every: int | None, eval_samples: int | None, storage: str, name: str | None,
+          eval_every: int | None, eval_samples: int | None, storage: str, name: str | None, shared_storage: bool,
           resume: bool, workers_per_trial: int, gpus_per_worker: float | None, cpus_per_worker: float,
           max_concurrent: int | None, address: str | None) -> None:
     """Run a named sweep on Ray Tune: each trial trains on Ray Train, then FID, PRD and responsibility."""
@@ -162,17 +164,19 @@ def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None,
             raise UserError(f"sweep {folder.uri} was started with other {' '.join(clashes)}; resume it without "
                             "them, or choose another --name")
         wanted = saved
-    _run(wanted, folder, workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent, address)
+    _run(wanted, folder, workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent, address, shared_storage)
 
 
 def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: float, max_concurrent: int | None,
-         address: str | None) -> None:
+         address: str | None, shared_storage: bool) -> None:
     from analysis.fanout import Fanout
-    from rpgan.distributed.ray_session import Workers, connect, default_gpus, ray_address
+    from rpgan.distributed.nodes import check_data_on_every_node, check_shared_storage, place
+    from rpgan.distributed.ray_session import Workers, connect, default_gpus, is_private, ray_address
     from rpgan.io.data import training_images
     from rpgan.io.run_lock import run_lock
     from sweeps.results import DONE, finished
     from sweeps.runner import PLAN, concurrency, run_sweep
+    from sweeps.trial import trial_resources
 
     todo = set(t.key for t in chosen.trials) - set(finished(folder, DONE))
     # Loaded before the plan is written: a bad --data ends here and leaves no sweep to --resume.
@@ -195,6 +199,14 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
         gpus = default_gpus("auto") if gpus is None else gpus
         workers = Workers(count, gpus, cpus).validate()
         at_once = max_concurrent or concurrency(workers)
+        if not is_private():  # a cluster: every node has its own disk; a trial must fit one node
+            flags = "--workers-per-trial, --cpus-per-worker or --gpus-per-worker"
+            check_shared_storage(folder.local, shared_storage, "--shared-storage")
+            check_data_on_every_node(chosen.trials[0].config.data)
+            if count == 1:
+                place(1, trial_resources(workers), flags)
+            else:
+                place(count, {"CPU": cpus, "GPU": gpus}, flags)
         click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
                    f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, "
                    f"{gpus:g} GPU) -> {folder.uri}", err=True)
@@ -240,11 +252,11 @@ def _best(folder: Folder) -> str:
 
 def _show(folder: Folder, chosen: Plan) -> None:
     """The results table, the summary over seeds, the summary plot and where everything is."""
-    import pandas as pd
-
     from rpgan.training.curves import plot_curves
     from sweeps.plot import plot_summary
     from sweeps.results import read_table, summarise
+
+    import pandas as pd
 
     trials = read_table(folder, "trials")
     order = {t.key: i for i, t in enumerate(chosen.trials)}

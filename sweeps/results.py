@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pandas as pd
-import pyarrow as pa
-
 from analysis.analyze import RESPONSIBILITY_SUMMARY
 from analysis.results import RUN_COLUMNS, run_columns
 from rpgan.io.parquet import read_parts, write_part
 from rpgan.io.run_store import Folder
 from rpgan.training.run_log import SCHEMA as RUN_LOG
 from sweeps.spec import Plan, Trial
+
+import pandas as pd
+import pyarrow as pa
 
 TEXT_AXES = ("random_buckets", "generator")  # search axes that are not a model column; null where not swept
 _CONFIG = [  # who made the row (the sweep, its trial), and the trial's whole configuration

@@ -15,10 +15,6 @@ import random
 import sys
 import time
 
-import ray
-import ray.tune
-from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
-
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from rpgan.distributed.ray_session import Workers, check_fit, cluster_resources, is_private
@@ -28,6 +24,10 @@ from rpgan.training.evaluation import REFERENCE_SEED
 from sweeps.results import DONE, finished
 from sweeps.spec import Plan
 from sweeps.trial import Setup, ask_to_stop, run_trial, trial_resources, trial_retries
+
+import ray
+import ray.tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 PLAN = "sweep.json"
 TUNE = "tune"
@@ -92,7 +92,12 @@ class Report(ray.tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         key, r = trial.config["trial"], trial.last_result
-        self.durations.append(time.monotonic() - self.running.pop(key))
+        started = self.running.pop(key)
+        if r.get("status") == "error":  # bad input: ended, not retried (sweeps.trial.run_trial)
+            self.failed += 1
+            self._say(f"{key}: FAILED (its row in trials/ holds the error)")
+            return
+        self.durations.append(time.monotonic() - started)
         if r.get("status") == "stopped":
             self._say(f"{key}: stopped by {self.plan.schedule.scheduler} at step {r.get('step')}, FID "
                       f"{r.get('fid', math.nan):.2f} during training, train {clock(r.get('train_time_s', 0))}")
@@ -148,4 +153,4 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
                                       failure_config=ray.tune.FailureConfig(max_failures=trial_retries(workers))),
     )
     results = tuner.fit()
-    return sum(1 for r in results if r.error is not None)
+    return sum(1 for r in results if r.error is not None or (r.metrics or {}).get("status") == "error")

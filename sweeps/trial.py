@@ -24,14 +24,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
-
 from analysis.analyze import AnalyzeConfig, measure
 from analysis.fanout import Fanout
 from analysis.fid import generated_features
 from rpgan.config import RunConfig
 from rpgan.distributed.ray_session import Workers
+from rpgan.errors import UserError
 from rpgan.io.run_store import RUN_CONFIG, Folder, RunStore
 from rpgan.metrics.features import score
 from rpgan.model.networks import Generator
@@ -41,6 +39,9 @@ from rpgan.training.run_log import METRICS
 from rpgan.training.stored_run import STOP, Driver, finish, finished_checkpoint, train_stored_run
 from sweeps.results import write_rows
 from sweeps.spec import Plan, Trial
+
+import numpy as np
+import pyarrow.parquet as pq
 
 RUNS = "runs"  # the trials' training runs, inside the sweep folder
 TRAIN_TIME = "train_time.json"  # in a trial's run: the wall time of the training that finished it
@@ -70,8 +71,11 @@ def run_trial(params: dict, setup: Setup, reference: np.ndarray | None) -> None:
         row = _train_and_evaluate(trial, setup, sweep, reference)
     except Exception as e:
         error = (str(e).strip().splitlines() or [type(e).__name__])[-1][:500]
-        write_rows(sweep, "trials", setup.plan, trial, [{"status": "error", "error": error}])
-        raise
+        row = {"status": "error", "error": error}
+        write_rows(sweep, "trials", setup.plan, trial, [row])
+        if not isinstance(e, UserError):
+            raise  # Tune runs the trial again (trial_retries), from its last checkpoint
+        # bad input (data, a checkpoint) fails the same way every time: ended, not retried
     ray.tune.report({k: row.get(k, float("nan")) for k in REPORTED})
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from rpgan.cli.main import main  # rpgan before torch and ray (pyproject.toml, isort)
+from rpgan.config import ModelConfig, RunConfig, TrainConfig
 
 import numpy as np
 import pytest
 import torch
-
-from rpgan.cli.main import main  # imports rpgan before any test imports ray: a local Ray binds to loopback
-from rpgan.config import ModelConfig, RunConfig, TrainConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -69,27 +74,74 @@ def s3():
         server.kill()
 
 
+@dataclasses.dataclass(frozen=True)
+class SharedCluster:
+    address: str  # the head's GCS
+    private: Path | None  # a folder of this machine's disk that the second node does not see (None: no root)
+    logs: Path  # Ray's session logs of both nodes
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(s3):
-    """One Ray cluster of two nodes (one CPU each, every server on loopback) for every test that
-    needs a cluster: this process is connected to it and $RAY_ADDRESS names it, so commands run
-    in-process and `rpgan` subprocesses join it instead of starting a Ray of their own. A test of
-    rpgan's private local Ray runs it in a process of its own (this process stays connected:
-    Ray does not rejoin a cluster cleanly after ray.shutdown in the same process)."""
-    import ray
-    from ray.cluster_utils import Cluster
+    """One Ray cluster for every test that needs one, started as a cluster's nodes are (`ray
+    start`): two nodes of one CPU each at their own addresses, 127.0.0.1 (the head) and
+    127.0.0.2 (token authentication is tested on a head of its own, tests/test_ray_jobs.py: Ray
+    reads its authentication mode once per process, when it loads, so this process cannot turn
+    it on for a cluster started later). The second node runs in a mount namespace of its own,
+    where `private` is an empty disk of its own: a path there is this machine's only, as a path on
+    another machine's disk would be (without root the nodes share every file, and the tests of
+    separate disks skip). This process is connected to it and $RAY_ADDRESS names it, so commands
+    run in-process and `rpgan` subprocesses join it instead of starting a Ray of their own; the
+    nodes reach the session's S3 endpoint. A test of rpgan's private local Ray runs it in a
+    process of its own (this one stays connected: Ray does not rejoin a cluster cleanly after
+    ray.shutdown in the same process)."""
+    from tests.processes import kill_marked
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address, log_to_driver=False)
+    import ray
+
+    base = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # Ray's unix socket paths must stay short
+    private = base / "private"
+    private.mkdir()
+    port = _free_port()
     mp = pytest.MonkeyPatch()
-    mp.setenv("RAY_ADDRESS", cluster.address)
+    for name, value in {"RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_USAGE_STATS_ENABLED": "0"}.items():
+        mp.setenv(name, value)
+    # rpgan's loopback switch (rpgan/__init__) would refuse a second node: these are a cluster's nodes
+    unset = ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    env = {k: v for k, v in os.environ.items() if k not in unset} | {"RAY_TMPDIR": str(base),
+                                                                     "RAY_AUTH_MODE": "disabled"}
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    head = [ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+            "--include-dashboard=false", "--disable-usage-stats"]
+    node = [ray_bin, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.2", "--num-cpus=1",
+            "--disable-usage-stats"]
+    own_disk = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f'mount -t tmpfs -o size=64m tmpfs "{private}" && exec "$@"', "sh"]
+    def start(command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=base)
+
+    def check(done: subprocess.CompletedProcess) -> None:
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(done.args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
     try:
-        yield cluster
+        check(start(head))
+        if start(own_disk + node).returncode:
+            private = None  # no mount namespace here: the second node shares the disk
+            check(start(node))
+        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
+        yield SharedCluster(f"127.0.0.1:{port}", private, base / "ray" / "session_latest" / "logs")
     finally:
-        mp.undo()
         ray.shutdown()
-        cluster.shutdown()
+        mp.undo()
+        kill_marked(f"RAY_TMPDIR={base}".encode())
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

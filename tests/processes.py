@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -58,3 +59,30 @@ def wait_until_gone(pids: set[int], seconds: float = 60) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def marked(marker: bytes) -> list[int]:
+    """The processes whose environment holds `marker` (b"NAME=value"), this one excepted."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def kill_marked(marker: bytes) -> None:
+    """Stop the Ray a test started (`ray start`) by the ids of its own processes, found by
+    `marker`. Not `ray stop --force`: that kills every Ray process on the machine, other
+    clusters and other tests' local Rays included."""
+    deadline = time.monotonic() + 20
+    while (pids := marked(marker)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_until_gone(set(pids), seconds=2)

@@ -9,16 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
-import pytest
-from PIL import Image
-
 from analysis.analyze import RESPONSIBILITY, SUMMARY
 from rpgan.config import RunConfig
 from rpgan.io.data import load_data
 from rpgan.training.train import train
 from tests.conftest import TINY_MODELS, tiny_run
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
 
 
 @pytest.fixture

@@ -8,12 +8,6 @@ import json
 import sys
 import types
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pytest
-import torch
-
 from analysis.analyze import AnalyzeConfig
 from analysis.deformator import DirectionsConfig
 from analysis.dissect import DissectConfig
@@ -25,6 +19,12 @@ from rpgan.model.networks import Generator, build_discriminator, build_generator
 from rpgan.model.size import parameter_counts
 from rpgan.presets import PRESETS
 from tests.conftest import TINY_EIGENGAN, TINY_MODELS, tiny_run
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
 
 MNIST_FC_COMPRESSED = dataclasses.replace(PRESETS["mnist-fc"].model, blocks=(32, 32, 128), fc_widths=(128, 256),
                                           plain_buckets=(0, 1, 2))  # bucket 3-5 merged into 128 blocks (4.4)

@@ -7,9 +7,6 @@ import json
 import os
 from pathlib import Path, PurePosixPath
 
-import pytest
-import torch
-
 from rpgan.errors import UserError
 from rpgan.io.data import load_data
 from rpgan.training import checkpoint as ckpt_mod
@@ -24,6 +21,9 @@ from rpgan.training.checkpoint import (
 )
 from rpgan.training.train import train
 from tests.conftest import tiny_run
+
+import pytest
+import torch
 
 
 def _data(cfg):

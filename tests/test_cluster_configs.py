@@ -192,3 +192,27 @@ def test_the_local_cluster_keeps_ray_off_the_lan():
     # The firewall recipe in the header admits exactly the cluster's machines.
     assert sorted(re.findall(r"ufw allow from ([0-9.]+)(?: |$)", text, re.M)) == sorted(ips)
     assert "ufw default deny incoming" in text and "port 22" in text
+
+
+@pytest.mark.parametrize("name", ["gpu.yaml", "local.yaml"])
+def test_every_ray_of_the_cluster_asks_for_the_token_that_file_mounts_bring(name):
+    """Ray starts with RAY_AUTH_MODE=token on the head and the workers (gpu.yaml's containers get it
+    from docker's --env), the head's shells export it for rpgan and `ray job`, and the token file
+    `ray get-auth-token --generate` writes is copied to every node."""
+    cfg = load(name)
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cfg[key]
+              if "ray start" in c]
+    assert len(starts) == 2 and all("RAY_AUTH_MODE=token" in c for c in starts)
+    assert all("OMP_WAIT_POLICY=PASSIVE" in c for c in starts)  # Ray's workers inherit it (docs/design.md)
+    if "docker" in cfg:  # drivers and `ray job` in the container too
+        assert "--env RAY_AUTH_MODE=token" in cfg["docker"]["run_options"]
+    assert any("RAY_AUTH_MODE=token" in c for c in cfg["head_setup_commands"])
+    assert "~/.ray/auth_token" in cfg["file_mounts"].values()
+    assert any(target.endswith(".ray/auth_token") for target in cfg["file_mounts"])
+
+
+def test_every_gpu_node_type_says_what_it_holds():
+    """rpgan refuses a worker bigger than any node the autoscaler can start: it reads the types here."""
+    types = load("gpu.yaml")["available_node_types"]
+    assert all(t["resources"].get("CPU") for t in types.values())
+    assert types["gpu_worker"]["resources"]["GPU"] == 1

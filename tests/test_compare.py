@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
-import pytest
-from PIL import Image
-
 from analysis.results import SCHEMAS
 from rpgan.io.data import load_data
 from rpgan.training.train import train
 from tests.conftest import tiny_run
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
 
 
 @pytest.fixture(scope="module")

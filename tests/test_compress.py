@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pandas as pd
-import pytest
-import torch
-
 from rpgan.errors import UserError
 from rpgan.model.compress import merge_buckets
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import load_generator
 from tests.conftest import TINY_MODELS
+
+import pandas as pd
+import pytest
+import torch
 
 LINEAR_FC = dataclasses.replace(TINY_MODELS["fc"], blocks=(3, 4, 3, 5, 2), fc_widths=(16, 24, 32, 40), linear=True)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import urllib.error
 
+from rpgan.errors import UserError
+from rpgan.io.data import load_data, select_labels, to_float, to_uint8
+from tests.conftest import shared_data
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from rpgan.errors import UserError
-from rpgan.io.data import load_data, select_labels, to_float, to_uint8
-from tests.conftest import shared_data
 
 
 def test_digits_are_colored_and_upsampled():

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import pandas as pd
-import pyarrow.parquet as pq
-import pytest
-import torch
-
 from analysis.deformator import Deformator, DirectionsConfig, input_scale, shifted_input, train_directions
 from analysis.directions import DIRECTIONS
 from rpgan.model.networks import Generator
 from tests.conftest import TINY_MODELS
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
 
 
 def test_directions_stay_orthonormal_while_learning():

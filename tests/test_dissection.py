@@ -3,11 +3,6 @@ ablating units changes exactly those units, and `rpgan dissect` writes its table
 
 from __future__ import annotations
 
-import pyarrow.parquet as pq
-import pytest
-import torch
-from PIL import Image
-
 from analysis.dissection import ablation, ablation_effects, instrument, layers, unit_activations
 from analysis.results import SCHEMAS
 from rpgan.io.data import load_data
@@ -16,6 +11,11 @@ from rpgan.model.networks import Generator
 from rpgan.model.paths import sample_paths
 from rpgan.training.train import train
 from tests.conftest import TINY_MODELS, tiny_run
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
 
 
 def _pixels(images: torch.Tensor) -> torch.Tensor:

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pandas as pd
-import pytest
-import torch
-from PIL import Image
-
 from analysis.responsibility import Plan, eigen_variations
 from rpgan.config import ModelConfig
 from rpgan.errors import UserError
@@ -19,6 +14,11 @@ from rpgan.model.networks import build_generator
 from rpgan.training.checkpoint import load_generator, new_training_state
 from rpgan.training.train import train, train_step
 from tests.conftest import TINY_EIGENGAN, tiny_run
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
 
 
 def test_orthogonality_is_zero_exactly_for_an_orthonormal_basis():

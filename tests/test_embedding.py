@@ -3,14 +3,14 @@ set's own labels (trained once, cached), recorded in the tables; refused where i
 
 from __future__ import annotations
 
-import pandas as pd
-import pytest
-import torch
-
 from analysis import classifier
 from rpgan.io.data import ImageData, load_data
 from rpgan.training.train import train
 from tests.conftest import tiny_run, write_images
+
+import pandas as pd
+import pytest
+import torch
 
 
 @pytest.fixture

@@ -14,14 +14,14 @@ import threading
 import urllib.request
 from pathlib import Path
 
-import pandas as pd
-import pytest
-
 from analysis.explore.server import create_app, listen, url
 from analysis.explore.views import ROW_DRAWS, Explorer
 from rpgan.io.data import load_data
 from rpgan.training.train import train
 from tests.conftest import TINY_MODELS, tiny_run
+
+import pandas as pd
+import pytest
 
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-import torch
-
 from rpgan.errors import UserError
 from rpgan.io.data import load_data, parse_labels, select_labels
 from rpgan.model.extend import add_blocks
@@ -14,6 +11,9 @@ from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import load_generator
 from rpgan.training.train import start_extension, train
 from tests.conftest import TINY_MODELS, tiny_run
+
+import pytest
+import torch
 
 
 def test_added_blocks_leave_old_paths_unchanged():

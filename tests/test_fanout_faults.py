@@ -13,11 +13,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pandas as pd
-import pytest
-
 from analysis import fanout
 from tests.processes import descendants
+
+import pandas as pd
+import pytest
 
 pytestmark = pytest.mark.slow  # Ray actors: `make test` only
 
@@ -107,12 +107,39 @@ def test_a_killed_actor_restarts_and_the_numbers_do_not_change(tiny_ckpt, tmp_pa
         pd.testing.assert_frame_equal(table, _tables(tmp_path / "calm")[name], check_exact=True)
 
 
-class _Counting(fanout.AnalysisWorker):
-    """An actor that counts its starts in the file named where a checkpoint goes."""
+class _Starts:
+    """A named actor that counts the starts of analysis workers."""
 
-    def __init__(self, ckpt: str | None, inception_state: dict, device: str, threads: int = 0):
-        with open(ckpt, "a") as starts:
-            starts.write("start\n")
+    def __init__(self):
+        self.n = 0
+
+    def add(self) -> None:
+        self.n += 1
+
+    def count(self) -> int:
+        return self.n
+
+
+COUNTER = "rpgan-test-starts"
+
+
+@pytest.fixture
+def starts(ray_cluster):
+    """A counter of analysis worker starts, as a named actor: the workers run on any node."""
+    import ray
+
+    counter = ray.remote(num_cpus=0)(_Starts).options(name=COUNTER).remote()
+    yield lambda: ray.get(counter.count.remote())
+    ray.kill(counter)
+
+
+class _Counting(fanout.AnalysisWorker):
+    """An analysis worker that only counts its starts (no model is needed)."""
+
+    def __init__(self, generator, inception, device: str, threads: int = 0):
+        import ray
+
+        ray.get(ray.get_actor(COUNTER).add.remote())
 
 
 def _die(worker: fanout.AnalysisWorker, *args) -> None:
@@ -120,32 +147,30 @@ def _die(worker: fanout.AnalysisWorker, *args) -> None:
     os._exit(1)
 
 
-def test_a_worker_that_keeps_dying_ends_in_one_line(ray_cluster, tmp_path, monkeypatch):
+def test_a_worker_that_keeps_dying_ends_in_one_line(starts, tiny_ckpt, monkeypatch):
     monkeypatch.setattr(fanout, "AnalysisWorker", _Counting)
-    starts = tmp_path / "starts"
     calls = [(_die, (i,)) for i in range(3)]
     with pytest.raises(fanout.WorkerLost) as lost:
-        fanout.Fanout(workers=1, cpus_per_worker=1.0).run(calls, starts)
+        fanout.Fanout(workers=1, cpus_per_worker=1.0).run(calls, tiny_ckpt)
     message = str(lost.value)
     assert "\n" not in message and "task 1/3 (_die)" in message and "safe" in message
-    assert starts.read_text().count("start") == 1 + fanout.RESTARTS  # bounded: no retry forever
+    assert starts() == 1 + fanout.RESTARTS  # bounded: no retry forever
 
 
 def _pid(worker: fanout.AnalysisWorker, *args) -> int:
     return os.getpid()
 
 
-def test_jobs_in_a_holding_block_share_its_workers(ray_cluster, tmp_path, monkeypatch):
+def test_jobs_in_a_holding_block_share_its_workers(starts, tiny_ckpt, monkeypatch):
     """A trial's FID and responsibility jobs (or a command's two) start their workers once."""
     monkeypatch.setattr(fanout, "AnalysisWorker", _Counting)
-    starts = tmp_path / "starts"
     fan = fanout.Fanout(workers=2, cpus_per_worker=1.0)
-    with fan.holding(starts):
-        first = fan.run([(_pid, (i,)) for i in range(4)], starts)
+    with fan.holding(tiny_ckpt):
+        first = fan.run([(_pid, (i,)) for i in range(4)], tiny_ckpt)
         second = fan.run([(_pid, (i,)) for i in range(3)], None)  # image features: no checkpoint needed
-    assert starts.read_text().count("start") == 2 and set(second) <= set(first) and len(set(first)) == 2
-    fan.run([(_pid, (0,))], starts)  # outside the block: a job starts its own
-    assert starts.read_text().count("start") == 3
+    assert starts() == 2 and set(second) <= set(first) and len(set(first)) == 2
+    fan.run([(_pid, (0,))], tiny_ckpt)  # outside the block: a job starts its own
+    assert starts() == 3
 
 
 def test_analysis_workers_start_without_an_error_line_from_ray(ray_cluster, tiny_ckpt, capfd):

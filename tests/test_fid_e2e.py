@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from analysis.results import SCHEMAS
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-from analysis.results import SCHEMAS
 
 
 @pytest.fixture

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-import torch.nn.functional as F
-
 from rpgan.errors import UserError
 from rpgan.metrics.inception import (
     InceptionFeatures,
@@ -14,6 +10,10 @@ from rpgan.metrics.inception import (
     hub_cache_file,
     resolve_weights,
 )
+
+import pytest
+import torch
+import torch.nn.functional as F
 
 
 @pytest.fixture(scope="module")

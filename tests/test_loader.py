@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import multiprocessing
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image
-
 from rpgan.errors import UserError
 from rpgan.io.data import FolderData, ImageData, load_data
 from rpgan.io.loader import Prefetched
 from rpgan.training.checkpoint import load_generator, new_training_state
 from rpgan.training.train import train, train_step, upcoming_draws
 from tests.conftest import tiny_run, write_images
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
 
 def in_memory(data: FolderData) -> ImageData:

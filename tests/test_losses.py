@@ -7,12 +7,12 @@ import dataclasses
 import itertools
 import math
 
-import pytest
-import torch
-
 from rpgan.model.networks import Generator
 from rpgan.training.losses import d_loss, diversity_loss, diversity_term, g_loss, gradient_penalty
 from tests.conftest import TINY_MODELS
+
+import pytest
+import torch
 
 
 def all_pairs_diversity(w: torch.Tensor) -> torch.Tensor:

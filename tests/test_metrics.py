@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import pytest
-import torch
-
 from analysis.distances import color_histograms, color_spread, hellinger, mean_pairwise, ratio_to_first, semantic_spread
 from rpgan.metrics.frechet import frechet_distance, statistics
 from rpgan.metrics.prd import compute_prd
+
+import numpy as np
+import pytest
+import torch
 
 
 def test_color_histograms_use_25_equal_segments_per_channel():

@@ -15,10 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from tests.processes import wait_until_gone
 from tests.sockets import is_loopback, watch
+
+import pytest
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 RPGAN = str(Path(sys.executable).with_name("rpgan"))

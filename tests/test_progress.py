@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from rpgan.io import progress
+
+import pytest
 
 
 @pytest.mark.parametrize("elapsed,expected", [(0.5, "4.0 chunk/s | ETA 0:01"), (80.0, "40.0 s/chunk | ETA 2:40")])

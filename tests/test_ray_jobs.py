@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from tests.processes import kill_marked, wait_for_output
+from tests.sockets import listening_sockets
 
 import numpy as np
 import pytest
-
-from tests.processes import wait_for_output, wait_until_gone
-from tests.sockets import listening_sockets
 
 pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
@@ -56,48 +57,27 @@ def _listening_ips(port: int) -> set[str]:
             and int(r[9]) in ips}
 
 
-def _marked(marker: bytes) -> list[int]:
-    """The processes whose environment holds `marker`: every one this test's head started."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                if marker in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
-
-
-def _end_head(marker: bytes) -> None:
-    """Stop the head by the ids of its own processes. Not `ray stop --force`: that kills every
-    Ray process on the machine, other clusters and other tests' local Rays included."""
-    deadline = time.monotonic() + 20
-    while (pids := _marked(marker)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        wait_until_gone(set(pids), seconds=2)
-
-
 @pytest.fixture
 def head():
-    """A one-node cluster started like cluster/gpu.yaml's head, every server on loopback:
-    (the head's shell environment, its GCS address, its job server's URL, its temp dir)."""
+    """A one-node cluster started like cluster/gpu.yaml's head, every server on loopback and token
+    authentication on, the token in a file of its own (as file_mounts bring ~/.ray/auth_token):
+    (the head's shell environment, its GCS address, its job server's URL, its temp dir, its Ray
+    client server's address)."""
     if importlib.util.find_spec("aiohttp") is None:
         pytest.skip("Ray's job server and `ray job` need ray[default] (aiohttp, ...), not installed here")
     tmp = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))  # Ray's unix socket paths must stay short
     gcs, dashboard, client, agent = _free_ports(4)
+    token = tmp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {
         "RAY_TMPDIR": str(tmp),  # nothing in /tmp/ray; also marks every process the head starts
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keep Ray's node address 127.0.0.1
         # What head_setup_commands export in the head's ~/.bashrc, which Ray's own `ray start` sources.
         "RAY_ADDRESS": f"127.0.0.1:{gcs}",
-        # Pinned: a ~/.ray/auth_token (every local ray.init writes one) turns token authentication
-        # on for `ray start`, but not for clients given an address.
-        "RAY_AUTH_MODE": "disabled",
+        # What the configs set where Ray starts and the head's shells export, with the token's file.
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_USAGE_STATS_ENABLED": "0",
         "RPGAN_CACHE": str(tmp / "cache"),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `rpgan` on the PATH, as on the cluster
@@ -112,18 +92,16 @@ def head():
             env=env, capture_output=True, text=True, timeout=120, cwd=tmp)
         if started.returncode != 0:
             pytest.skip(f"`ray start --head` cannot start here: {started.stderr.strip()[-500:]}")
-        yield env, f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", tmp
+        yield env, f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", tmp, f"ray://127.0.0.1:{client}"
     finally:
-        _end_head(marker)
+        kill_marked(marker)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_a_job_outlives_its_client_and_the_head_finds_the_cluster_without_flags(head, monkeypatch):
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # the client below reads it before its argument
 
-    shell, gcs, url, tmp = head
+    shell, gcs, url, tmp, _ = head
     assert _listening_ips(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}  # the job server: loopback only
 
     # From the laptop, through `ray dashboard`'s tunnel: `ray job` reads RAY_API_SERVER_ADDRESS.
@@ -137,13 +115,11 @@ def test_a_job_outlives_its_client_and_the_head_finds_the_cluster_without_flags(
     finally:
         os.killpg(submit.pid, signal.SIGKILL)  # the laptop closes
         submit.wait()
-    jobs = JobSubmissionClient(url)
-    assert jobs.get_job_status(JOB) == JobStatus.RUNNING
+    assert _job_status(laptop) == "RUNNING"
 
     # `ray job logs --follow` returns when the job has ended
     subprocess.run([str(BIN / "ray"), "job", "logs", "--follow", JOB], env=laptop, capture_output=True, timeout=300)
-    status = jobs.get_job_status(JOB)
-    assert status == JobStatus.SUCCEEDED, jobs.get_job_logs(JOB)
+    assert _job_status(laptop) == "SUCCEEDED", _run(["ray", "job", "logs", JOB], laptop).stdout
     with np.load(stats) as saved:
         assert saved["features"].shape == (60, 2048)
 
@@ -155,7 +131,52 @@ def test_a_job_outlives_its_client_and_the_head_finds_the_cluster_without_flags(
                           timeout=60)
     assert logs.returncode == 0 and JOINED in logs.stdout, logs.stdout + logs.stderr
 
+    # `rpgan train --workers 2` from a shell of the head: Ray Train's workers on the cluster
+    trained = subprocess.run(["rpgan", "train", "--blocks", "2", "--width", "8", "--batch", "4", "--steps", "2",
+                              "--workers", "2", "--storage", str(tmp / "runs"), "--name", "t"],
+                             env=shell, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0 and JOINED in trained.stderr, trained.stderr[-3000:]
+
     # An `rpgan` command in a shell on the head (`ray attach`, `ray exec`) joins the cluster too
     # (here it reads the job's features, which it finds written: no Inception to load).
     again = subprocess.run([*COMMAND, "--out", str(stats)], env=shell, capture_output=True, text=True, timeout=180)
     assert again.returncode == 0 and JOINED in again.stderr and str(stats) in again.stdout, again.stderr
+
+
+def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _job_status(env: dict[str, str]) -> str:
+    """The job's status as `ray job status` prints it. (Not Ray's Python client: this test
+    process loaded Ray with authentication off, and Ray reads that once per process.)"""
+    done = _run(["ray", "job", "status", JOB], env)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout + done.stderr  # "Status for job 'ID': RUNNING", or "Job 'ID' succeeded" once ended
+    found = re.search(r"Status for job '[^']+': (\w+)|Job '[^']+' (succeeded|failed)", text)
+    assert found, text
+    return (found.group(1) or found.group(2)).upper()
+
+
+def test_without_the_token_the_job_api_the_gcs_and_the_client_server_refuse(head):
+    """A caller that does not present the cluster's token: `ray job submit` through the dashboard's
+    port, a driver connecting to the GCS (`ray.init`, what rpgan does with --address) and one
+    through the Ray client server (ray://) are refused, and nothing ran; so is a wrong token."""
+    shell, gcs, url, tmp, client = head
+    stranger = {k: v for k, v in shell.items() if k not in ("RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")} | {
+        "RAY_AUTH_MODE": "disabled", "RAY_API_SERVER_ADDRESS": url, "HOME": str(tmp / "stranger")}
+    submitted = subprocess.run([str(BIN / "ray"), "job", "submit", "--", "touch", str(tmp / "ran")], env=stranger,
+                               capture_output=True, text=True, timeout=120)
+    assert submitted.returncode != 0 and not (tmp / "ran").exists(), submitted.stdout + submitted.stderr
+    driver = subprocess.run([sys.executable, "-c", f"import rpgan, ray; ray.init(address='{gcs}'); "
+                             f"ray.get(ray.remote(lambda: open('{tmp / 'ran'}', 'w')).remote())"],
+                            env=stranger, capture_output=True, text=True, timeout=120)
+    assert driver.returncode != 0 and not (tmp / "ran").exists(), driver.stdout + driver.stderr
+    through_client = subprocess.run([sys.executable, "-c", f"import rpgan, ray; ray.init('{client}'); "
+                                     f"ray.get(ray.remote(lambda: open('{tmp / 'ran'}', 'w')).remote())"],
+                                    env=stranger, capture_output=True, text=True, timeout=120)
+    assert through_client.returncode != 0 and not (tmp / "ran").exists(), through_client.stderr[-2000:]
+    wrong = stranger | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}
+    guessed = subprocess.run([str(BIN / "ray"), "job", "submit", "--", "touch", str(tmp / "ran")], env=wrong,
+                             capture_output=True, text=True, timeout=120)
+    assert guessed.returncode != 0 and not (tmp / "ran").exists(), guessed.stdout + guessed.stderr

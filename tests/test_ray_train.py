@@ -5,7 +5,10 @@ run's name cannot be reused for another configuration."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
+
+from rpgan.model.eigengan import EigenGenerator
+from rpgan.training.checkpoint import load_generator
+from rpgan.training.run_log import SCHEMA
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -13,16 +16,12 @@ import pytest
 import ray
 import torch
 
-from rpgan.model.eigengan import EigenGenerator
-from rpgan.training.checkpoint import load_generator
-from rpgan.training.run_log import SCHEMA
-
 SLOW = pytest.mark.slow  # Ray Train on the shared cluster: `make test` only
 
 # Small and fast: 12 steps, a checkpoint every 4, a metrics row every 2.
 RUN = ["train", "--preset", "digits", "--blocks", "3", "--width", "16", "--batch", "8", "--d-steps", "1",
        "--steps", "12", "--checkpoint-every", "4", "--log-every", "2", "--sample-every", "0", "--seed", "3",
-       "--workers", "2"]
+       "--workers", "2", "--shared-storage"]  # the session cluster's two nodes share this machine's disk
 LOGGED = list(range(2, 13, 2))
 
 
@@ -73,7 +72,7 @@ def test_two_workers_on_two_nodes_train_and_sample(rpgan, cluster, storage, tmp_
 @SLOW
 def test_an_eigengan_trains_on_two_workers(rpgan, cluster, storage):
     code, out, err = rpgan("train", "--preset", "eigengan-digits", "--width", "8", "--batch", "8", "--steps", "4",
-                           "--checkpoint-every", "2", "--sample-every", "0", "--workers", "2",
+                           "--checkpoint-every", "2", "--sample-every", "0", "--workers", "2", "--shared-storage",
                            "--storage", storage, "--name", "eigen")
     assert code == 0, err
     assert isinstance(load_generator(storage / "eigen")[0], EigenGenerator)
@@ -150,8 +149,7 @@ def test_a_corrupt_newest_checkpoint_resumes_from_the_one_before(rpgan, cluster,
     code, out, err = rpgan(*[a if a != "12" else "16" for a in RUN], "--storage", storage, "--name", "corrupt")
     assert code == 0, err
     # rank 0 says why (on the driver's terminal when it shows worker output, as `rpgan train` does)
-    said = "".join(log.read_text(errors="replace") for node in cluster.list_all_nodes()
-                   for log in Path(node.get_logs_dir_path()).glob("worker-*.err"))
+    said = "".join(log.read_text(errors="replace") for log in cluster.logs.glob("worker-*.err"))
     assert "skipping checkpoint" in said and "step_00000012" in said and "generator.pt is truncated" in said
     assert f"resuming {run} from step 8" in said
     # the valid step-8 checkpoint was kept; step 12 is whole again and equals the clean run's

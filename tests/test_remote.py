@@ -3,16 +3,16 @@ download cut short never taken for a checkpoint (file:// takes the code path of 
 
 from __future__ import annotations
 
-import pyarrow.fs as pafs
-import pytest
-import torch
-
 from rpgan.errors import UserError
 from rpgan.io import remote
 from rpgan.io.data import load_data
 from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_step
 from rpgan.training.train import train
 from tests.conftest import tiny_run
+
+import pyarrow.fs as pafs
+import pytest
+import torch
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-
 from rpgan.io.data import ImageData, load_data
 from rpgan.io.loader import Prefetched
 from rpgan.training.checkpoint import new_training_state
 from rpgan.training.replica import Replica, fingerprint
 from rpgan.training.train import train_step, upcoming_draws
 from tests.conftest import tiny_run, write_images
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 
 def _replica_steps(rank: int, world: int, folder: str, arch: str, loss: str, images: str = "") -> None:

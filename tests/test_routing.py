@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-import torch
-import torch.nn.functional as F
-
 from rpgan.model.networks import Generator
 from rpgan.model.paths import frozen_path_variations, sample_paths
 from tests.conftest import TINY_MODELS
+
+import pytest
+import torch
+import torch.nn.functional as F
 
 
 def plain_resnet_forward(G: Generator, path: list[int]) -> torch.Tensor:

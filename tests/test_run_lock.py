@@ -12,13 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from rpgan.errors import UserError
 from rpgan.io import run_lock as lock
 from rpgan.io.run_store import Folder
 from rpgan.training.checkpoint import list_checkpoints, load_generator
 from tests.processes import wait_for_output
+
+import pytest
 
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
 TINY = ["train", "--blocks", "2", "--width", "8", "--batch", "4", "--sample-every", "0"]
@@ -45,6 +45,21 @@ def test_a_lock_behind_a_uri_refuses_a_fresh_holder_and_takes_over_a_silent_one(
     run.write_bytes(lock.LOCK, json.dumps(silent).encode())
     with lock.run_lock(run, "rpgan train"):
         assert "taking over the lock" in capsys.readouterr().err
+
+
+def test_a_refused_run_leaves_no_lock_and_a_lock_file_of_garbage_holds_nothing(tmp_path, rpgan):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "letter.txt").write_text("dear")
+    code, _, err = rpgan(*TINY, "--steps", 2, "--out", docs)
+    assert code == 2 and "holds other files" in err
+    assert [p.name for p in docs.iterdir()] == ["letter.txt"]
+    run = Folder(f"file://{tmp_path}", "run")
+    run.create()
+    for garbage in (b'{"since": "x", "heartbeat": 1e300}', b"[1, 2]", b"\xff"):  # anyone may write the file
+        run.write_bytes(lock.LOCK, garbage)
+        with lock.run_lock(run, "rpgan train"):
+            pass
 
 
 def test_two_trainings_of_one_run_and_a_killed_writer(tmp_path, rpgan):

@@ -6,18 +6,18 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pytest
-import torch
-from tensorboardX.proto.event_pb2 import Event
-
 from rpgan.errors import UserError
 from rpgan.io.data import load_data
 from rpgan.training.checkpoint import load_generator
 from rpgan.training.run_log import METRICS, SCHEMA, read_rows
 from rpgan.training.train import train
 from tests.conftest import tiny_run
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from tensorboardX.proto.event_pb2 import Event
 
 
 def tensorboard_events(folder) -> list[Event]:
@@ -82,6 +82,21 @@ def test_tensorboard_holds_each_step_once_after_a_resume_from_an_older_checkpoin
     assert pq.read_table(run / "metrics.parquet").column("step").to_pylist() == [2, 4, 6, 8]
 
 
+def test_tensorboard_keeps_what_was_logged_up_to_the_checkpoint_a_run_resumes_from(tmp_path):
+    """Trimmed to the checkpoint's step, not to its last metrics row: a checkpoint older than any
+    row (log_every 3, a checkpoint at 2) keeps the grids of steps 1 and 2, each once."""
+    import shutil
+
+    data = load_data("digits", 8, 3)
+    run = tmp_path / "run"
+    config = tiny_run(steps=4, log_every=3, checkpoint_every=2, sample_every=1)
+    train(config, data, run, quiet=True)
+    shutil.rmtree(run / "checkpoints" / "step_00000004")
+    train(config, data, run, resume=True, quiet=True)
+    scalars = tensorboard_scalars(run / "tensorboard")
+    assert scalars["samples"] == [1, 2, 3, 4] and scalars["train/d_loss"] == [3, 4]
+
+
 def test_a_resumed_run_computes_what_an_uninterrupted_one_does(tmp_path):
     data = load_data("digits", 8, 3)
     whole = tmp_path / "whole"
@@ -144,6 +159,10 @@ def test_fid_during_training_is_a_column_measured_exactly_once_across_a_resume(t
     train(dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=0, eval_at=(3, 6))),
           data, again, quiet=True)
     assert [r["fid"] for r in pq.read_table(again / "metrics.parquet").to_pylist()] == [r["fid"] for r in rows]
+    code, _, err = rpgan("curves", "--run", run, "--run", again)  # two runs, one plot: needs --out
+    assert code == 2 and "give --out" in err
+    code, out, err = rpgan("curves", "--run", run, "--run", again, "--out", tmp_path / "both.png")
+    assert code == 0 and (tmp_path / "both.png").stat().st_size > 10_000, err
     # and evaluating changes nothing that is trained
     plain = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=0))
     train(plain, data, tmp_path / "plain", quiet=True)

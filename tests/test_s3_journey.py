@@ -6,14 +6,14 @@ the Parquet through pyarrow.fs, and bad remote input refused in one line."""
 
 from __future__ import annotations
 
+from rpgan.training.run_log import SCHEMA
+from tests import s3_server
+
 import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-
-from rpgan.training.run_log import SCHEMA
-from tests import s3_server
 
 pytestmark = pytest.mark.slow  # a Ray cluster and an S3 endpoint: `make test` only
 

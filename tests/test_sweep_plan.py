@@ -7,14 +7,14 @@ import dataclasses
 import inspect
 import re
 
-import numpy as np
-import pytest
-
 from rpgan.errors import UserError
 from rpgan.metrics.prd import compute_prd
 from sweeps import get_sweep
 from sweeps.commands import parse_space
 from sweeps.spec import PRD_CLUSTERS, PRD_MIN_SAMPLES, Plan, plan
+
+import numpy as np
+import pytest
 
 
 def _plan(*space: str, name: str = "ablation_blocks", **budget) -> Plan:

@@ -10,10 +10,6 @@ import signal
 import sys
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
-import pytest
-
 from rpgan.errors import UserError
 from rpgan.io.remote import local_checkpoint
 from rpgan.io.run_store import Folder
@@ -22,6 +18,10 @@ from sweeps.results import SCHEMAS, read_table, summarise, write_rows
 from sweeps.spec import Plan, plan
 from tests.processes import wait_until_gone
 from tests.sockets import is_loopback, watch
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
 
 # The quick ablation with a tiny budget: 3 trials, seconds of training each.
 TINY = ["--quick", "--steps", "4", "--fid-samples", "10", "--evaluations", "1", "--space", "blocks_per_bucket=1,2,3"]
@@ -229,9 +229,6 @@ def test_a_sweep_trial_gives_the_numbers_of_the_same_trial_computed_directly(jou
     the reference features of a 2-CPU private Ray (a thread count changes float sums)."""
     import dataclasses
 
-    import torch
-    from threadpoolctl import threadpool_limits
-
     from analysis.fanout import Fanout
     from analysis.fid import reference_features
     from rpgan.io.data import training_images
@@ -239,6 +236,9 @@ def test_a_sweep_trial_gives_the_numbers_of_the_same_trial_computed_directly(jou
     from rpgan.training.evaluation import REFERENCE_SEED
     from rpgan.training.train import train
     from sweeps.trial import evaluate
+
+    import torch
+    from threadpoolctl import threadpool_limits
 
     _, sweep, *_ = journey
     monkeypatch.setenv("RPGAN_CACHE", str(tmp_path / "cache"))
@@ -277,7 +277,7 @@ def test_asha_stops_trials_records_them_and_resume_keeps_them(ray_cluster, rpgan
     the run is long enough for it to arrive before the end."""
     args = ["sweep", "ablation_blocks", "--quick", "--steps", "24", "--fid-samples", "10", "--evaluations", "1",
             "--space", "blocks_per_bucket=3,1", "--scheduler", "asha", "--grace-period", "4",
-            "--eval-samples", "10", "--max-concurrent", "1", "--storage", tmp_path]
+            "--eval-samples", "10", "--max-concurrent", "1", "--storage", tmp_path, "--shared-storage"]
     code, _, err = rpgan(*args)
     assert code == 0, err
     sweep = tmp_path / "ablation_blocks-quick"

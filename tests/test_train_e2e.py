@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-import pytest
-import torch
-
 from rpgan.config import RunConfig
 from rpgan.io.data import load_data
 from rpgan.io.images import render
@@ -15,6 +12,9 @@ from rpgan.model.paths import frozen_path_variations
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import load_generator
 from rpgan.training.train import train
+
+import pytest
+import torch
 
 pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 

@@ -22,12 +22,12 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Flask, jsonify, request, send_file
-from werkzeug.exceptions import HTTPException
-
 from analysis.explore.run_results import PLOTS, read_results
 from analysis.explore.views import BadState, Explorer
 from rpgan.errors import UserError
+
+from flask import Flask, jsonify, request, send_file
+from werkzeug.exceptions import HTTPException
 
 
 def create_app(explorer: Explorer, results: Path | None, host: str = "127.0.0.1") -> Flask:

@@ -22,17 +22,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-import torch
-from PIL import Image
-from torch import Tensor
-
 from analysis.responsibility import Plan, eigen_variations, noise_variations
 from rpgan.errors import UserError
 from rpgan.io.data import to_uint8
 from rpgan.io.images import render
 from rpgan.model.paths import frozen_path_variations, parse_path, sample_paths
 from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_step
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
 
 Mode = Literal["paths", "noise", "eigen"]
 ROW_DRAWS = 8  # images per row of a standard GAN (noise draws) or an EigenGAN (z_l draws)

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
-
 from rpgan.cli.options import (
     ADDRESS,
     CKPT,
@@ -28,6 +26,8 @@ from rpgan.config import RunConfig
 from rpgan.errors import UserError
 from rpgan.overrides import Request
 from rpgan.presets import DEFAULT_PRESET, PRESETS
+
+import click
 
 if TYPE_CHECKING:
     from rpgan.distributed.ray_train import Fault
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 @click.option("--storage", type=TEXT,
               help="Where Ray runs live: a path (shared by all nodes) or s3://... [default: runs].")
 @click.option("--name", type=TEXT, help="Run name under --storage; the same name again resumes it [default: PRESET].")
+@click.option("--shared-storage", is_flag=True, help="A local --storage is a mount every node of the cluster shares "
+              "(NFS): checked, then used (without it a local path is refused on a cluster of several nodes).")
 @click.option("--max-failures", type=click.IntRange(0), default=3, show_default=True,
               help="Worker-group restarts from the last checkpoint before a Ray run fails.")
 @ADDRESS
@@ -62,10 +64,11 @@ if TYPE_CHECKING:
 @click.option("--inject-fault", hidden=True, help="raise@STEP or exit@STEP: crash the last worker once.")
 def train(preset: str, data: str | None, labels: str | None, blocks: str | None, seed: int, out: Path | None,
           resume: bool, dry_run: bool, device: str, workers: int, gpus_per_worker: float | None,
-          cpus_per_worker: float, storage: str | None, name: str | None, max_failures: int, address: str | None,
-          no_eval: bool, inject_fault: str | None, **settings) -> None:
+          cpus_per_worker: float, storage: str | None, name: str | None, shared_storage: bool, max_failures: int,
+          address: str | None, no_eval: bool, inject_fault: str | None, **settings) -> None:
     """Train an RPGAN (or an EigenGAN: --preset eigengan-*) in this process (--out), or on Ray Train
     workers (--workers, --storage, --name). --eval-every N adds FID to the metrics every N steps."""
+    from rpgan.io.data import check_labels
     from rpgan.io.run_store import plain_name
     from rpgan.training.checkpoint import latest_config, list_checkpoints
 
@@ -77,10 +80,6 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
     typed = click.get_current_context().get_parameter_source
     request = Request(preset if typed("preset") == click.core.ParameterSource.COMMANDLINE else None, data, labels,
                       blocks, seed if typed("seed") == click.core.ParameterSource.COMMANDLINE else None, settings)
-    if labels is not None:
-        from rpgan.io.data import check_labels
-
-        check_labels(data or PRESETS[preset].data, labels)
     if workers:
         from rpgan.distributed.ray_train import Fault
         from rpgan.io.run_store import RunStore
@@ -90,10 +89,12 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
         fault = Fault.parse(inject_fault) if inject_fault else None
         store = RunStore(storage or str(out.parent if out else "runs"), name or (out.name if out else preset))
         config = request.config(store.saved_config(), f"run {store.uri}", "--name")
+        check_labels(config.data, config.labels)
         if dry_run:
             click.echo(config.to_json())
             return
-        _train_on_ray(config, store, device, address, fault, workers, gpus_per_worker, cpus_per_worker, max_failures)
+        _train_on_ray(config, store, device, address, fault, workers, gpus_per_worker, cpus_per_worker, max_failures,
+                      shared_storage)
         return
     if storage or name:
         if storage and "://" in storage:
@@ -102,6 +103,7 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
     out = out or Path("runs") / preset
     found = list_checkpoints(out) if resume else []
     config = request.config(latest_config(found) if found else None, f"{out}", "--out")
+    check_labels(config.data, config.labels)
     if dry_run:
         click.echo(config.to_json())
         return
@@ -109,8 +111,9 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
 
 
 def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str | None, fault: Fault | None, count: int,
-                  gpus: float | None, cpus: float, max_failures: int) -> None:
-    from rpgan.distributed.ray_session import Workers, check_fit, connect, default_gpus
+                  gpus: float | None, cpus: float, max_failures: int, shared_storage: bool) -> None:
+    from rpgan.distributed.nodes import check_data_on_every_node, check_shared_storage, place
+    from rpgan.distributed.ray_session import Workers, check_fit, connect, default_gpus, is_private
     from rpgan.distributed.ray_train import train_on_ray
     from rpgan.io.atomic import remove_leftovers
     from rpgan.io.data import training_images
@@ -126,22 +129,27 @@ def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str 
     images = training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
     store.create()  # first: a storage that cannot be written is refused before Ray starts
-    if store.local:  # temporaries of writes killed mid-way (a URI's are the store's business)
-        for folder in (store.local, store.local / CHECKPOINTS):
-            remove_leftovers(folder)
-    click.echo(connect(address, log_to_driver=True), err=True)
-    gpus = default_gpus(device) if gpus is None else gpus
-    workers = Workers(count, gpus, cpus, max_failures).validate()
-    check_fit(count, cpus, gpus, "--workers, --cpus-per-worker or --gpus-per-worker")  # before the run writes
-    click.echo(f"training {config.preset} on {config.data} ({len(images)} images), blocks {list(config.model.blocks)}, "
-               f"{config.train.steps} steps, global batch {config.train.batch} on {count} Ray workers "
-               f"({cpus:g} CPU, {gpus:g} GPU each) -> {store.uri}", err=True)
-    try:
-        with run_lock(store, "rpgan train --workers", "--name"):
+    with run_lock(store, "rpgan train --workers", "--name"):  # a second writer goes no further
+        if store.local:  # temporaries of writes killed mid-way (a URI's are the store's business)
+            for folder in (store.local, store.local / CHECKPOINTS):
+                remove_leftovers(folder)
+        click.echo(connect(address, log_to_driver=True), err=True)
+        gpus = default_gpus(device) if gpus is None else gpus
+        workers = Workers(count, gpus, cpus, max_failures).validate()
+        flags = "--workers, --cpus-per-worker or --gpus-per-worker"
+        check_fit(count, cpus, gpus, flags)  # before the run writes
+        if not is_private():  # a cluster: every node has its own disk; a worker must fit one node
+            check_shared_storage(store.local, shared_storage, "--shared-storage")
+            check_data_on_every_node(config.data)
+            place(count, {"CPU": cpus, "GPU": gpus}, flags)
+        click.echo(f"training {config.preset} on {config.data} ({len(images)} images), blocks "
+                   f"{list(config.model.blocks)}, {config.train.steps} steps, global batch {config.train.batch} on "
+                   f"{count} Ray workers ({cpus:g} CPU, {gpus:g} GPU each) -> {store.uri}", err=True)
+        try:
             ckpt = train_on_ray(config, store, workers, fault)
-    except RuntimeError as e:
-        click.echo(f"rpgan: {e}", err=True)
-        sys.exit(1)
+        except RuntimeError as e:
+            click.echo(f"rpgan: {e}", err=True)
+            sys.exit(1)
     click.echo(f"checkpoint: {ckpt}\nmetrics: {store.uri}/metrics.parquet\ntensorboard: {store.uri}/tensorboard")
 
 
@@ -178,12 +186,12 @@ def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
 @DEVICE
 def sample(ckpt: str, n: int, path_text: str | None, per_bucket: int, seed: int, out: Path, device: str) -> None:
     """Render random paths as a grid, or one frozen path with each bucket unfrozen in turn."""
-    import torch
-
     from rpgan.io.atomic import atomic_write
     from rpgan.io.images import render, save_frozen_path_grid, save_grid
     from rpgan.model.paths import parse_path
     from rpgan.training.checkpoint import load_generator
+
+    import torch
 
     generator, _, _ = load_generator(ckpt, pick_device(device))
     rng = torch.Generator().manual_seed(seed)
@@ -272,8 +280,6 @@ def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
     """Merge consecutive linear buckets of a fully-connected generator into one (section 4.4)."""
     import json
 
-    import torch
-
     from rpgan.model.compress import merge_buckets, parse_merge
     from rpgan.training.checkpoint import (
         checkpoint_ref,
@@ -282,6 +288,8 @@ def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
         load_generator,
         save_checkpoint,
     )
+
+    import torch
 
     if list_checkpoints(out):
         raise UserError(f"{out} already holds a run; choose another --out")
@@ -298,42 +306,55 @@ def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
                f"{list(compressed.blocks)}\ncheckpoint: {saved}")
 
 
-@click.command(epilog=example("rpgan curves --run runs/digits", "rpgan curves --run s3://bucket/runs/cifar10"))
-@click.option("--run", "run", type=TEXT, required=True, help="A run (or one of its checkpoints): a directory or a URI.")
-@click.option("--out", type=PNG, help="PNG to write [default: RUN/curves.png].")
-def curves(run: str, out: Path | None) -> None:
-    """Draw a run's training curves (FID during training where measured, the D and G losses)
-    from its metrics.parquet."""
+@click.command(epilog=example("rpgan curves --run runs/digits", "rpgan curves --run s3://bucket/runs/cifar10",
+                              "rpgan curves --run runs/rpgan --run runs/standard --out both.png"))
+@click.option("--run", "runs", type=TEXT, required=True, multiple=True,
+              help="A run (or one of its checkpoints): a directory or a URI. Give it again to draw several runs.")
+@click.option("--out", type=PNG, help="PNG to write [default: RUN/curves.png; needed for several runs].")
+def curves(runs: tuple[str, ...], out: Path | None) -> None:
+    """Draw training curves (FID during training where measured, the D and G losses) from the
+    runs' metrics.parquet: one run, or several on one plot, a line each."""
     import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from rpgan.io.atomic import atomic_write
     from rpgan.io.run_store import Folder
     from rpgan.training.curves import plot_curves
     from rpgan.training.run_log import METRICS
 
-    folder = Folder.at(run)
-    saved = folder.read_bytes(METRICS)
-    if saved is None:
-        raise UserError(f"{folder.uri} has no {METRICS}; give a run directory written by rpgan train (or one of "
-                        "its checkpoints)")
-    try:
-        rows = pq.read_table(io.BytesIO(saved)).to_pandas()
-    except (pa.ArrowException, OSError) as e:
-        raise UserError(f"{folder.uri}/{METRICS} is unreadable ({type(e).__name__}); train or resume the run to "
-                        "write it again") from None
-    if rows.empty or "step" not in rows:
-        raise UserError(f"{folder.uri}/{METRICS} has no rows yet; train the run further first")
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if len(runs) > 1 and out is None:
+        raise UserError("several --run draw one plot: give --out PNG")
+    frames = []
+    for run in runs:
+        folder = Folder.at(run)
+        saved = folder.read_bytes(METRICS)
+        if saved is None:
+            raise UserError(f"{folder.uri} has no {METRICS}; give a run directory written by rpgan train (or one of "
+                            "its checkpoints)")
+        try:
+            rows = pq.read_table(io.BytesIO(saved)).to_pandas()
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"{folder.uri}/{METRICS} is unreadable ({type(e).__name__}); train or resume the run to "
+                            "write it again") from None
+        if rows.empty or "step" not in rows:
+            raise UserError(f"{folder.uri}/{METRICS} has no rows yet; train the run further first")
+        frames.append(rows.assign(run=folder.name))
+    rows = pd.concat(frames, ignore_index=True)
     evaluated = rows["fid"].notna().sum() if "fid" in rows else 0
-    title = f"{folder.name}: {len(rows)} rows to step {rows['step'].max()}, FID at {evaluated} steps"
-    png = plot_curves(rows.assign(run=folder.name), title, run="run")
+    if len(runs) == 1:
+        title = f"{folder.name}: {len(rows)} rows to step {rows['step'].max()}, FID at {evaluated} steps"
+        png = plot_curves(rows, title, run="run")
+    else:
+        title = f"{', '.join(f.name for f in map(Folder.at, runs))}: FID at {evaluated} steps in all"
+        png = plot_curves(rows, title, by="run", run="run")
     if out is None:
         folder.write_bytes("curves.png", png)
         where = f"{folder.uri}/curves.png"
     else:
         where = str(atomic_write(out, lambda tmp: tmp.write_bytes(png)))
     if not evaluated:
-        click.echo("no FID during training in this run (train with --eval-every N to add it)", err=True)
+        click.echo("no FID during training in these rows (train with --eval-every N to add it)", err=True)
     click.echo(where)

@@ -13,9 +13,9 @@ import sys
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
-import click
-
 from rpgan.errors import RemoteError, UserError
+
+import click
 
 GROUP = "rpgan.commands"
 

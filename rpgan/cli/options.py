@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import click
-
 from rpgan.config import MAX_SEED
 from rpgan.errors import UserError
 from rpgan.overrides import SETTINGS, Setting
+
+import click
 
 Device = Literal["auto", "cpu", "cuda"]
 

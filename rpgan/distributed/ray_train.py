@@ -18,13 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import ray
-import ray.train
-import ray.train.collective
-import ray.train.torch
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
-
 from rpgan.config import RunConfig
 from rpgan.distributed.ray_session import Workers
 from rpgan.distributed.rendezvous import NodeBoundTorchConfig
@@ -33,6 +26,13 @@ from rpgan.io.run_store import RUN_CONFIG, RunStore
 from rpgan.training.checkpoint import checkpoint_name, checkpoint_step
 from rpgan.training.replica import Replica
 from rpgan.training.stored_run import Driver, finish, train_stored_run
+
+import ray
+import ray.train
+import ray.train.collective
+import ray.train.torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
 
 
 @dataclass(frozen=True)

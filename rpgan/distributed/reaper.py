@@ -4,7 +4,7 @@
 SIGKILL cleans up nothing: Ray's agents then wait minutes on a GCS that is gone (about 220 MB
 for about 3 minutes, seen after `kill -9` of `rpgan analyze`). Before a private Ray starts, the
 driver marks its environment, which Ray's workers inherit, and starts this reaper in its own
-session. The reaper notes the driver's process tree twice a second (Ray starts its agents with
+session. The reaper notes the driver's process tree every second (Ray starts its agents with
 an environment of its own, so they carry no mark) and, once the driver has ended, kills what is
 left of that tree and every process still carrying the mark.
 
@@ -83,7 +83,7 @@ def reap(driver: int, mark: str) -> None:
     seen: dict[int, str] = {}
     try:
         fd = os.pidfd_open(driver)
-        while not select.select([fd], [], [], 0.5)[0]:  # readable once the driver has exited
+        while not select.select([fd], [], [], 1.0)[0]:  # readable once the driver has exited
             seen.update(_tree(driver))
     except ProcessLookupError:
         pass

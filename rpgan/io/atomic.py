@@ -48,15 +48,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
         fsync_path(path.parent)
     except OSError as e:
-        raise _named(e, path) from None
+        raise _named(e, path, tmp) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def _named(e: OSError, path: Path) -> OSError:
-    """The error of a write, naming the file the user asked for, not its hidden temporary."""
-    return OSError(e.errno, e.strerror, str(path)) if e.errno else e
+def _named(e: OSError, path: Path, tmp: Path) -> OSError:
+    """The error of a write into the temporary `tmp`, naming `path`, the file the user asked for,
+    instead (an error about any other file is left as it is)."""
+    if e.errno and (e.filename is None or str(e.filename).startswith(str(tmp))):
+        return OSError(e.errno, e.strerror, str(path))
+    return e
 
 
 def atomic_dir(path: Path, fill: Callable[[Path], None]) -> Path:
@@ -73,7 +76,7 @@ def atomic_dir(path: Path, fill: Callable[[Path], None]) -> Path:
         os.rename(tmp, path)
         fsync_path(path.parent)
     except OSError as e:
-        raise _named(e, path) from None
+        raise _named(e, path, tmp) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

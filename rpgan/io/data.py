@@ -23,17 +23,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rpgan.errors import UserError
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rpgan.errors import UserError
-
 if TYPE_CHECKING:
     from rpgan.config import RunConfig
 
-DATA_SPECS = ("digits", "digits-gray", "mnist", "colored-mnist", "cifar10", "npz:PATH", "folder:PATH")
+NAMED = {"digits": 10, "digits-gray": 10, "mnist": 10, "colored-mnist": 10, "cifar10": 10}  # their classes (labels)
+DATA_SPECS = (*NAMED, "npz:PATH", "folder:PATH")
 MAX_LABEL = 100_000  # --labels: class labels are 0..MAX_LABEL
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 COLOR_SEED = 0  # colors are part of a colored data set's definition: the same everywhere
@@ -101,7 +102,7 @@ def to_uint8(images: Tensor) -> Tensor:
 def check_spec(spec: str) -> None:
     """Refuse a data set that `load_data` would refuse for its name alone (unknown, a path missing),
     before a command starts any work; reading it may still fail later."""
-    if spec in ("digits", "digits-gray", "mnist", "colored-mnist", "cifar10"):
+    if spec in NAMED:
         return
     kind, _, where = spec.partition(":")
     if kind in ("npz", "folder") and not where:
@@ -265,17 +266,14 @@ def parse_labels(text: str) -> list[int]:
     return sorted(labels)
 
 
-CLASSES = {"digits": 10, "digits-gray": 10, "mnist": 10, "colored-mnist": 10, "cifar10": 10}  # labels 0..N-1
-
-
 def check_labels(spec: str, text: str) -> None:
     """Refuse `--labels text` that cannot select anything, before any data is loaded: bad syntax,
     or (for a named data set, whose classes are known) labels it does not have."""
     if not text:
         return
     wanted = parse_labels(text)
-    if spec in CLASSES and wanted[-1] >= CLASSES[spec]:
-        raise UserError(f"--labels {text}: {spec} has labels 0..{CLASSES[spec] - 1}, not {wanted[-1]}")
+    if spec in NAMED and wanted[-1] >= NAMED[spec]:
+        raise UserError(f"--labels {text}: {spec} has labels 0..{NAMED[spec] - 1}, not {wanted[-1]}")
 
 
 def select_labels(data: ImageData, text: str) -> ImageData:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from rpgan.io.atomic import atomic_write
+from rpgan.io.data import to_uint8
+
 import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
-
-from rpgan.io.atomic import atomic_write
-from rpgan.io.data import to_uint8
 
 MIN_CELL = 64  # pixels: 16x16 digits are drawn 4x, nearest-neighbour, to stay crisp
 PAD = 2

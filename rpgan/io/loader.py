@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rpgan.errors import UserError
+from rpgan.io.data import FolderData, ImageData
+
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-
-from rpgan.errors import UserError
-from rpgan.io.data import FolderData, ImageData
 
 AHEAD = 2  # batches each worker keeps decoded ahead (DataLoader's prefetch_factor)
 

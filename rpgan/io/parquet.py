@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import io
 
+from rpgan.errors import UserError
+from rpgan.io.run_store import Folder
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from rpgan.errors import UserError
-from rpgan.io.run_store import Folder
 
 
 def write_part(folder: Folder, table: str, part: str, schema: pa.Schema, rows: list[dict]) -> str:

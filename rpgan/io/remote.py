@@ -12,7 +12,6 @@ checkpoint.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
 import shutil
@@ -21,9 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pyarrow.fs as pafs
-
 from rpgan.errors import RemoteError, UserError
+
+import pyarrow.fs as pafs
 
 
 def is_uri(ref: str | Path) -> bool:
@@ -58,14 +57,14 @@ RETRY_S = 5  # GCS: how long a store that does not answer is retried (its backof
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem of a URI and the path inside it. A store that does not answer fails
     within seconds (S3's client by itself; GCS's would retry for 15 minutes: RETRY_S)."""
+    query = uri
+    if uri.startswith(("gs://", "gcs://")) and "retry_limit_seconds=" not in uri:  # the URI's own options kept
+        query += f"{'&' if '?' in uri else '?'}retry_limit_seconds={RETRY_S}"
     try:
         with remote_errors(uri):
-            fs, path = pafs.FileSystem.from_uri(uri)
+            return pafs.FileSystem.from_uri(query)
     except ValueError as e:  # pyarrow's ArrowInvalid: an unknown scheme, a malformed URI
         raise UserError(f"{uri}: {e}; pass a local path or a URI such as s3://bucket/path") from None
-    if isinstance(fs, pafs.GcsFileSystem):
-        fs = pafs.GcsFileSystem(retry_time_limit=datetime.timedelta(seconds=RETRY_S))
-    return fs, path
 
 
 def join(uri: str, *names: str) -> str:

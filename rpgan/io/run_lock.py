@@ -40,16 +40,22 @@ def _holder(what: str) -> dict:
 
 
 def _describe(holder: dict) -> str:
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
-    return f"`{holder.get('what', 'rpgan')}` (pid {holder.get('pid')} on {holder.get('host')}, since {since})"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["since"]))
+    return f"`{holder['what']}` (pid {holder['pid']} on {holder['host']}, since {since})"
 
 
 def _read(data: bytes | None) -> dict | None:
+    """The holder a lock file names, its fields checked (the file is anyone's to write), or None."""
     try:
-        holder = json.loads(data) if data else None
-    except ValueError:
+        raw = json.loads(data) if data else None
+        return {"what": str(raw["what"])[:80], "pid": int(raw["pid"]), "host": str(raw["host"])[:80],
+                "since": float(raw["since"]) % 1e11, "heartbeat": float(raw["heartbeat"])}
+    except (ValueError, TypeError, KeyError, OverflowError):
         return None
-    return holder if isinstance(holder, dict) else None
+
+
+def _same(a: dict | None, b: dict) -> bool:
+    return a is not None and all(a[k] == b[k] for k in ("host", "pid", "since"))
 
 
 @contextmanager
@@ -57,13 +63,22 @@ def run_lock(folder: Folder, what: str, other: str = "--out") -> Iterator[None]:
     """Hold `folder`'s lock (creating the folder) while the block runs; UserError naming the
     holder and `other` (the flag that picks another folder) if another process holds it.
     `what`: this command, as the refusal shown to a second writer names it."""
+    existed = folder.local is not None and folder.local.exists()
     folder.create()
-    if folder.local is not None:
-        with _flock(folder, what, other):
+    if folder.local is None:
+        with _lease(folder, what, other):
             yield
         return
-    with _lease(folder, what, other):
-        yield
+    made = not (folder.local / LOCK).exists()
+    try:
+        with _flock(folder, what, other):
+            yield
+    except BaseException:
+        if made:  # a refused or failed command leaves no lock file, nor a folder it made and left empty
+            (folder.local / LOCK).unlink(missing_ok=True)
+            if not existed and not any(folder.local.iterdir()):
+                folder.local.rmdir()
+        raise
 
 
 @contextmanager
@@ -74,9 +89,10 @@ def _flock(folder: Folder, what: str, other: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read(path.read_bytes()) or {}
-            raise UserError(f"{folder.uri} is being written by {_describe(holder)}; a run has one writer: wait "
-                            f"for it to end, or choose another {other}") from None
+            holder = _read(path.read_bytes())
+            who = _describe(holder) if holder else "another process"
+            raise UserError(f"{folder.uri} is being written by {who}; a run has one writer: wait for it to end, or "
+                            f"choose another {other}") from None
         left = _read(os.pread(fd, 1 << 16, 0))  # what a holder killed without cleanup left behind
         if left:
             print(f"rpgan: taking over the lock of {folder.uri} from {_describe(left)}, which ended without "
@@ -94,13 +110,13 @@ def _flock(folder: Folder, what: str, other: str) -> Iterator[None]:
 @contextmanager
 def _lease(folder: Folder, what: str, other: str) -> Iterator[None]:
     held = _read(folder.read_bytes(LOCK))
-    if held and time.time() - held.get("heartbeat", 0) < STALE_S:
+    if held and time.time() - held["heartbeat"] < STALE_S:
         raise UserError(f"{folder.uri} is being written by {_describe(held)}; a run has one writer: wait for it "
                         f"to end, or choose another {other} (a lock without a heartbeat for {STALE_S:.0f} s is "
                         "taken over)")
     if held:
         print(f"rpgan: taking over the lock of {folder.uri} from {_describe(held)}, silent for "
-              f"{time.time() - held.get('heartbeat', 0):.0f} s", file=sys.stderr)
+              f"{time.time() - held['heartbeat']:.0f} s", file=sys.stderr)
     mine = _holder(what)
     folder.write_bytes(LOCK, json.dumps(mine).encode())
     done = threading.Event()
@@ -108,6 +124,9 @@ def _lease(folder: Folder, what: str, other: str) -> Iterator[None]:
     def beat() -> None:
         while not done.wait(HEARTBEAT_S):
             try:
+                if not _same(_read(folder.read_bytes(LOCK)), mine):  # taken over: this writer was silent too long
+                    print(f"rpgan: the lock of {folder.uri} was taken over by another writer", file=sys.stderr)
+                    return
                 folder.write_bytes(LOCK, json.dumps({**mine, "heartbeat": time.time()}).encode())
             except Exception as e:  # a store that is down now: the run goes on, the lock may go stale
                 print(f"rpgan: could not refresh the lock of {folder.uri} ({type(e).__name__})", file=sys.stderr)
@@ -120,6 +139,7 @@ def _lease(folder: Folder, what: str, other: str) -> Iterator[None]:
         done.set()
         thread.join()
         try:
-            folder.fs.delete_file(f"{folder.path}/{LOCK}")
+            if _same(_read(folder.read_bytes(LOCK)), mine):
+                folder.fs.delete_file(f"{folder.path}/{LOCK}")
         except OSError:
             pass

@@ -12,13 +12,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pyarrow.fs as pafs
-
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_dir, atomic_write
 from rpgan.io.remote import filesystem, is_uri, put_bytes, remote_errors, upload
 from rpgan.training.checkpoint import CHECKPOINTS, STEP_DIR, checkpoint_name, prunable
+
+import pyarrow.fs as pafs
 
 RUN_CONFIG = "run.json"
 

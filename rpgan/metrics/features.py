@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write
 from rpgan.io.remote import cache_root
 from rpgan.metrics.frechet import frechet_distance, statistics
 from rpgan.metrics.prd import PRD, compute_prd
+
+import numpy as np
+import torch
 
 
 def stats_path(data: str, size: int, channels: int, n: int | None, seed: int) -> Path:

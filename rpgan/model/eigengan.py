@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 
+from rpgan.config import ModelConfig
+
 import torch
 from torch import Tensor, nn
-
-from rpgan.config import ModelConfig
 
 
 class Subspace(nn.Module):

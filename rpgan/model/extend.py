@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import torch
-
 from rpgan.errors import UserError
 from rpgan.model.networks import Generator
+
+import torch
 
 
 def add_blocks(generator: Generator, add: Sequence[int]) -> Generator:

@@ -19,15 +19,15 @@ stays. The core model never imports Ray.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
-
 from rpgan.config import ModelConfig
 from rpgan.model.eigengan import EigenGenerator
 from rpgan.model.paths import sample_paths
 from rpgan.model.routing import Bucket, Route, RoutedBatchNorm, RoutedConv2d, RoutedLinear
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 # ---------------------------------------------------------------------------------------------
 # Buckets

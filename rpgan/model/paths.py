@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
-
 from rpgan.errors import UserError
+
+import torch
 
 
 def sample_paths(blocks: Sequence[int], n: int, generator: torch.Generator) -> torch.Tensor:

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import torch
-from torch import nn
-
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_dir
 from rpgan.io.remote import checkpoint_uri, is_uri, local_checkpoint
 from rpgan.model.extend import freeze_old_blocks
 from rpgan.model.networks import Generator, build_discriminator, build_generator
+
+import torch
+from torch import nn
 
 CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
 CHECKPOINTS = "checkpoints"  # a run directory's folder of step_N checkpoints
@@ -80,8 +80,8 @@ def _save(obj: object, file: Path) -> None:
     try:
         torch.save(obj, file)
     except RuntimeError as e:
-        disk = os.statvfs(file.parent)
-        full = disk.f_bavail * disk.f_frsize < 1 << 20
+        disk = os.statvfs(file.parent)  # a failed write leaves the disk full (to users, or to root too)
+        full = min(disk.f_bavail, disk.f_bfree) * disk.f_frsize < 1 << 20
         raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC) if full else
                       f"torch could not write {file.name} ({str(e).splitlines()[0][:120]})", str(file)) from None
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import time
 from functools import cached_property
 
-import numpy as np
-import torch
-
 from rpgan.config import RunConfig
 from rpgan.io.data import ImageData, to_uint8
 from rpgan.io.images import render
 from rpgan.metrics.features import read_cached, reference_index, score, stats_path, write_cached
 from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights
 from rpgan.model.networks import Generator
+
+import numpy as np
+import torch
 
 MEASURES = ("fid", "prd_f8_recall", "prd_f1_8_precision")  # what an evaluation measures
 QUALITY = (*MEASURES, "eval_time_s")  # columns of an evaluated row

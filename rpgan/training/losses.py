@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rpgan.model.routing import Bucket
+
 import torch
 from torch import Tensor, nn
-
-from rpgan.model.routing import Bucket
 
 
 def d_loss(kind: str, real_logits: Tensor, fake_logits: Tensor) -> Tensor:

@@ -18,14 +18,14 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
-
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write
 from rpgan.training.evaluation import QUALITY
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
 METRICS = "metrics.parquet"
 TENSORBOARD = "tensorboard"  # a run's folder of TensorBoard events
@@ -51,7 +51,8 @@ class RunLog:
     """Metrics of one run. `record` once per logged step; `tick` after work that is not a step."""
 
     def __init__(self, run_id: str, config: RunConfig, workers: int, rows: list[dict] | None = None,
-                 tensorboard: str | None = None):
+                 tensorboard: str | None = None, step: int = 0):
+        """`rows`: those of the checkpoint the run continues from, at `step` (0: a new run)."""
         self.rows = list(rows or [])
         m, t = config.model, config.train
         self.context = {"run_id": run_id, "preset": config.preset, "data": config.data, "arch": m.arch,
@@ -61,8 +62,8 @@ class RunLog:
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            if Path(tensorboard).is_dir():  # a resumed run logs the steps after `last` again, once
-                trim_events(Path(tensorboard), last)
+            if Path(tensorboard).is_dir():  # the steps after the checkpoint's are logged again, once
+                trim_events(Path(tensorboard), step)
 
             # a unique suffix: a resume within the same second would otherwise reuse the file name
             self.writer = SummaryWriter(tensorboard, purge_step=last + 1 if last else None, flush_secs=30,
@@ -128,6 +129,7 @@ def trim_events(folder: Path, up_to_step: int) -> None:
     """Drop the events after `up_to_step` from every TensorBoard events file in `folder` (each a
     sequence of records: length, its CRC, an Event protobuf, its CRC), rewriting only files that
     change, atomically; a record cut short by a killed writer goes too."""
+    from google.protobuf.message import DecodeError
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.record_writer import masked_crc32c
 
@@ -136,9 +138,15 @@ def trim_events(folder: Path, up_to_step: int) -> None:
         while pos + 12 <= len(data):
             (size,) = struct.unpack_from("<Q", data, pos)
             end = pos + 12 + size + 4
-            if end > len(data) or struct.unpack_from("<I", data, pos + 8)[0] != masked_crc32c(data[pos:pos + 8]):
-                break  # cut short, or not a record: nothing after it can be read either
-            if Event.FromString(data[pos + 12:pos + 12 + size]).step <= up_to_step:
+            payload = data[pos + 12:pos + 12 + size]
+            if end > len(data) or struct.unpack_from("<I", data, pos + 8)[0] != masked_crc32c(data[pos:pos + 8]) \
+                    or struct.unpack_from("<I", data, end - 4)[0] != masked_crc32c(payload):
+                break  # cut short, or not a whole record: nothing after it can be read either
+            try:
+                step = Event.FromString(payload).step
+            except DecodeError:
+                break
+            if step <= up_to_step:
                 kept.append(data[pos:end])
             pos = end
         trimmed = b"".join(kept)

@@ -18,7 +18,7 @@ from typing import Any
 from rpgan.config import RunConfig
 from rpgan.io.atomic import fsync_tree
 from rpgan.io.data import training_images
-from rpgan.io.remote import download, local_checkpoint
+from rpgan.io.remote import download
 from rpgan.io.run_store import Mirror, RunStore
 from rpgan.training.checkpoint import (
     TrainingState,
@@ -61,10 +61,14 @@ def restore(store: RunStore, config: RunConfig, device: str, lead: bool,
     loads the same one. The run directory is searched, not a driver's own record of what was
     reported: a checkpoint cut short by a crash, or corrupted since, fails to load."""
     def load(step: int) -> tuple[int, TrainingState, list[dict]]:
-        ckpt = store.local / checkpoint_name(step) if store.local else local_checkpoint(
-            f"{store.uri}/{checkpoint_name(step)}")
-        state = load_training_state(ckpt, config, device)
-        return step, state, read_rows(ckpt, state.step)
+        if store.local:
+            ckpt = store.local / checkpoint_name(step)
+            state = load_training_state(ckpt, config, device)
+            return step, state, read_rows(ckpt, state.step)
+        with tempfile.TemporaryDirectory(prefix="rpgan-restore-") as folder:  # not kept: read into memory
+            ckpt = download(f"{store.uri}/{checkpoint_name(step)}", Path(folder) / "checkpoint")
+            state = load_training_state(ckpt, config, device)
+            return step, state, read_rows(ckpt, state.step)
 
     found = newest_loadable(store.checkpoint_steps(), load, say=_say) if lead else None
     step = agree(found[0] if found else None)
@@ -89,9 +93,9 @@ def train_stored_run(config: RunConfig, store: RunStore, device: str, driver: Dr
     staging = tempfile.TemporaryDirectory(prefix="rpgan-run-") if lead and store.local is None else None
     root = store.local if staging is None else Path(staging.name)
     mirror = Mirror(store, root) if staging else None
-    if staging and rows and store.exists(TENSORBOARD):  # its events files, trimmed (RunLog) and mirrored back
+    if staging and state.step and store.exists(TENSORBOARD):  # its events, trimmed (RunLog) and mirrored back
         download(f"{store.uri}/{TENSORBOARD}", root / TENSORBOARD)
-    log = RunLog(store.name, config, replica.world, rows, str(root / TENSORBOARD)) if lead else None
+    log = RunLog(store.name, config, replica.world, rows, str(root / TENSORBOARD), state.step) if lead else None
 
     # Every logged row is reported; at a checkpoint the row rides with the checkpoint, so a driver
     # sees each step once.

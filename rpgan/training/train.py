@@ -7,10 +7,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-from torchvision.utils import make_grid
-
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write, remove_leftovers
@@ -39,6 +35,10 @@ from rpgan.training.evaluation import Evaluation
 from rpgan.training.losses import d_loss, diversity_loss, g_loss, gradient_penalty
 from rpgan.training.replica import SOLO, Replica
 from rpgan.training.run_log import METRICS, TENSORBOARD, RunLog, read_rows
+
+import numpy as np
+import torch
+from torchvision.utils import make_grid
 
 PREVIEW_SEED = 1234  # the paths shown in the sample grids during training
 
@@ -254,7 +254,7 @@ def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu"
         print(f"{run_dir} is already at step {state.step}, at or past --steps {config.train.steps}: nothing to "
               "train (pass a larger --steps to continue it)", file=sys.stderr)
         return resumed
-    log = RunLog(run_dir.name, config, workers=1, rows=rows, tensorboard=str(run_dir / TENSORBOARD))
+    log = RunLog(run_dir.name, config, workers=1, rows=rows, tensorboard=str(run_dir / TENSORBOARD), step=state.step)
     saved = [resumed] if resumed else []
 
     def save(state: TrainingState) -> None:
