@@ -224,9 +224,7 @@ def directions(ckpt: str, bucket: int, count: int, steps: int, batch: int, lr: f
 
     cfg = DirectionsConfig(bucket=bucket, directions=count, steps=steps, batch=batch, lr=lr, max_shift=max_shift,
                            min_shift=min_shift, seed=seed)
-    buckets = _preflight(ckpt, out).model.n_buckets
-    if bucket > buckets:
-        raise UserError(f"--bucket must be 1..{buckets} (the checkpoint's buckets), got {bucket}")
+    cfg.validate(_preflight(ckpt, out).model.n_buckets)  # before Ray starts
     fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, log_to_driver=True)
     written = run_directions(ckpt, out, cfg, fan)
     table = _read(written["table"])[["direction", "accuracy", "semantic_spread", "color_spread"]]

@@ -39,9 +39,10 @@ class DirectionsConfig:
     min_shift: float = 0.5  # ... with |eps| >= 0.5
     seed: int = 0
 
-    def validate(self, generator: Generator) -> DirectionsConfig:
-        if not 1 <= self.bucket <= len(generator.buckets):
-            raise UserError(f"--bucket must be 1..{len(generator.buckets)}, got {self.bucket}")
+    def validate(self, n_buckets: int) -> DirectionsConfig:
+        """Itself, if it suits a generator of n_buckets buckets; else UserError."""
+        if not 1 <= self.bucket <= n_buckets:
+            raise UserError(f"--bucket must be 1..{n_buckets} (the checkpoint's buckets), got {self.bucket}")
         if self.directions < 2 or self.steps < 1 or self.batch < 1 or not 0 < self.lr < math.inf:
             raise UserError("--directions must be >= 2, --steps and --batch >= 1, --lr positive")
         if self.directions > MAX_DIRECTIONS or self.steps > MAX_STEPS or self.batch > MAX_BATCH:

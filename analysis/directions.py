@@ -50,7 +50,7 @@ def directions(ckpt: Path | str, out: Path | str | None, cfg: DirectionsConfig, 
     """Train and evaluate where `fan` says (one worker), then draw and rate; returns where each
     file went, by name."""
     with open_job(ckpt, out) as job:
-        cfg.validate(job.generator)
+        cfg.validate(len(job.generator.buckets))
         with fan.holding(job.ckpt):  # training and traversal features on the same worker
             return job.finish(_directions(job, cfg, fan))
 

@@ -17,6 +17,7 @@ with `WorkerLost`, before anything is written.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -144,12 +145,13 @@ def _actor_cpus(cpus_per_worker: float | None, gpus_per_worker: float, n: int) -
     cluster)."""
     if cpus_per_worker is not None:
         return cpus_per_worker
-    from rpgan.distributed.ray_session import cluster_resources, largest_node
+    from rpgan.distributed.nodes import largest_alive_node
+    from rpgan.distributed.ray_session import cluster_resources
 
     if gpus_per_worker > 0:
         return 1.0
     share = max(1, int(cluster_resources().get("CPU", 1) // n))
-    return float(max(1, min(share, int(largest_node()["CPU"]))))
+    return float(max(1, min(share, int(largest_alive_node()["CPU"]))))
 
 
 def _run_here(calls: list[Call], worker: AnalysisWorker, progress: Progress) -> list[Any]:
@@ -193,8 +195,15 @@ def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_p
     actors = [remote.remote([generator_ref] if generator_ref else None, [state_ref], device, max(1, int(cpus)))
               for _ in range(n)]
     try:
-        limit = placement_timeout()
-        started, _ = ray.wait([a.__ray_ready__.remote() for a in actors], num_returns=n, timeout=limit)
+        # Inside a sweep trial the actors may queue behind other trials' workers, which Tune
+        # frees as trials end: they wait as the trial does. Elsewhere the bound holds.
+        limit = None if _in_a_trial() else placement_timeout()
+        readies = [a.__ray_ready__.remote() for a in actors]
+        started, _ = ray.wait(readies, num_returns=n, timeout=5 if limit else None)
+        if len(started) < n:
+            print(f"rpgan: waiting for room for {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} GPU) "
+                  f"(at most {limit:.0f} s)", file=sys.stderr, flush=True)
+            started, _ = ray.wait(readies, num_returns=n, timeout=max(0.0, limit - 5))
         if len(started) < n:
             raise Unplaced(f"the cluster did not start {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} "
                            f"GPU) in {limit:.0f} s (busy, or no node that large); lower {flags}, or free the "
@@ -203,6 +212,18 @@ def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_p
     finally:
         for a in actors:
             ray.kill(a)
+
+
+def _in_a_trial() -> bool:
+    """Whether this process runs a Ray Tune trial (one that has not imported Tune does not)."""
+    if "ray.tune" not in sys.modules:
+        return False
+    from ray import tune
+
+    try:
+        return tune.get_context().get_trial_id() is not None
+    except Exception:  # outside Tune, or a Tune without a context here
+        return False
 
 
 def _gather(actors: list, calls: list[Call], progress: Progress) -> list[Any]:

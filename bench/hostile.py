@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rpgan.distributed.reaper import descendants
+
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
 TINY = ["--blocks", "2", "--width", "8", "--batch", "4", "--sample-every", "0"]
 
@@ -260,23 +262,6 @@ def killed_analysis(run_dir: Path, tmp: Path) -> list[tuple[str, str]]:
     partial = list((tmp / "killed").rglob("*.parquet"))
     return [("kill -9 analyze: Ray left behind", "wrong" if left else "ok"),
             ("kill -9 analyze: partial tables", "lost" if partial else "ok")]
-
-
-def descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                children.setdefault(int((proc / "stat").read_text().rpartition(")")[2].split()[1]), []).append(
-                    int(proc.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        tree.add(pid)
-        todo.extend(children.get(pid, []))
-    return tree
 
 
 def main() -> None:

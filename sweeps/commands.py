@@ -179,10 +179,10 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
     from sweeps.trial import trial_resources
 
     todo = set(t.key for t in chosen.trials) - set(finished(folder, DONE))
-    # Loaded before the plan is written: a bad --data ends here and leaves no sweep to --resume.
+    # Every check (the data, Ray, the cluster's nodes and storage) comes before the plan is
+    # written: a refused sweep leaves no sweep to --resume.
     dataset_size = len(training_images(chosen.trials[0].config)) if todo else 0
     with run_lock(folder, "rpgan sweep", "--name"):  # one sweep process per folder
-        folder.write_bytes(PLAN, chosen.to_json().encode())
         again = f"rpgan results {chosen.sweep}{' --quick' if chosen.quick else ''} --storage {folder.storage}"
         if folder.name != _folder(chosen.sweep, chosen.quick, folder.storage, None).name:
             again += f" --name {folder.name}"
@@ -207,6 +207,7 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
                 place(1, trial_resources(workers), flags)
             else:
                 place(count, {"CPU": cpus, "GPU": gpus}, flags)
+        folder.write_bytes(PLAN, chosen.to_json().encode())
         click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
                    f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, "
                    f"{gpus:g} GPU) -> {folder.uri}", err=True)

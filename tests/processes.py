@@ -7,25 +7,14 @@ import select
 import signal
 import subprocess
 import time
-from pathlib import Path
+
+from rpgan.distributed.reaper import descendants as below
+from rpgan.distributed.reaper import with_environ
 
 
 def descendants(root: int) -> set[int]:
     """root and every process below it."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(proc.name))
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        tree.add(pid)
-        todo.extend(children.get(pid, []))
-    return tree
+    return {root} | below(root)
 
 
 def wait_for_output(process: subprocess.Popen, text: str, seconds: float) -> str:
@@ -61,25 +50,12 @@ def wait_until_gone(pids: set[int], seconds: float = 60) -> None:
             os.close(fd)
 
 
-def marked(marker: bytes) -> list[int]:
-    """The processes whose environment holds `marker` (b"NAME=value"), this one excepted."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                if marker in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
-
-
 def kill_marked(marker: bytes) -> None:
     """Stop the Ray a test started (`ray start`) by the ids of its own processes, found by
     `marker`. Not `ray stop --force`: that kills every Ray process on the machine, other
     clusters and other tests' local Rays included."""
     deadline = time.monotonic() + 20
-    while (pids := marked(marker)) and time.monotonic() < deadline:
+    while (pids := with_environ(marker)) and time.monotonic() < deadline:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -51,7 +51,7 @@ def test_what_no_node_holds_is_refused_at_once_and_what_finds_no_room_within_the
 
     analysis = ["analyze", "--ckpt", tiny_ckpt, "--evaluations", 4, "--chunk", 1, "--grids", 0]
     code, _, err = rpgan(*analysis, "--workers", 1, "--gpus-per-worker", 1, "--out", s3 + "/never")
-    _one_line(code, err, 2, "no node of this cluster has (1 GPU)", "--gpus-per-worker")
+    _one_line(code, err, 2, "no node of this cluster has (", "1 GPU)", "its nodes: (1 CPU)", "--gpus-per-worker")
     monkeypatch.setenv("RPGAN_PLACEMENT_TIMEOUT_S", "8")
     started = time.monotonic()
     code, _, err = rpgan(*analysis, "--workers", 3, "--out", s3 + "/never")  # 3 of 1 CPU on 2 CPUs

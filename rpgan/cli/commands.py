@@ -328,8 +328,11 @@ def curves(runs: tuple[str, ...], out: Path | None) -> None:
     if len(runs) > 1 and out is None:
         raise UserError("several --run draw one plot: give --out PNG")
     frames = []
-    for run in runs:
-        folder = Folder.at(run)
+    folders = [Folder.at(run) for run in runs]
+    names = [f.name for f in folders]
+    if len(set(names)) < len(names):  # runs/a/digits and runs/b/digits: lines named by their whole path
+        names = [f.uri for f in folders]
+    for folder, name in zip(folders, names):
         saved = folder.read_bytes(METRICS)
         if saved is None:
             raise UserError(f"{folder.uri} has no {METRICS}; give a run directory written by rpgan train (or one of "
@@ -341,14 +344,14 @@ def curves(runs: tuple[str, ...], out: Path | None) -> None:
                             "write it again") from None
         if rows.empty or "step" not in rows:
             raise UserError(f"{folder.uri}/{METRICS} has no rows yet; train the run further first")
-        frames.append(rows.assign(run=folder.name))
+        frames.append(rows.assign(run=name))
     rows = pd.concat(frames, ignore_index=True)
     evaluated = rows["fid"].notna().sum() if "fid" in rows else 0
     if len(runs) == 1:
         title = f"{folder.name}: {len(rows)} rows to step {rows['step'].max()}, FID at {evaluated} steps"
         png = plot_curves(rows, title, run="run")
     else:
-        title = f"{', '.join(f.name for f in map(Folder.at, runs))}: FID at {evaluated} steps in all"
+        title = f"{', '.join(names)}: FID at {evaluated} steps in all"
         png = plot_curves(rows, title, by="run", run="run")
     if out is None:
         folder.write_bytes("curves.png", png)

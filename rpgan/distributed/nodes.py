@@ -56,14 +56,23 @@ def autoscaling_node_types() -> list[dict[str, float]] | None:
     return None if any(not r for r in found) else [{k: float(v) for k, v in r.items()} for r in found]
 
 
-def largest_possible_node() -> dict[str, float] | None:
-    """The most of each resource one node has or can have (alive nodes, and the node types the
-    autoscaler may start); None if unknown (an autoscaler with detected resources)."""
+def possible_nodes() -> list[dict[str, float]] | None:
+    """The resources of every node the cluster has or can have (alive nodes, and the node types
+    the autoscaler may start); None if unknown (an autoscaler with detected resources)."""
     types = autoscaling_node_types()
-    if types is None:
-        return None
-    nodes = [n["Resources"] for n in alive_nodes()] + types
+    return None if types is None else [n["Resources"] for n in alive_nodes()] + types
+
+
+def largest_alive_node() -> dict[str, float]:
+    """The most CPUs and GPUs one alive node has ({"CPU": .., "GPU": ..})."""
+    nodes = [n["Resources"] for n in alive_nodes()]
     return {kind: max((float(n.get(kind, 0.0)) for n in nodes), default=0.0) for kind in ("CPU", "GPU")}
+
+
+def several_nodes() -> bool:
+    """Whether the cluster's workers may run on more than one node: several are alive, or an
+    autoscaler may add some (a head alone at first, GPU workers started on demand)."""
+    return len(alive_nodes()) > 1 or autoscaling_node_types() != []
 
 
 def placement_timeout() -> float:
@@ -76,16 +85,14 @@ def placement_timeout() -> float:
 
 
 def check_fits_a_node(count: int, bundle: dict[str, float], flags: str) -> None:
-    """Refuse `count` workers of `bundle` each when no node of the cluster can ever hold one
-    (UserError naming `flags`, the options that size them)."""
-    largest = largest_possible_node()
-    if largest is None:
+    """Refuse `count` workers of `bundle` each when no single node of the cluster can ever hold
+    one (UserError naming `flags`, the options that size them)."""
+    nodes = possible_nodes()
+    if nodes is None or any(all(v <= float(n.get(k, 0.0)) for k, v in bundle.items()) for n in nodes):
         return
-    too_big = {k: v for k, v in bundle.items() if v > largest.get(k, 0.0)}
-    if too_big:
-        have = ", ".join(f"{largest[k]:g} {k}" for k in ("CPU", "GPU"))
-        raise UserError(f"{count} workers of {_show(bundle)} each: no node of this cluster has "
-                        f"{_show(too_big)} (its biggest node: {have}); lower {flags}")
+    have = "; ".join(sorted({_show({k: float(n.get(k, 0.0)) for k in ("CPU", "GPU")}) for n in nodes}))
+    raise UserError(f"{count} workers of {_show(bundle)} each: no node of this cluster has {_show(bundle)} "
+                    f"(its nodes: {have}); lower {flags}")
 
 
 def place(count: int, bundle: dict[str, float], flags: str) -> None:
@@ -121,11 +128,20 @@ def on_every_node(task, *args) -> dict[str, object]:
     nodes = alive_nodes()
     refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(*args)
             for n in nodes]
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CHECK_S)
-    if len(ready) < len(refs):
-        raise RemoteError(f"{len(refs) - len(ready)} of the cluster's {len(refs)} nodes did not answer within "
+    ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=CHECK_S)
+    for ref in waiting:  # nothing left queued on a node that does not answer
+        ray.cancel(ref, force=True)
+    if waiting:
+        raise RemoteError(f"{len(waiting)} of the cluster's {len(refs)} nodes did not answer within "
                           f"{CHECK_S:.0f} s; check the cluster (`ray status`)")
-    return {n["NodeManagerAddress"]: result for n, result in zip(nodes, ray.get(refs))}
+    answers = {}
+    for node, ref in zip(nodes, refs):
+        try:
+            answers[node["NodeManagerAddress"]] = ray.get(ref)
+        except ray.exceptions.RayError as e:  # rpgan missing there, a node lost in between
+            raise RemoteError(f"node {node['NodeManagerAddress']} could not run the check ({type(e).__name__}); "
+                              "check that every node runs the same rpgan (`ray status`, the cluster's setup)") from None
+    return answers
 
 
 def _exists(path: str) -> bool:
@@ -135,7 +151,7 @@ def _exists(path: str) -> bool:
 def check_on_every_node(path: str, what: str, fix: str) -> None:
     """Refuse (UserError) when a node of the cluster does not see `path` (a local file or folder
     its workers would read); `what` names it for the user, `fix` says what to do."""
-    if len(alive_nodes()) < 2:
+    if not several_nodes():
         return
     missing = [node for node, seen in on_every_node(_exists, str(path)).items() if not seen]
     if missing:
@@ -155,11 +171,13 @@ def check_data_on_every_node(spec: str) -> None:
 def check_shared_storage(folder: Path | None, shared: bool, flag: str) -> None:
     """A local --storage on a cluster of several nodes: refused unless the user says it is shared
     (`flag`), and then only if a file written here is seen by every node (as NFS would)."""
-    if folder is None or len(alive_nodes()) < 2:
+    if folder is None or not several_nodes():
         return
     if not shared:
-        raise UserError(f"--storage {folder.parent} is a local path and this Ray cluster has {len(alive_nodes())} "
-                        "nodes, each with its own disk: use s3://BUCKET/... (or gs://), or a folder every node mounts "
+        alive = len(alive_nodes())
+        nodes = f"{alive} nodes" if alive > 1 else "an autoscaler that adds nodes"
+        raise UserError(f"--storage {folder.parent} is a local path and this Ray cluster has {nodes}, each with its "
+                        "own disk: use s3://BUCKET/... (or gs://), or a folder every node mounts "
                         f"(NFS) and pass {flag}")
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / f".rpgan-shared-{uuid.uuid4().hex[:8]}"

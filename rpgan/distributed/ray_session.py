@@ -91,15 +91,6 @@ def cluster_resources() -> dict[str, float]:
     return ray.cluster_resources()
 
 
-def largest_node() -> dict[str, float]:
-    """The resources of the connected cluster's biggest alive node ({"CPU": .., "GPU": ..}): a
-    worker must fit one node, whatever the cluster's total."""
-    import ray
-
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    return {kind: max((n.get(kind, 0.0) for n in nodes), default=0.0) for kind in ("CPU", "GPU")}
-
-
 def cluster_slots(gpus_per_worker: float, cpus_per_worker: float = 1.0) -> int:
     """How many workers of this size the connected cluster holds at once (at least 1)."""
     res = cluster_resources()

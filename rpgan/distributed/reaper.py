@@ -38,7 +38,11 @@ def start(environ: dict[str, str] = os.environ) -> None:
 
 def marked(mark: str) -> list[int]:
     """The processes whose environment holds MARK=mark."""
-    entry = f"{MARK}={mark}".encode()
+    return with_environ(f"{MARK}={mark}".encode())
+
+
+def with_environ(entry: bytes) -> list[int]:
+    """The processes (this one excepted) whose environment holds `entry` (b"NAME=value")."""
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and int(proc.name) != os.getpid():
@@ -58,8 +62,8 @@ def _started(pid: int) -> str | None:
         return None
 
 
-def _tree(root: int) -> dict[int, str]:
-    """root's descendants, pid -> start time."""
+def descendants(root: int) -> set[int]:
+    """Every process below root (root excepted)."""
     children: dict[int, list[int]] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -68,13 +72,17 @@ def _tree(root: int) -> dict[int, str]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(parent, []).append(int(proc.name))
-    found, todo = {}, list(children.get(root, []))
+    found, todo = set(), list(children.get(root, []))
     while todo:
         pid = todo.pop()
-        if pid != os.getpid() and (started := _started(pid)):
-            found[pid] = started
-            todo.extend(children.get(pid, []))
+        found.add(pid)
+        todo.extend(children.get(pid, []))
     return found
+
+
+def _tree(root: int) -> dict[int, str]:
+    """root's descendants but this process, pid -> start time."""
+    return {pid: started for pid in descendants(root) if pid != os.getpid() and (started := _started(pid))}
 
 
 def reap(driver: int, mark: str) -> None:

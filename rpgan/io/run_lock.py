@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rpgan.errors import UserError
 from rpgan.io.run_store import Folder
@@ -69,26 +70,30 @@ def run_lock(folder: Folder, what: str, other: str = "--out") -> Iterator[None]:
         with _lease(folder, what, other):
             yield
         return
-    made = not (folder.local / LOCK).exists()
-    try:
-        with _flock(folder, what, other):
-            yield
-    except BaseException:
-        if made:  # a refused or failed command leaves no lock file, nor a folder it made and left empty
-            (folder.local / LOCK).unlink(missing_ok=True)
-            if not existed and not any(folder.local.iterdir()):
-                folder.local.rmdir()
-        raise
+    with _flock(folder, what, other, made_folder=not existed):
+        yield
+
+
+def _open(path: Path) -> tuple[int, bool]:
+    """A descriptor of the lock file, and whether this call created it."""
+    while True:
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            try:
+                return os.open(path, os.O_RDWR), False
+            except FileNotFoundError:  # its holder removed it in between: create it
+                continue
 
 
 @contextmanager
-def _flock(folder: Folder, what: str, other: str) -> Iterator[None]:
+def _flock(folder: Folder, what: str, other: str, made_folder: bool) -> Iterator[None]:
     path = folder.local / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, made = _open(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError:  # the holder's lock and folder are the holder's: nothing is touched
             holder = _read(path.read_bytes())
             who = _describe(holder) if holder else "another process"
             raise UserError(f"{folder.uri} is being written by {who}; a run has one writer: wait for it to end, or "
@@ -101,6 +106,12 @@ def _flock(folder: Folder, what: str, other: str) -> Iterator[None]:
         os.pwrite(fd, json.dumps(_holder(what)).encode(), 0)
         try:
             yield
+        except BaseException:
+            if made:  # a failed command leaves no lock file, nor a folder it made and left empty (while it holds it)
+                path.unlink(missing_ok=True)
+                if made_folder and not any(folder.local.iterdir()):
+                    folder.local.rmdir()
+            raise
         finally:
             os.ftruncate(fd, 0)  # empty: released cleanly (the flock goes with the descriptor)
     finally:

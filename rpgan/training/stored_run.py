@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rpgan.config import RunConfig
+from rpgan.errors import UserError
 from rpgan.io.atomic import fsync_tree
 from rpgan.io.data import training_images
 from rpgan.io.remote import download
@@ -141,11 +142,18 @@ def train_stored_run(config: RunConfig, store: RunStore, device: str, driver: Dr
 
 
 def finished_checkpoint(store: RunStore, config: RunConfig) -> str | None:
-    """The final checkpoint of the run if it already reached config.train.steps, else None."""
+    """The final checkpoint of the run if it already reached config.train.steps and loads, else
+    None (a final checkpoint cut short by a kill mid-upload is trained again from the one before)."""
     steps = store.checkpoint_steps()
-    if steps and steps[-1] >= config.train.steps:
-        return f"{store.uri}/{checkpoint_name(steps[-1])}"
-    return None
+    if not steps or steps[-1] < config.train.steps:
+        return None
+    final = f"{store.uri}/{checkpoint_name(steps[-1])}"
+    try:
+        load_generator(final)
+    except UserError as e:
+        _say(f"skipping {e}")
+        return None
+    return final
 
 
 def finish(store: RunStore, step: int) -> str:
