@@ -35,7 +35,7 @@ test: setup
 	$(BIN)/ruff check rpgan analysis sweeps tests bench
 	$(BIN)/python -m pytest -q
 
-# The edit-test loop (under 3 minutes on 2 cores): everything but the end-to-end runs marked slow
+# The edit-test loop (about 2 minutes on 2 cores): everything but the end-to-end runs marked slow
 # (local Ray clusters, S3, sweeps, real training); `make test` runs those too.
 test-fast: setup
 	$(BIN)/ruff check rpgan analysis sweeps tests bench

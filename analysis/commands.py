@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS, Embedding, Fill
-from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, PATH, SEED, TEXT, choice, example, pick_device, workers
+from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, NPZ, PATH, SEED, TEXT, choice, example, pick_device, workers
 from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
 
@@ -158,7 +158,7 @@ def fid(ckpt: str, n: int, data: str | None, reference_n: int | None, stats: Pat
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
 @click.option("--n", type=click.IntRange(2, MAX_REFERENCE), help="Reference images [default: the whole data set].")
 @SEED
-@click.option("--out", type=PATH, help="Features file [default: the cache].")
+@click.option("--out", type=NPZ, help="Features file, .npz [default: the cache].")
 @cluster_options
 def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: int, out: Path | None,
               workers: int | None, gpus_per_worker: float | None, address: str | None,

@@ -16,8 +16,10 @@ with `WorkerLost`, before anything is written.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -39,24 +41,17 @@ RESTARTS = 3  # per actor: a worker killed now and then recovers; one that dies 
 _INCEPTION_HERE: dict[tuple, InceptionFeatures] = {}  # the in-process worker's network, by weights and device
 
 
+SAY_WAITING_S = 30.0  # an actor's start (a Python importing torch) takes seconds; longer, it waits for room
+
+
 class WorkerLost(RemoteError):
     """A call's Ray worker died more often than `RESTARTS` allows (one line, exit code 1)."""
 
 
 class AnalysisWorker:
-    """One worker's models: a generator (or none: image features only) and the FID Inception. In
-    this process they are given as they are; an actor gets both through Ray's object store
-    (`_actors`), so a worker on any node of a cluster needs nothing from the driver's disk."""
+    """One worker's models: a generator (or none: image features only) and the FID Inception."""
 
-    def __init__(self, generator: Generator | list | None, inception: dict[str, Tensor] | InceptionFeatures | list,
-                 device: str, threads: int = 0):
-        if threads:
-            torch.set_num_threads(threads)
-        if isinstance(generator, list) or isinstance(inception, list):  # an actor's: [ObjectRef], fetched here
-            import ray
-
-            generator = ray.get(generator[0]) if isinstance(generator, list) else generator
-            inception = ray.get(inception[0]) if isinstance(inception, list) else inception
+    def __init__(self, generator: Generator | None, inception: dict[str, Tensor] | InceptionFeatures, device: str):
         self.generator = None if generator is None else generator.to(device).eval()
         self.inception = inception if isinstance(inception, InceptionFeatures) else \
             InceptionFeatures(inception).to(device)
@@ -67,6 +62,29 @@ class AnalysisWorker:
 
     def run(self, task: Callable[..., Any], args: tuple) -> Any:
         return task(self, *args)
+
+
+class AnalysisWorkerActor:
+    """An AnalysisWorker in a Ray actor, on any node of a cluster: its models (the generator and
+    the Inception weights) come through Ray's object store, so it needs nothing from the
+    driver's disk. They come with each call, as object refs inside a list (Ray passes a nested
+    ref as it is), and are fetched at the first call, again after a restart. Not as constructor
+    arguments: Ray keeps no constructor arguments alive for a restart (ray-project/ray#53727) and
+    logs an error-level line for every restartable actor that has some in the object store."""
+
+    def __init__(self, device: str, threads: int):
+        torch.set_num_threads(threads)
+        self.device = device
+        self.worker: AnalysisWorker | None = None
+
+    def run(self, models: list, task: Callable[..., Any], args: tuple) -> Any:
+        if self.worker is None:
+            import ray
+
+            generator, inception = models
+            self.worker = AnalysisWorker(None if generator is None else ray.get(generator), ray.get(inception),
+                                         self.device)
+        return self.worker.run(task, args)
 
 
 @dataclass(frozen=True)
@@ -166,8 +184,9 @@ def _run_here(calls: list[Call], worker: AnalysisWorker, progress: Progress) -> 
 @contextmanager
 def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_per_worker: float,
             cpus_per_worker: float | None) -> Iterator[list]:
-    """n AnalysisWorker actors for ckpt, started within the cluster's placement bound
-    (rpgan.distributed.nodes), killed when the block ends."""
+    """n AnalysisWorkerActors for ckpt, started within the cluster's placement bound
+    (rpgan.distributed.nodes), killed when the block ends; yields for each the function that
+    submits a call to it (`_gather`)."""
     from rpgan.distributed.nodes import Unplaced, check_fits_a_node, placement_timeout
     from rpgan.distributed.ray_session import check_fit, is_private
 
@@ -183,32 +202,26 @@ def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_p
     # node with room, not only to the one that died. max_task_retries: the call an actor was
     # running when it died runs again on its restarted self (at most as often as it restarts).
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_worker, scheduling_strategy="DEFAULT",
-                        max_restarts=RESTARTS, max_task_retries=RESTARTS)(AnalysisWorker)
+                        max_restarts=RESTARTS, max_task_retries=RESTARTS)(AnalysisWorkerActor)
     # The generator (read here: the checkpoint may be on this machine's disk only) and the
-    # Inception weights, held here until the actors are killed: a restarted actor's constructor
-    # reads them again, and Ray does not keep actor constructor arguments alive by itself
-    # (ray-project/ray#53727). Passed inside lists, so they are not constructor arguments in the
-    # object store, which Ray reports with an error-level line at every job; the actor fetches them.
-    generator_ref = ray.put(load_generator(ckpt)[0]) if ckpt else None
-    state_ref = ray.put(inception_state)
-    device = "cuda" if gpus_per_worker > 0 else "cpu"
-    actors = [remote.remote([generator_ref] if generator_ref else None, [state_ref], device, max(1, int(cpus)))
-              for _ in range(n)]
+    # Inception weights, held here until the actors are killed (a restarted actor fetches them again).
+    models = [ray.put(load_generator(ckpt)[0]) if ckpt else None, ray.put(inception_state)]
+    actors = [remote.remote("cuda" if gpus_per_worker > 0 else "cpu", max(1, int(cpus))) for _ in range(n)]
     try:
         # Inside a sweep trial the actors may queue behind other trials' workers, which Tune
         # frees as trials end: they wait as the trial does. Elsewhere the bound holds.
         limit = None if _in_a_trial() else placement_timeout()
         readies = [a.__ray_ready__.remote() for a in actors]
-        started, _ = ray.wait(readies, num_returns=n, timeout=5 if limit else None)
+        started, _ = ray.wait(readies, num_returns=n, timeout=SAY_WAITING_S if limit else None)
         if len(started) < n:
             print(f"rpgan: waiting for room for {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} GPU) "
                   f"(at most {limit:.0f} s)", file=sys.stderr, flush=True)
-            started, _ = ray.wait(readies, num_returns=n, timeout=max(0.0, limit - 5))
+            started, _ = ray.wait(readies, num_returns=n, timeout=max(0.0, limit - SAY_WAITING_S))
         if len(started) < n:
             raise Unplaced(f"the cluster did not start {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} "
                            f"GPU) in {limit:.0f} s (busy, or no node that large); lower {flags}, or free the "
                            "cluster and run again")
-        yield actors
+        yield [functools.partial(a.run.remote, models) for a in actors]
     finally:
         for a in actors:
             ray.kill(a)
@@ -221,15 +234,17 @@ def _in_a_trial() -> bool:
     from ray import tune
 
     try:
-        return tune.get_context().get_trial_id() is not None
+        with warnings.catch_warnings():  # Ray warns when asked outside a trial: that is the question
+            warnings.simplefilter("ignore")
+            return tune.get_context().get_trial_id() is not None
     except Exception:  # outside Tune, or a Tune without a context here
         return False
 
 
-def _gather(actors: list, calls: list[Call], progress: Progress) -> list[Any]:
-    """Each call on the next idle actor; results in call order. Results are taken as they
-    finish, not in order (ActorPool.map's way), so the other actors go on while a killed one
-    restarts and reruns its call."""
+def _gather(actors: list[Callable[..., Any]], calls: list[Call], progress: Progress) -> list[Any]:
+    """Each call on the next idle actor (`actor(task, args)` submits it: `_actors` gives them);
+    results in call order. Results are taken as they finish, not in order (ActorPool.map's
+    way), so the other actors go on while a killed one restarts and reruns its call."""
     import ray
 
     results: list[Any] = [None] * len(calls)
@@ -240,7 +255,7 @@ def _gather(actors: list, calls: list[Call], progress: Progress) -> list[Any]:
         i = next(todo, None)
         if i is not None:
             task, args = calls[i]
-            running[actor.run.remote(task, args)] = (i, actor)
+            running[actor(task, args)] = (i, actor)
 
     for actor in actors:
         submit(actor)

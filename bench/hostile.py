@@ -7,7 +7,8 @@ corrupt checkpoints, a killed command, the explorer's HTTP API), each case run a
 Every case is classified: `error` (exit 1 or 2, one line on stderr, no traceback), `ok` (exit 0
 and its check holds), and the failures: `traceback`, `hang` (past --timeout), `wrong` (exit 0
 but the check fails: a silent wrong result), `lost` (data that existed before is gone or
-changed), `noisy` (a refusal of more than one line). Prints one line per case and the counts.
+changed), `noisy` (a refusal of more than one line, beside the progress of the work done before
+it). Prints one line per case and the counts.
 Needs root for the full-disk cases (a small tmpfs); they are skipped otherwise.
 """
 
@@ -17,6 +18,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +35,7 @@ from pathlib import Path
 from rpgan.distributed.reaper import descendants
 
 RPGAN = str(Path(sys.executable).with_name("rpgan"))
+PROGRESS = re.compile(r"^(training |resuming |.*\| ETA \d)")  # a run's first line, and progress lines
 TINY = ["--blocks", "2", "--width", "8", "--batch", "4", "--sample-every", "0"]
 
 
@@ -62,7 +65,8 @@ def classify(case: Case, done: subprocess.CompletedProcess | None, before: dict[
     if any((p.read_bytes() if p.exists() else None) != data for p, data in before.items()):
         return "lost"
     if done.returncode in (1, 2):
-        lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("rpgan explore: warning")]
+        lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("rpgan explore: warning")
+                 and not PROGRESS.match(line)]  # the work done before a refusal that only work can find
         if case.expect == "ok":
             return "wrong"
         return "error" if len(lines) == 1 else "noisy"

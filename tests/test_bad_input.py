@@ -176,8 +176,8 @@ def test_corrupt_analysis_tables_and_fid_statistics_are_one_line(tmp_path):
     lambda: AnalyzeConfig(noise_scales=(float("nan"),)).validate(),
     lambda: DissectConfig(n=10**9).validate(),
     lambda: DissectConfig(strips=10**6).validate(),
-    lambda: DirectionsConfig(directions=10**6).validate(Generator(TINY_MODELS["resnet"])),
-    lambda: DirectionsConfig(max_shift=float("inf")).validate(Generator(TINY_MODELS["resnet"])),
+    lambda: DirectionsConfig(directions=10**6).validate(TINY_MODELS["resnet"].n_buckets),
+    lambda: DirectionsConfig(max_shift=float("inf")).validate(TINY_MODELS["resnet"].n_buckets),
 ])
 def test_analysis_counts_are_bounded(make):
     with pytest.raises(UserError):

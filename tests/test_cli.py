@@ -126,10 +126,12 @@ def test_sample_never_overwrites_a_file_it_did_not_write_nor_names_its_temporari
     (["train", "--labels", "0-6,42"], "digits has labels 0..9, not 42"),
     (["train", "--labels", "11-20", "--dry-run"], "digits has labels 0..9"),  # checked before a dry run too
     (["train", "--labels", "foo", "--dry-run"], "--labels takes ranges"),
+    (["train", "--labels", "0-", "--dry-run"], "--labels takes ranges"),  # an open range is not a range
     (["sample", "--ckpt", "/no/such/run", "--out", ""], "'--out': is empty"),
     (["curves", "--run", "/no/such/run", "--out", ""], "'--out': is empty"),
     (["analyze", "--ckpt", "/no/such/run", "--out", ""], "'--out': is empty"),  # not RUN/analysis
     (["sample", "--ckpt", "/no/such/run", "--out", "grid.jpg"], "does not end in .png"),
+    (["fid-stats", "--data", "digits", "--out", "/"], "is a directory"),  # before any features are computed
     (["train", "--storage", "", "--workers", "1"], "'--storage': is empty"),
     (["train", "--data", "folder:"], "needs a path"),
     (["fid", "--ckpt", "/no/such/run", "--n", "0"], "2<=x<=1000000"),

@@ -66,6 +66,7 @@ def test_a_uri_that_is_no_checkpoint_is_one_line(tmp_path):
         checkpoint_ref("nosuchscheme://x/y")
 
 
+@pytest.mark.slow  # waits out every scheme's bounded retries: `make test` only
 def test_an_unreachable_store_is_one_line_within_seconds_for_every_scheme(rpgan, monkeypatch):
     """gs:// without credentials retried for two minutes before (GCS's client retries 15); now it,
     and an S3 endpoint that refuses connections, fail in one line (exit 1), no traceback."""

@@ -125,6 +125,7 @@ def test_a_corrupt_metrics_file_is_a_user_error(tmp_path):
             read_rows(tmp_path, 10)
 
 
+@pytest.mark.slow  # a training with FID twice over: `make test` only
 def test_fid_during_training_is_a_column_measured_exactly_once_across_a_resume(tmp_path, rpgan):
     config = tiny_run(steps=6, log_every=2, checkpoint_every=4, sample_every=3, eval_every=3, eval_samples=6)
     data = load_data("digits", config.model.image_size, config.model.channels)

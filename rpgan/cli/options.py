@@ -56,27 +56,32 @@ TEXT = _Text()  # a name, a data set, a URI or a path: any non-empty text
 PATH = _Path(path_type=Path)  # a local path
 
 
-class _Png(_Path):
-    """A PNG file to write: a .png name, not a directory, and not an existing file of another kind
-    (rpgan replaces only images, never a file it did not write)."""
+class _FileOut(_Path):
+    """A file to write, of one kind: its suffix, not a directory, and not an existing file of
+    another kind (rpgan replaces only its own kind of file, never one it did not write)."""
+
+    def __init__(self, suffix: str, magic: bytes, kind: str, example: str):
+        super().__init__(path_type=Path)
+        self.suffix, self.magic, self.kind, self.example = suffix, magic, kind, example
 
     def convert(self, value, param, ctx):
         path = super().convert(value, param, ctx)
         if path.is_dir():
-            self.fail(f"{str(path)!r} is a directory; give a file name inside it, like {path / 'grid.png'}",
+            self.fail(f"{str(path)!r} is a directory; give a file name inside it, like {path / self.example}",
                       param, ctx)
-        if path.suffix.lower() != ".png":
-            self.fail(f"{str(path)!r} does not end in .png; rpgan writes PNG images (give a name like grid.png)",
-                      param, ctx)
+        if path.suffix.lower() != self.suffix:
+            self.fail(f"{str(path)!r} does not end in {self.suffix}; rpgan writes {self.kind} (give a name like "
+                      f"{self.example})", param, ctx)
         if path.exists():
             with open(path, "rb") as f:
-                if f.read(8) != b"\x89PNG\r\n\x1a\n":
-                    self.fail(f"{str(path)!r} exists and is not a PNG image; rpgan does not overwrite it (remove "
-                              "it or choose another name)", param, ctx)
+                if f.read(len(self.magic)) != self.magic:
+                    self.fail(f"{str(path)!r} exists and is not a {self.kind}; rpgan does not overwrite it "
+                              "(remove it or choose another name)", param, ctx)
         return path
 
 
-PNG = _Png(path_type=Path)
+PNG = _FileOut(".png", b"\x89PNG\r\n\x1a\n", "PNG image", "grid.png")
+NPZ = _FileOut(".npz", b"PK\x03\x04", "NumPy .npz file", "features.npz")  # an .npz is a zip archive
 
 
 def choice(kind: object) -> click.Choice:

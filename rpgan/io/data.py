@@ -253,9 +253,9 @@ def parse_labels(text: str) -> list[int]:
     """`"0-6"`, `"1,3,5"` or `"0-2,7"` -> sorted label list (labels 0..MAX_LABEL, ranges low-high)."""
     labels: set[int] = set()
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
+        lo, dash, hi = part.partition("-")
         try:
-            a, b = int(lo), int(hi or lo)
+            a, b = int(lo), int(hi if dash else lo)  # "0-" is not a range: int("") refuses it
         except ValueError:
             raise UserError(f"--labels takes ranges like 0-6 or lists like 1,3,5, got {text!r}") from None
         if a > b:
