@@ -22,7 +22,7 @@ from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
 from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS, Embedding
 from analysis.plots import plot_responsibility
-from analysis.responsibility import Plan, distinct_images, evaluation_rows, make_plan, variations
+from analysis.responsibility import Draws, distinct_images, draw, evaluation_rows, variations
 from analysis.results import table
 from rpgan.errors import UserError
 from rpgan.io.images import save_layer_grid
@@ -83,7 +83,7 @@ def methods(generator: Generator | EigenGenerator, noise_scales: tuple[float, ..
     return found
 
 
-def summarise(long: pd.DataFrame) -> pd.DataFrame:
+def summarise_layers(long: pd.DataFrame) -> pd.DataFrame:
     """Per method x layer x distance: evaluations with a defined ratio, ratio and spread mean/std."""
     g = long.groupby(["method", "embedding", "layer", "distance"], sort=False)
     return pd.DataFrame({
@@ -92,11 +92,11 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
-def evaluate(worker: AnalysisWorker, plan: Plan, first: int, mode: str, noise_scale: float,
+def evaluate(worker: AnalysisWorker, draws: Draws, first: int, mode: str, noise_scale: float,
              classifier: dict[str, torch.Tensor] | None = None) -> list[dict]:
-    """Task: the rows of evaluations first..first+len(plan)-1 (see analysis.responsibility), the
+    """Task: the rows of evaluations first..first+len(draws)-1 (see analysis.responsibility), the
     semantic distance on Inception features, or on those of `classifier` (a state dict)."""
-    images = variations(worker.generator, plan, mode, noise_scale)
+    images = variations(worker.generator, draws, mode, noise_scale)
     embed = worker.embed
     if classifier is not None:
         embed = functools.partial(classifier_features, load_classifier(classifier, worker.generator.cfg.image_size))
@@ -109,18 +109,18 @@ def measure(generator: Generator, ckpt: Path | str, cfg: AnalyzeConfig, fan: Fan
     evaluation x layer x distance) and their summary (method x layer x distance). `data`: the
     data set whose classifier `cfg.embedding == "classifier"` embeds with."""
     todo = methods(generator, cfg.noise_scales)
-    plan = make_plan(generator, cfg.evaluations, cfg.seed)
+    draws = draw(generator, cfg.evaluations, cfg.seed)
     classifier = None
     if cfg.embedding == "classifier":
         classifier = cached_classifier(data, generator.cfg.image_size, generator.cfg.channels)[0]
     starts = range(0, cfg.evaluations, cfg.chunk)
-    calls = [(evaluate, (plan.chunk(a, a + cfg.chunk), a, mode, scale, classifier))
+    calls = [(evaluate, (draws.chunk(a, a + cfg.chunk), a, mode, scale, classifier))
              for _, mode, scale in todo for a in starts]
     results = fan.run(calls, ckpt)
     per_method = len(starts)
     rows = [{**row, "method": todo[i // per_method][0], "embedding": cfg.embedding}
             for i, chunk in enumerate(results) for row in chunk]
-    return rows, summarise(pd.DataFrame(rows))
+    return rows, summarise_layers(pd.DataFrame(rows))
 
 
 def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write
-from rpgan.io.data import ImageData, load_data, to_float
+from rpgan.io.data import ImageData, data_identity, load_data, to_float
 from rpgan.io.remote import cache_root
 
 import torch
@@ -92,12 +92,7 @@ def classifier_features(model: ImageClassifier, images: Tensor, batch: int = 102
 def cached_classifier(data: str, size: int, channels: int, seed: int = 0) -> tuple[dict[str, Tensor], Path]:
     """The state dict of the classifier of data set `data` (at size x size), and its cache file:
     read from $RPGAN_CACHE/classifiers when there (weights only), else trained and written."""
-    kind, _, where = data.partition(":")
-    source = data
-    if kind in ("npz", "folder") and Path(where).exists():  # the files as they are now, wherever they were named
-        info = Path(where).resolve().stat()
-        source = f"{kind}:{Path(where).resolve()}|{info.st_size}|{info.st_mtime_ns}"
-    key = hashlib.sha1(f"{source}|{size}|{channels}|{seed}|{STEPS}|{VERSION}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{data_identity(data)}|{size}|{channels}|{seed}|{STEPS}|{VERSION}".encode()).hexdigest()[:16]
     path = cache_root() / "classifiers" / f"{key}.pt"
     if path.is_file():
         try:

@@ -7,7 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_FID_SAMPLES, MAX_REFERENCE, MAX_STEPS, Embedding, Fill
+from analysis.limits import (
+    MAX_BATCH,
+    MAX_DIRECTION_STEPS,
+    MAX_DIRECTIONS,
+    MAX_FID_SAMPLES,
+    MAX_REFERENCE,
+    Embedding,
+    Fill,
+)
 from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, NPZ, PATH, SEED, TEXT, choice, example, pick_device, workers
 from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
@@ -169,8 +177,8 @@ def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: in
 
     check_spec(data)
     fan = _fanout(workers, gpus_per_worker, address, device, inception_weights)
-    feats, path = reference_features(data, image_size, int(channels), n, fan, seed, out)
-    click.echo(f"{len(feats)} reference features: {path}")
+    reference, path = reference_features(data, image_size, int(channels), n, fan, seed, out)
+    click.echo(f"{len(reference.features)} reference features: {path}")
 
 
 @click.command(epilog=example("rpgan dissect --ckpt runs/digits --n 200 --units 8"))
@@ -207,7 +215,7 @@ def dissect(ckpt: str, n: int, units: int, fill: str, strips: int, chunk: int, s
               help="Learn directions in this bucket's input (1: z of a Gaussian-input GAN, or RPGAN's Z).")
 @click.option("--directions", "count", type=click.IntRange(2, MAX_DIRECTIONS), default=10, show_default=True,
               help="K directions.")
-@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=1000, show_default=True)
+@click.option("--steps", type=click.IntRange(1, MAX_DIRECTION_STEPS), default=1000, show_default=True)
 @click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--max-shift", type=float, default=6.0, show_default=True)

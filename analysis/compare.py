@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from analysis.plots import plot_comparison
-from analysis.results import run_id, table
+from analysis.results import job_id, table
 from rpgan.errors import UserError
 from rpgan.io.remote import download, is_uri, upload
 
@@ -26,12 +26,12 @@ import pyarrow as pa
 
 SOURCES = ("responsibility_summary", "ablation_effect")
 COMPARISON = table("comparison", [
-    ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("model", pa.string()),
-    ("family", pa.string()), ("source_run_id", pa.string()), ("ckpt", pa.string()), ("step", pa.int64()),
+    ("job_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("model", pa.string()),
+    ("family", pa.string()), ("source_job_id", pa.string()), ("ckpt", pa.string()), ("step", pa.int64()),
     ("preset", pa.string()), ("arch", pa.string()), ("blocks", pa.string()), ("method", pa.string()),
     ("layer", pa.int64()), ("distance", pa.string()), ("ratio_mean", pa.float64()), ("ratio_std", pa.float64())],
     context=False)
-KEPT = ["run_id", "ckpt", "step", "preset", "arch", "blocks", "method", "layer", "distance", "ratio_mean", "ratio_std"]
+KEPT = ["job_id", "ckpt", "step", "preset", "arch", "blocks", "method", "layer", "distance", "ratio_mean", "ratio_std"]
 
 
 def family(method: str) -> str:
@@ -58,7 +58,7 @@ def collect(dirs: list[Path]) -> pd.DataFrame:
                             "with --out there first")
         frames += [_read(path) for path in found]
     rows = pd.concat(frames, ignore_index=True)
-    rows = rows[rows["distance"].isin(["semantic", "color"])].rename(columns={"run_id": "source_run_id"})
+    rows = rows[rows["distance"].isin(["semantic", "color"])].rename(columns={"job_id": "source_job_id"})
     rows.insert(0, "family", rows["method"].map(family))
     name = rows["preset"].where(rows["preset"] != "", rows["arch"])
     rows.insert(0, "model", name + " [" + rows["blocks"] + "]")
@@ -87,7 +87,7 @@ def compare(dirs: list[str], out: str) -> tuple[pd.DataFrame, dict[str, str]]:
     with tempfile.TemporaryDirectory(prefix="rpgan-compare-") as tmp:
         local = [download(d, Path(tmp) / f"in-{i}") if is_uri(d) else Path(d) for i, d in enumerate(dirs)]
         rows = collect(local)
-        ctx = {"run_id": run_id({"dirs": sorted(d.rstrip("/") if is_uri(d) else str(Path(d).resolve()) for d in dirs)}),
+        ctx = {"job_id": job_id({"dirs": sorted(d.rstrip("/") if is_uri(d) else str(Path(d).resolve()) for d in dirs)}),
                "created_at": dt.datetime.now(dt.UTC)}
         target = Path(tmp).resolve() / "out" if is_uri(out) else Path(out)
         written = {"comparison": COMPARISON.write(target, ctx, rows.to_dict("records")),

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from analysis.limits import MAX_BATCH, MAX_DIRECTIONS, MAX_STEPS
+from analysis.limits import MAX_BATCH, MAX_DIRECTION_STEPS, MAX_DIRECTIONS
 from rpgan.errors import UserError
 from rpgan.io.progress import Progress
 from rpgan.model.networks import Generator
@@ -45,8 +45,9 @@ class DirectionsConfig:
             raise UserError(f"--bucket must be 1..{n_buckets} (the checkpoint's buckets), got {self.bucket}")
         if self.directions < 2 or self.steps < 1 or self.batch < 1 or not 0 < self.lr < math.inf:
             raise UserError("--directions must be >= 2, --steps and --batch >= 1, --lr positive")
-        if self.directions > MAX_DIRECTIONS or self.steps > MAX_STEPS or self.batch > MAX_BATCH:
-            raise UserError(f"--directions go up to {MAX_DIRECTIONS}, --steps to {MAX_STEPS}, --batch to {MAX_BATCH}")
+        if self.directions > MAX_DIRECTIONS or self.steps > MAX_DIRECTION_STEPS or self.batch > MAX_BATCH:
+            raise UserError(f"--directions go up to {MAX_DIRECTIONS}, --steps to {MAX_DIRECTION_STEPS}, "
+                            f"--batch to {MAX_BATCH}")
         if not 0 <= self.min_shift < self.max_shift < math.inf:
             raise UserError("--min-shift must be >= 0 and below --max-shift, which must be finite")
         return self

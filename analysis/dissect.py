@@ -73,7 +73,7 @@ def effects(worker: AnalysisWorker, paths: Tensor, z: Tensor | None,
     return ablation_effects(worker.generator, paths, z, edits, worker.embed)
 
 
-def summarise(effects: torch.Tensor, dissected: list[int], method: str) -> pd.DataFrame:
+def summarise_effects(effects: torch.Tensor, dissected: list[int], method: str) -> pd.DataFrame:
     """Effects [layers, N, 2] -> per layer x distance: effect mean/std and the per-sample ratio
     to layer 1's effect, mean/std (NaN where layer 1's effect is 0)."""
     rows = []
@@ -122,7 +122,7 @@ def _dissect(job: Job, cfg: DissectConfig, fan: Fanout) -> dict[str, Path]:
         ablations.append((layer, top[layer], fill))
     chunks = fan.run([(effects, (*part(a), ablations)) for a in starts], ckpt, label="ablation chunk")
     method = f"unit-ablation-top{cfg.units}-{cfg.fill}"
-    summary = summarise(torch.cat(chunks, 1), dissected, method)
+    summary = summarise_effects(torch.cat(chunks, 1), dissected, method)
 
     ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
     written = {"unit_activation": UNIT_ACTIVATION.write(out, ctx, unit_rows),

@@ -17,7 +17,6 @@ with `WorkerLost`, before anything is written.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from typing import Any
 
 from rpgan.errors import RemoteError
 from rpgan.io.progress import Progress
-from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights
+from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights, weights_identity
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import load_generator
 
@@ -108,9 +107,7 @@ class Fanout:
     def _here(self, ckpt: str | None) -> AnalysisWorker:
         """The in-process worker for ckpt. Its Inception is built once per process and weights: a
         sweep trial's process, which Tune reuses, evaluates trial after trial without reloading it."""
-        given = self.inception_weights or os.environ.get("RPGAN_INCEPTION_WEIGHTS")
-        stat = os.stat(given) if given and os.path.isfile(given) else None  # a file rewritten in place is new
-        key = (str(given), stat and (stat.st_size, stat.st_mtime_ns), self.device)
+        key = (weights_identity(self.inception_weights), self.device)  # a file rewritten in place is new
         if key not in _INCEPTION_HERE:
             _INCEPTION_HERE.clear()
             _INCEPTION_HERE[key] = InceptionFeatures(self.inception_state).to(self.device)

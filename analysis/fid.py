@@ -16,7 +16,9 @@ from analysis.results import table
 from rpgan.errors import UserError
 from rpgan.io.data import load_data, to_uint8
 from rpgan.io.images import render
-from rpgan.metrics.features import read_cached, reference_index, score, stats_path, write_cached
+from rpgan.metrics.features import Reference, read_cached, reference_index, score, stats_path, write_cached
+from rpgan.metrics.inception import weights_identity
+from rpgan.metrics.quality import COLUMNS
 from rpgan.model.networks import Generator
 
 import numpy as np
@@ -26,7 +28,7 @@ from torch import Tensor
 
 QUALITY = table("quality", [
     ("reference", pa.string()), ("n_generated", pa.int64()), ("n_reference", pa.int64()),
-    ("fid", pa.float64()), ("prd_f8_recall", pa.float64()), ("prd_f1_8_precision", pa.float64())])
+    *[(column, pa.float64()) for column in COLUMNS], ("measurement", pa.string())])
 PRD_CURVE = table("prd_curve", [
     ("reference", pa.string()), ("angle_index", pa.int64()), ("prd_precision", pa.float64()),
     ("prd_recall", pa.float64())])
@@ -43,19 +45,20 @@ def sample_features(worker: AnalysisWorker, paths: Tensor, z: Tensor | None) -> 
 
 
 def reference_features(data: str, size: int, channels: int, n: int | None, fan: Fanout, seed: int = 0,
-                       out: Path | None = None) -> tuple[np.ndarray, Path]:
+                       out: Path | None = None) -> tuple[Reference, Path]:
     """Pool3 features [N, 2048] of the real images (all, or n chosen by seed), read from the
-    cache file when present, else computed on the workers and written there atomically."""
-    path = Path(out) if out else stats_path(data, size, channels, n, seed)
+    cache file when present, else computed on the workers and written there atomically; and
+    that file."""
+    path = Path(out) if out else stats_path(data, size, channels, n, seed, weights_identity(fan.inception_weights))
     feats = read_cached(path)
     if feats is not None:
-        return feats, path
+        return Reference(feats, path.name), path
     images = load_data(data, size, channels)
     index = reference_index(len(images), n, seed)
     calls = [(image_features, (images.batch(index[i : i + fan.chunk]),)) for i in range(0, len(index), fan.chunk)]
     feats = np.concatenate(fan.run(calls, ckpt=None, label="real chunk"))
     write_cached(path, feats)
-    return feats, path
+    return Reference(feats, path.name), path
 
 
 def generated_features(generator: Generator, ckpt: Path | str, n: int, seed: int, fan: Fanout) -> np.ndarray:
@@ -80,7 +83,8 @@ def fid(ckpt: Path | str, n: int, seed: int, fan: Fanout, data: str | None = Non
         with fan.holding(job.ckpt):  # both feature jobs on the same workers
             ref, ref_path = reference_features(data, m.image_size, m.channels, reference_n, fan, seed, stats)
             generated = generated_features(generator, job.ckpt, n, seed, fan)
-        measured, curve = score(generated, ref, seed, prd)
+        measured, extras = score(generated, ref, seed, frozenset({"prd"} if prd else ()))
+        curve = extras.get("prd")
         row = {"reference": data, **measured}
         ctx = job.context({"n": n, "seed": seed, "data": data, "reference_n": reference_n, "prd": prd}, seed)
         written = {}

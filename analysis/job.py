@@ -15,15 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.results import context, run_id
+from analysis.results import context, job_id
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
-from rpgan.io.remote import is_uri, parent, upload
-from rpgan.io.run_store import Folder
+from rpgan.io.remote import is_uri, upload
+from rpgan.io.run import ANALYSIS, Folder, checkpoint_location, run_of
 from rpgan.model.networks import Generator
-from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_config, read_step, resolve_checkpoint
-
-ANALYSIS = "analysis"  # a job's default folder, inside the checkpoint's run
+from rpgan.training.checkpoint import load_generator, read_config, read_step, resolve_checkpoint
 
 
 @dataclass(frozen=True)
@@ -36,8 +34,8 @@ class Job:
     out_uri: str | None  # where `out` goes once the job is done, if that is remote
 
     def context(self, options: dict, seed: int) -> dict:
-        """The context columns of the job's tables; the run_id hashes the checkpoint and options."""
-        return context(run_id({"ckpt": self.ckpt, **options}), self.ckpt, self.step, self.config, seed)
+        """The context columns of the job's tables; the job_id hashes the checkpoint and options."""
+        return context(job_id({"ckpt": self.ckpt, **options}), self.ckpt, self.step, self.config, seed)
 
     def finish(self, written: dict[str, Path]) -> dict[str, str]:
         """Upload a remote job's files; where each written file now is, by name."""
@@ -49,14 +47,14 @@ class Job:
 
 def default_out(ckpt: str) -> str:
     """RUN/analysis for a checkpoint RUN/checkpoints/step_N (a path or a URI)."""
-    return f"{parent(parent(ckpt))}/{ANALYSIS}" if is_uri(ckpt) else str(Path(ckpt).parent.parent / ANALYSIS)
+    return f"{run_of(ckpt)}/{ANALYSIS}"
 
 
 def preflight(ckpt: Path | str, out: Path | str | None) -> RunConfig:
     """Check a job's inputs before any work (a Ray start, a model load): the checkpoint exists and
     its config.json reads (returned), and `out` (default: the run's analysis/) can be written: a
     local folder's nearest existing parent takes a file, a URI's store its folder."""
-    exact = checkpoint_ref(ckpt)
+    exact = checkpoint_location(ckpt)
     config = read_config(resolve_checkpoint(exact))
     target = str(out) if out else default_out(exact)
     if is_uri(target):
@@ -78,7 +76,7 @@ def preflight(ckpt: Path | str, out: Path | str | None) -> RunConfig:
 def open_job(ckpt: Path | str, out: Path | str | None, device: str = "cpu") -> Iterator[Job]:
     """The job on checkpoint `ckpt` (a checkpoint or run, a path or a URI) writing to `out`
     (default: the run's analysis/); a remote job's staging folder is removed at the end."""
-    exact = checkpoint_ref(ckpt)
+    exact = checkpoint_location(ckpt)
     generator, config, local = load_generator(exact, device)
     target = str(out) if out else default_out(exact)
     staging = Path(tempfile.mkdtemp(prefix="rpgan-out-")).resolve() if is_uri(target) else None

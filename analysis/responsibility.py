@@ -5,7 +5,7 @@ One evaluation: a random base path (and z for a Gaussian-input generator); for e
 K = 4 images that differ only in layer l: other blocks of bucket l ("buckets"), 4 independent
 noise draws on layer l's weights ("noise"), or 4 independent draws of an EigenGAN layer's
 subspace coefficients z_l ("eigen"). Its spreads are mean pairwise distances of those K
-images; the ratio divides by layer 1's. Everything random is drawn up front from the seed into a `Plan`, so the
+images; the ratio divides by layer 1's. Everything random is drawn up front from the seed into a `Draws`, so the
 numbers do not depend on how evaluations are split across workers.
 """
 
@@ -28,7 +28,7 @@ IMAGES_PER_LAYER = 4  # the paper's four images per bucket
 
 
 @dataclass(frozen=True)
-class Plan:
+class Draws:
     """The random choices of evaluations; index [e] for evaluation e."""
 
     base_paths: Tensor  # Long [E, L]
@@ -39,12 +39,12 @@ class Plan:
     def __len__(self) -> int:
         return len(self.base_paths)
 
-    def chunk(self, start: int, stop: int) -> Plan:
-        return Plan(self.base_paths[start:stop], None if self.z is None else self.z[start:stop],
-                    self.blocks[start:stop], self.noise_seeds[start:stop])
+    def chunk(self, start: int, stop: int) -> Draws:
+        return Draws(self.base_paths[start:stop], None if self.z is None else self.z[start:stop],
+                     self.blocks[start:stop], self.noise_seeds[start:stop])
 
 
-def make_plan(generator: Generator, evaluations: int, seed: int) -> Plan:
+def draw(generator: Generator, evaluations: int, seed: int) -> Draws:
     """Base paths, varied blocks (distinct within a bucket; all of them when a bucket has fewer
     than 4) and noise seeds for `evaluations` evaluations, all drawn from `seed`."""
     rng = torch.Generator().manual_seed(seed)
@@ -58,39 +58,39 @@ def make_plan(generator: Generator, evaluations: int, seed: int) -> Plan:
             # a bucket of m < K blocks shows all m; the rest repeat and are left out of its spread
             chosen[e, i] = torch.randperm(m, generator=rng)[:k] if m >= k else torch.arange(k) % m
     seeds = torch.randint(0, 2**62, (evaluations, len(blocks), k), generator=rng)
-    return Plan(base, z, chosen, seeds)
+    return Draws(base, z, chosen, seeds)
 
 
 @torch.no_grad()
-def bucket_variations(generator: Generator, plan: Plan) -> Tensor:
+def bucket_variations(generator: Generator, draws: Draws) -> Tensor:
     """Images [E, L, K, C, S, S] (uint8): evaluation e, bucket l, its k-th chosen block."""
-    n_eval, n_layers, k = plan.blocks.shape
-    paths = torch.cat([frozen_path_variations(plan.base_paths[e], i, plan.blocks[e, i])
+    n_eval, n_layers, k = draws.blocks.shape
+    paths = torch.cat([frozen_path_variations(draws.base_paths[e], i, draws.blocks[e, i])
                        for e in range(n_eval) for i in range(n_layers)])
-    z = None if plan.z is None else plan.z.repeat_interleave(n_layers * k, dim=0)
+    z = None if draws.z is None else draws.z.repeat_interleave(n_layers * k, dim=0)
     images = to_uint8(render(generator, paths, z))
     return images.view(n_eval, n_layers, k, *images.shape[1:])
 
 
 @torch.no_grad()
-def noise_variations(generator: Generator, plan: Plan, scale: float) -> Tensor:
+def noise_variations(generator: Generator, draws: Draws, scale: float) -> Tensor:
     """Images [E, L, K, C, S, S] (uint8): the base path rendered by the generator with layer l's
     weights perturbed, W + scale * std(W) * N(0, 1) per block, one fresh draw per image.
     Only weight matrices and kernels are perturbed, not biases or normalisation parameters."""
-    n_eval, n_layers, k = plan.noise_seeds.shape
+    n_eval, n_layers, k = draws.noise_seeds.shape
     out = []
     for e in range(n_eval):
-        z = None if plan.z is None else plan.z[e : e + 1]
+        z = None if draws.z is None else draws.z[e : e + 1]
         for i, bucket in enumerate(generator.buckets):
             weights = [p for p in bucket.parameters() if p.dim() >= 3]  # stacked [m, out, in, ...]
             originals = [w.detach().clone() for w in weights]
             for j in range(k):
-                rng = torch.Generator().manual_seed(int(plan.noise_seeds[e, i, j]))
+                rng = torch.Generator().manual_seed(int(draws.noise_seeds[e, i, j]))
                 for w, w0 in zip(weights, originals):
                     std = w0.flatten(1).std(dim=1).view(-1, *[1] * (w0.dim() - 1))
                     noise = torch.randn(w0.shape, generator=rng).to(w0.device)
                     w.copy_(w0 + scale * std * noise)
-                out.append(render(generator, plan.base_paths[e : e + 1], z))
+                out.append(render(generator, draws.base_paths[e : e + 1], z))
             for w, w0 in zip(weights, originals):
                 w.copy_(w0)
     images = to_uint8(torch.cat(out))
@@ -98,30 +98,30 @@ def noise_variations(generator: Generator, plan: Plan, scale: float) -> Tensor:
 
 
 @torch.no_grad()
-def eigen_variations(generator: EigenGenerator, plan: Plan) -> Tensor:
+def eigen_variations(generator: EigenGenerator, draws: Draws) -> Tensor:
     """Images [E, L, K, C, S, S] (uint8): evaluation e's z with layer l's coefficients z_l
     replaced by the k-th fresh draw from N(0, I); everything else fixed."""
-    n_eval, n_layers, k = plan.noise_seeds.shape
-    z = plan.z.repeat_interleave(n_layers * k, dim=0).view(n_eval, n_layers, k, -1).clone()
+    n_eval, n_layers, k = draws.noise_seeds.shape
+    z = draws.z.repeat_interleave(n_layers * k, dim=0).view(n_eval, n_layers, k, -1).clone()
     for e in range(n_eval):
         for i in range(n_layers):
             cols = generator.coefficients(i + 1)
             for j in range(k):
-                rng = torch.Generator().manual_seed(int(plan.noise_seeds[e, i, j]))
+                rng = torch.Generator().manual_seed(int(draws.noise_seeds[e, i, j]))
                 z[e, i, j, cols] = torch.randn(cols.stop - cols.start, generator=rng)
-    paths = plan.base_paths.repeat_interleave(n_layers * k, dim=0)
+    paths = draws.base_paths.repeat_interleave(n_layers * k, dim=0)
     images = to_uint8(render(generator, paths, z.flatten(0, 2)))
     return images.view(n_eval, n_layers, k, *images.shape[1:])
 
 
-def variations(generator: Generator | EigenGenerator, plan: Plan, mode: str, noise_scale: float = 0.0) -> Tensor:
+def variations(generator: Generator | EigenGenerator, draws: Draws, mode: str, noise_scale: float = 0.0) -> Tensor:
     """Images [E, L, K, C, S, S] (uint8) varying each layer the way `mode` says: "buckets",
     "noise" (at `noise_scale`) or "eigen"."""
     if mode == "noise":
-        return noise_variations(generator, plan, noise_scale)
+        return noise_variations(generator, draws, noise_scale)
     if mode == "eigen":
-        return eigen_variations(generator, plan)
-    return bucket_variations(generator, plan)
+        return eigen_variations(generator, draws)
+    return bucket_variations(generator, draws)
 
 
 def distinct_images(blocks: tuple[int, ...], mode: str) -> list[int]:

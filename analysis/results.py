@@ -1,9 +1,9 @@
-"""Parquet results: one dataset directory per table, one part file per run (rpgan.io.parquet).
+"""Parquet results: one dataset directory per table, one part file per job (rpgan.io.parquet).
 
-`pandas.read_parquet(dir)` reads all runs of a table; each run's rows carry `run_id`,
+`pandas.read_parquet(dir)` reads all jobs of a table; each job's rows carry `job_id`,
 `created_at` and the configuration columns needed to filter without joining: `run_columns`,
 the one set that analysis tables and sweep tables share (the model's preset, data and blocks,
-and every setting of rpgan.overrides). A run id is a hash of the job's options, so re-running the
+and every setting of rpgan.overrides). A job id is a hash of the job's options, so re-running the
 same job replaces its part instead of duplicating rows. Each job module registers
 its tables (`table`); schemas are documented in docs/results.md.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rpgan.config import RunConfig
 from rpgan.io.parquet import write_part
-from rpgan.io.run_store import Folder
+from rpgan.io.run import Folder
 from rpgan.overrides import SETTINGS
 
 import pyarrow as pa
@@ -38,7 +38,7 @@ RUN_COLUMNS = [
     *((s.name, _arrow(s.kind)) for s in SETTINGS.values() if s.name != "seed"),
 ]
 CONTEXT = [  # every analysis table starts with these: who made the rows and from which model
-    ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("ckpt", pa.string()),
+    ("job_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("ckpt", pa.string()),
     ("step", pa.int64()), *RUN_COLUMNS, ("seed", pa.int64()),
 ]
 SCHEMAS: dict[str, pa.Schema] = {}  # every analysis table, by name (each job module registers its own)
@@ -52,9 +52,9 @@ class Table:
     schema: pa.Schema
 
     def write(self, out: Path | str, ctx: dict, rows: list[dict]) -> str:
-        """Write rows (context columns added) as OUT/NAME/part-<run_id>.parquet, OUT a local
+        """Write rows (context columns added) as OUT/NAME/part-<job_id>.parquet, OUT a local
         directory or a URI; returns where it went."""
-        return write_part(Folder.at(out), self.name, ctx["run_id"], self.schema, [{**ctx, **row} for row in rows])
+        return write_part(Folder.at(out), self.name, ctx["job_id"], self.schema, [{**ctx, **row} for row in rows])
 
 
 def table(name: str, columns: list[tuple[str, pa.DataType]], context: bool = True) -> Table:
@@ -66,7 +66,7 @@ def table(name: str, columns: list[tuple[str, pa.DataType]], context: bool = Tru
     return Table(name, SCHEMAS[name])
 
 
-def run_id(options: dict) -> str:
+def job_id(options: dict) -> str:
     """A short stable id of a job's options (same options -> same id)."""
     return hashlib.sha1(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -81,7 +81,7 @@ def run_columns(config: RunConfig) -> dict:
             **{s.name: getattr(sections[s.section], s.name) for s in SETTINGS.values() if s.name != "seed"}}
 
 
-def context(rid: str, ckpt: Path | str, step: int, config: RunConfig, seed: int) -> dict:
+def context(job: str, ckpt: Path | str, step: int, config: RunConfig, seed: int) -> dict:
     """The CONTEXT columns for a checkpoint's rows."""
-    return {"run_id": rid, "created_at": dt.datetime.now(dt.UTC), "ckpt": str(ckpt), "step": step,
+    return {"job_id": job, "created_at": dt.datetime.now(dt.UTC), "ckpt": str(ckpt), "step": step,
             **run_columns(config), "seed": seed}

@@ -34,7 +34,7 @@ from pathlib import Path
 from analysis import fanout
 from analysis.analyze import evaluate
 from analysis.fanout import Fanout
-from analysis.responsibility import make_plan
+from analysis.responsibility import draw
 from rpgan.config import RunConfig
 from rpgan.distributed.ray_session import connect
 from rpgan.io.data import training_images
@@ -98,8 +98,8 @@ def main() -> None:
     fanout.Progress = Timed
     with tempfile.TemporaryDirectory() as tmp:
         generator, _, ckpt = load_generator(args.ckpt or digits_checkpoint(Path(tmp) / "digits"))
-        plan = make_plan(generator, args.evaluations, seed=0)
-        calls = [(evaluate, (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
+        draws = draw(generator, args.evaluations, seed=0)
+        calls = [(evaluate, (draws.chunk(a, a + args.chunk), a, "buckets", 0.0))
                  for a in range(0, args.evaluations, args.chunk)]
         print(f"{ckpt}: blocks {list(generator.blocks)}, {args.evaluations} evaluations in {len(calls)} calls of "
               f"{args.chunk}, {args.workers} actors of {os.cpu_count() // args.workers} thread(s)")

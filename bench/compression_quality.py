@@ -30,8 +30,9 @@ from analysis.fid import fid
 from rpgan.config import RunConfig
 from rpgan.io.data import ImageData, load_data
 from rpgan.io.images import render, save_grid
+from rpgan.io.run import Run
 from rpgan.presets import get_preset
-from rpgan.training.checkpoint import list_checkpoints, load_generator
+from rpgan.training.checkpoint import load_generator
 from rpgan.training.train import train
 
 import torch
@@ -71,7 +72,7 @@ def main() -> None:
                        data=data, dataset_size=len(mnist), preset="mnist-fc")
     full_ckpt = train(config, mnist, args.out / "fc", resume=True)
     small_dir = args.out / f"fc-merged-3-5-k{args.blocks}"
-    if not list_checkpoints(small_dir):
+    if not Run.at(small_dir).checkpoint_steps():
         subprocess.run([sys.executable, "-m", "rpgan.cli", "compress", "--ckpt", str(full_ckpt), "--merge", "3-5",
                         "--merged-blocks", str(args.blocks), "--seed", str(args.seed), "--out", str(small_dir)],
                        check=True)

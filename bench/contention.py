@@ -31,7 +31,7 @@ from rpgan.config import RunConfig
 from rpgan.io.data import load_data
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import new_training_state
-from rpgan.training.train import train_step
+from rpgan.training.loop import train_step
 
 preset = get_preset(sys.argv[2])
 config = RunConfig(model=preset.model, train=preset.train, data=sys.argv[3] or preset.data, preset=sys.argv[2])

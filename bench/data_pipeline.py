@@ -26,7 +26,7 @@ from rpgan.config import RunConfig
 from rpgan.io.data import ImageData, load_data
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import new_training_state
-from rpgan.training.train import fit
+from rpgan.training.loop import fit
 
 import numpy as np
 import torch

@@ -70,13 +70,13 @@ def main() -> None:
         fan = Fanout(workers=workers, chunk=50)
         gen, _ = reference_features(f"folder:{tmp / 'generated'}", size, 3, None, fan, out=tmp / f"gen{workers}.npz")
         ref, _ = reference_features(f"folder:{tmp / 'real'}", size, 3, None, fan, out=tmp / f"ref{workers}.npz")
-        ours = frechet_distance(*statistics(gen), *statistics(ref))
+        ours = frechet_distance(*statistics(gen.features), *statistics(ref.features))
         t_ours = time.perf_counter() - t0
         print(f"rpgan, {workers} Ray workers   {t_ours:7.1f} s  FID {ours:.6f}  time / pytorch-fid "
               f"{t_ours / t_theirs:.2f}, |FID difference| {abs(ours - theirs):.2e}")
 
     mu1, s1 = statistics(np.random.default_rng(0).normal(size=(5000, 2048)))
-    mu2, s2 = statistics(np.resize(gen.astype(np.float64), (5000, 2048))
+    mu2, s2 = statistics(np.resize(gen.features.astype(np.float64), (5000, 2048))
                          + np.random.default_rng(1).normal(scale=0.01, size=(5000, 2048)))
     timings = {}
     candidates = (("eigenvalue (rpgan)", frechet_distance), ("scipy sqrtm (pytorch-fid)", calculate_frechet_distance))

@@ -18,7 +18,7 @@ from rpgan.config import RunConfig
 from rpgan.io.data import load_data
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import new_training_state
-from rpgan.training.train import train_step
+from rpgan.training.loop import train_step
 
 # preset -> candidates (generator width, discriminator width, blocks per bucket, batch)
 CANDIDATES = {

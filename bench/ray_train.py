@@ -26,7 +26,7 @@ from rpgan.config import RunConfig
 from rpgan.distributed.ray_session import Workers, connect
 from rpgan.distributed.ray_train import train_on_ray
 from rpgan.io.data import training_images
-from rpgan.io.run_store import RunStore
+from rpgan.io.run import Run
 from rpgan.presets import get_preset
 from rpgan.training.train import train
 
@@ -71,7 +71,7 @@ def main() -> None:
                 if workers is None:
                     train(config, training_images(config), run, device=args.device, quiet=True)
                 else:
-                    train_on_ray(config, RunStore(tmp, run.name), workers)
+                    train_on_ray(config, Run(tmp, run.name), workers)
                 measured = (*steady(run, args.batch), time.perf_counter() - t0)
                 print(f"  round {round_ + 1} {label}: {measured[0]:.1f} images/s", flush=True)
                 if label not in results or measured[0] > results[label][0]:

@@ -1,5 +1,5 @@
 """Analysis throughput (D_{l->1} evaluations/s): in-process vs 1 and 2 Ray workers, side by side
-in one process, on the same checkpoint and plan. Ray start-up is excluded; actor start-up
+in one process, on the same checkpoint and draws. Ray start-up is excluded; actor start-up
 (loading the generator and Inception) is included, as a user pays it.
 
     python bench/responsibility.py --ckpt runs/demo [--evaluations 20] [--device cuda]
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from analysis.analyze import evaluate
 from analysis.fanout import Fanout
-from analysis.responsibility import make_plan
+from analysis.responsibility import draw
 from rpgan.distributed.ray_session import connect, default_gpus
 from rpgan.metrics.inception import resolve_weights
 from rpgan.training.checkpoint import load_generator
@@ -28,8 +28,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     generator, _, ckpt = load_generator(args.ckpt)
-    plan = make_plan(generator, args.evaluations, seed=0)
-    calls = [(evaluate, (plan.chunk(a, a + args.chunk), a, "buckets", 0.0))
+    draws = draw(generator, args.evaluations, seed=0)
+    calls = [(evaluate, (draws.chunk(a, a + args.chunk), a, "buckets", 0.0))
              for a in range(0, args.evaluations, args.chunk)]
     print(connect(), f"| Inception weights: {resolve_weights()[1]}")
     gpus = default_gpus(args.device)

@@ -25,7 +25,7 @@ from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from rpgan.distributed.ray_session import Workers, connect
 from rpgan.io.data import training_images
-from rpgan.io.run_store import Folder
+from rpgan.io.run import Folder
 from rpgan.training.checkpoint import load_generator
 from rpgan.training.evaluation import REFERENCE_SEED
 from rpgan.training.train import train

@@ -27,7 +27,7 @@ from rpgan.config import RunConfig
 from rpgan.io.data import ImageData, load_data
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import new_training_state
-from rpgan.training.train import compile_static, configure_device, train_step
+from rpgan.training.loop import compile_static, configure_device, train_step
 
 import torch
 

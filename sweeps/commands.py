@@ -17,7 +17,7 @@ from sweeps.spec import SEARCH_KEYS, Plan, Scheduler, plan, typed_values
 import click
 
 if TYPE_CHECKING:
-    from rpgan.io.run_store import Folder
+    from rpgan.io.run import Folder
 
 QUICK = click.option("--quick", is_flag=True, help="The CPU-sized variant on the embedded data set.")
 STORAGE = click.option("--storage", type=TEXT, default="runs", show_default=True,
@@ -29,7 +29,7 @@ PLAN_FLAGS = ("seed", "samples", "steps", "fid_samples", "evaluations", "space",
 
 
 def _folder(sweep: str, quick: bool, storage: str, name: str | None) -> Folder:
-    from rpgan.io.run_store import Folder  # pyarrow, torch: not for --help
+    from rpgan.io.run import Folder  # pyarrow, torch: not for --help
 
     return Folder(storage, name or f"{sweep}{'-quick' if quick else ''}")
 
@@ -115,13 +115,14 @@ def list_sweeps() -> None:
 @click.option("--data", type=TEXT, help="Every trial's data set (digits, cifar10, npz:PATH, folder:PATH ...) "
               "[default: the preset's].")
 @click.option("--scheduler", type=choice(Scheduler), default="grid", show_default=True,
-              help="grid: every trial to the end; asha: stop trials whose FID during training trails at a rung.")
-@click.option("--grace-period", type=click.IntRange(max=MAX_STEPS), help="asha: steps before the first rung "
+              help="grid: every trial to the end; asha: stop trials whose FID during training trails at a rung; "
+              "halving: every trial to a rung, then the best 1/reduction-factor on to the next.")
+@click.option("--grace-period", type=click.IntRange(max=MAX_STEPS), help="asha, halving: steps before the first rung "
               "[default: half the steps].")
-@click.option("--reduction-factor", type=click.IntRange(max=100), help="asha: 1 in this many trials goes on at "
-              "each rung [default: 2].")
+@click.option("--reduction-factor", type=click.IntRange(max=100), help="asha, halving: 1 in this many trials goes "
+              "on at each rung [default: 2].")
 @click.option("--eval-every", type=click.IntRange(max=MAX_STEPS), help="Steps between FID evaluations during "
-              "training, for curves [default: none; asha evaluates at its rungs anyway].")
+              "training, for curves [default: none; asha and halving evaluate at their rungs anyway].")
 @click.option("--eval-samples", type=click.IntRange(max=MAX_FID_SAMPLES), help="Images of each evaluation during "
               "training [default: --fid-samples].")
 @STORAGE
@@ -253,22 +254,23 @@ def _best(folder: Folder) -> str:
 
 def _show(folder: Folder, chosen: Plan) -> None:
     """The results table, the summary over seeds, the summary plot and where everything is."""
+    from rpgan.metrics.quality import COLUMNS
     from rpgan.training.curves import plot_curves
     from sweeps.plot import plot_summary
-    from sweeps.results import read_table, summarise
+    from sweeps.results import read_table, summarise_trials
 
     import pandas as pd
 
     trials = read_table(folder, "trials")
     order = {t.key: i for i, t in enumerate(chosen.trials)}
     trials = trials.sort_values("trial", key=lambda s: s.map(order))
-    shown = [chosen.x, "seed", "blocks", "status", "step", "fid", "prd_f8_recall", "prd_f1_8_precision",
-             "train_time_s", "eval_time_s"]
+    shown = [chosen.x, "seed", "blocks", "status", "step", *COLUMNS, "train_time_s", "eval_time_s"]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         click.echo(f"{len(trials)} of {len(chosen.trials)} trials have results:\n"
                    f"{trials[shown].round(3).to_string(index=False)}")
         if (trials["status"] == "ok").any():
-            click.echo(f"\nmean and std over seeds:\n{summarise(trials, chosen.x).round(3).to_string(index=False)}")
+            summary = summarise_trials(trials, chosen.x).round(3)
+            click.echo(f"\nmean and std over seeds:\n{summary.to_string(index=False)}")
     x_order = list(dict.fromkeys(t.point[chosen.x] for t in chosen.trials))
     title = (f"{chosen.sweep} ({chosen.variant}: {chosen.preset}, {chosen.budget.steps} steps, FID on "
              f"{chosen.budget.fid_samples} images)")

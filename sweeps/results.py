@@ -15,7 +15,8 @@ import datetime as dt
 from analysis.analyze import RESPONSIBILITY_SUMMARY
 from analysis.results import RUN_COLUMNS, run_columns
 from rpgan.io.parquet import read_parts, write_part
-from rpgan.io.run_store import Folder
+from rpgan.io.run import Folder
+from rpgan.metrics.quality import COLUMNS
 from rpgan.training.run_log import SCHEMA as RUN_LOG
 from sweeps.spec import Plan, Trial
 
@@ -24,14 +25,14 @@ import pyarrow as pa
 
 TEXT_AXES = ("random_buckets", "generator")  # search axes that are not a model column; null where not swept
 _CONFIG = [  # who made the row (the sweep, its trial), and the trial's whole configuration
-    ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("sweep", pa.string()),
+    ("sweep_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("sweep", pa.string()),
     ("variant", pa.string()), ("trial", pa.string()), *((axis, pa.string()) for axis in TEXT_AXES), *RUN_COLUMNS,
     ("seed", pa.int64()),
 ]
 SCHEMAS = {
     "trials": pa.schema(_CONFIG + [
-        ("status", pa.string()), ("error", pa.string()), ("step", pa.int64()), ("fid", pa.float64()),
-        ("prd_f8_recall", pa.float64()), ("prd_f1_8_precision", pa.float64()), ("n_generated", pa.int64()),
+        ("status", pa.string()), ("error", pa.string()), ("step", pa.int64()),
+        *[(column, pa.float64()) for column in COLUMNS], ("n_generated", pa.int64()),
         ("n_reference", pa.int64()), ("train_time_s", pa.float64()), ("eval_time_s", pa.float64()),
         ("ckpt", pa.string())]),
     "responsibility": pa.schema(_CONFIG + RESPONSIBILITY_SUMMARY),
@@ -43,7 +44,7 @@ DONE = ("ok", "stopped")  # statuses of trials a resumed sweep does not run agai
 
 def config_columns(plan: Plan, trial: Trial) -> dict:
     """The leading columns of every row of a trial."""
-    return {"run_id": plan.run_id, "created_at": dt.datetime.now(dt.UTC), "sweep": plan.sweep,
+    return {"sweep_id": plan.sweep_id, "created_at": dt.datetime.now(dt.UTC), "sweep": plan.sweep,
             "variant": plan.variant, "trial": trial.key,
             **{axis: trial.point.get(axis) for axis in TEXT_AXES},
             **run_columns(trial.config), "seed": trial.config.train.seed}
@@ -67,10 +68,10 @@ def finished(sweep: Folder, statuses: tuple[str, ...] = ("ok",)) -> dict[str, di
     return {r["trial"]: r for r in rows[rows["status"].isin(statuses)].to_dict("records")}
 
 
-def summarise(trials: pd.DataFrame, x: str) -> pd.DataFrame:
+def summarise_trials(trials: pd.DataFrame, x: str) -> pd.DataFrame:
     """Per value of x (in the sweep's order): trials, and mean and std over seeds of each metric."""
     ok = trials[trials["status"] == "ok"]
-    metrics = ["fid", "prd_f8_recall", "prd_f1_8_precision", "train_time_s"]
+    metrics = [*COLUMNS, "train_time_s"]
     g = ok.groupby(x, sort=False)[metrics]
     mean, std = g.mean(), g.std()
     summary = pd.DataFrame({"trials": g.size()})

@@ -9,6 +9,7 @@ trial interrupted mid-training continues from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -19,11 +20,12 @@ from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from rpgan.distributed.ray_session import Workers, check_fit, cluster_resources, is_private
 from rpgan.io.progress import clock
-from rpgan.io.run_store import Folder
+from rpgan.io.run import Folder
+from rpgan.metrics.features import Reference
 from rpgan.training.evaluation import REFERENCE_SEED
 from sweeps.results import DONE, finished
 from sweeps.spec import Plan
-from sweeps.trial import Setup, ask_to_stop, run_trial, trial_resources, trial_retries
+from sweeps.trial import Setup, ask_to_stop, fid_at, record_stopped, run_trial, trial_resources, trial_retries
 
 import ray
 import ray.tune
@@ -58,8 +60,9 @@ class Report(ray.tune.Callback):
     or failed trial, and an ETA from the mean duration of the ended trials and the ages of the
     running ones."""
 
-    def __init__(self, plan: Plan, todo: int, at_once: int):
+    def __init__(self, plan: Plan, todo: int, at_once: int, until: int = 0):
         self.plan, self.todo, self.at_once = plan, todo, at_once
+        self.until = until or plan.budget.steps  # the step the trials train to (a halving rung)
         self.start = time.monotonic()
         self.running: dict[str, float] = {}  # trial key -> start time
         self.durations: list[float] = []
@@ -84,7 +87,7 @@ class Report(ray.tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if FINAL in result:  # the trial's own last report: on_trial_complete says it
             return
-        step = f"{trial.config['trial']}: step {result.get('step')}/{self.plan.budget.steps}"
+        step = f"{trial.config['trial']}: step {result.get('step')}/{self.until}"
         if "fid" in result:  # an evaluation during training
             self._say(f"{step}, FID {result['fid']:.2f} during training")
         elif CHECKPOINT_PATH_KEY in result:
@@ -98,6 +101,9 @@ class Report(ray.tune.Callback):
             self._say(f"{key}: FAILED (its row in trials/ holds the error)")
             return
         self.durations.append(time.monotonic() - started)
+        if r.get("status") == "rung":
+            self._say(f"{key}: at step {r.get('step')}, FID {r.get('fid', math.nan):.2f} during training")
+            return
         if r.get("status") == "stopped":
             self._say(f"{key}: stopped by {self.plan.schedule.scheduler} at step {r.get('step')}, FID "
                       f"{r.get('fid', math.nan):.2f} during training, train {clock(r.get('train_time_s', 0))}")
@@ -137,8 +143,18 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
         reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan,
                                        REFERENCE_SEED)[0]
     setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size)
+    if plan.schedule.scheduler == "halving":
+        return _halve(plan, sweep, setup, reference, [t.key for t in order], max_concurrent)
+    return _tune(plan, sweep, setup, reference, todo, max_concurrent)
+
+
+def _tune(plan: Plan, sweep: Folder, setup: Setup, reference: Reference | None, todo: list[str],
+          max_concurrent: int) -> int:
+    """One Tune experiment over the trials `todo` (in this order); returns how many failed."""
+    if not todo:
+        return 0
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, setup=setup, reference=reference),
-                                        trial_resources(workers))
+                                        trial_resources(setup.workers))
     attempt = len(sweep.dirs(TUNE)) + 1
     tuner = ray.tune.Tuner(
         trainable,
@@ -149,8 +165,45 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
                                         scheduler=plan.schedule.tune_scheduler(
                                             plan.budget.steps, lambda key: ask_to_stop(sweep, key))),
         run_config=ray.tune.RunConfig(name=f"attempt-{attempt}", storage_path=f"{sweep.uri}/{TUNE}", verbose=0,
-                                      callbacks=[Report(plan, len(todo), max_concurrent)],
-                                      failure_config=ray.tune.FailureConfig(max_failures=trial_retries(workers))),
+                                      callbacks=[Report(plan, len(todo), max_concurrent, setup.until)],
+                                      failure_config=ray.tune.FailureConfig(
+                                          max_failures=trial_retries(setup.workers))),
     )
     results = tuner.fit()
     return sum(1 for r in results if r.error is not None or (r.metrics or {}).get("status") == "error")
+
+
+def halving_keeps(fids: dict[str, float], reduction_factor: int) -> list[str]:
+    """The trials that go on from a rung: the best max(1, n // reduction_factor) of the n trials
+    of `fids` (trial key -> FID at the rung, in the plan's order) by FID. A NaN FID (diverged, or
+    not measured: the trial failed) ranks after every number; equal FIDs keep the plan's order."""
+    ranked = sorted(fids, key=lambda k: (math.isnan(fids[k]), 0.0 if math.isnan(fids[k]) else fids[k]))
+    return ranked[:max(1, len(fids) // reduction_factor)]
+
+
+def _halve(plan: Plan, sweep: Folder, setup: Setup, reference: Reference | None, order: list[str],
+           max_concurrent: int) -> int:
+    """Synchronous successive halving: all trials of a rung train to it (one Tune experiment per
+    rung), then `halving_keeps` chooses who goes on, from the rung's checkpoint; the others get a
+    `stopped` row of that rung. The last stage trains the survivors to the budget and evaluates
+    them like a grid. Decisions are made again from the recorded FIDs, so a resumed sweep
+    repeats them without training a finished rung again. Returns how many trials failed."""
+    rows = finished(sweep, (*DONE, "error"))
+    plan_order = [t.key for t in plan.trials]
+    alive, failed = list(plan_order), 0
+    for rung in plan.schedule.rungs(plan.budget):
+        # this rung's cohort: the trials not stopped at an earlier one
+        alive = [k for k in alive if not (rows.get(k, {}).get("status") == "stopped" and rows[k]["step"] < rung)]
+        todo = [k for k in order if k in alive and math.isnan(fid_at(sweep, k, rung))]
+        failed += _tune(plan, sweep, dataclasses.replace(setup, until=rung), reference, todo, max_concurrent)
+        rows = finished(sweep, (*DONE, "error"))
+        fids = {k: fid_at(sweep, k, rung) for k in alive}
+        keep = halving_keeps(fids, plan.schedule.reduction_factor)
+        for key in alive:
+            if key not in keep and rows.get(key, {}).get("status") != "error":
+                rows[key] = record_stopped(sweep, plan, plan.trial(key))
+        shown = ", ".join(f"{k} ({fids[k]:.2f})" for k in keep)
+        sys.stderr.write(f"[{plan.sweep} halving] step {rung}: {len(keep)} of {len(alive)} trials go on: {shown}\n")
+        alive = keep
+    todo = [k for k in order if k in alive and rows.get(k, {}).get("status") != "ok"]
+    return failed + _tune(plan, sweep, setup, reference, todo, max_concurrent)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from rpgan.config import ModelConfig, RunConfig, TrainConfig
 from rpgan.errors import UserError
+from rpgan.metrics.quality import METRICS as QUALITY_METRICS
 from rpgan.overrides import SETTINGS, with_settings
 from rpgan.presets import get_preset
 
@@ -39,7 +40,7 @@ GeneratorKind = typing.Literal["rpgan", "standard"]
 PLANNED = ("seed", "steps", "checkpoint_every", "sample_every", "eval_every", "eval_samples", "eval_prd")
 BOOKKEEPING = ("log_every",)  # how often a run logs, not what it computes: nothing to search
 SEARCH_KEYS = (*AXES, *(name for name in SETTINGS if name not in PLANNED + BOOKKEEPING))
-METRICS = ("fid", "prd", "responsibility")
+METRICS = (*QUALITY_METRICS, "responsibility")  # what a trial can evaluate
 # PRD's k-means (rpgan.metrics.prd.compute_prd, num_clusters) clusters the generated and as many real
 # images together, and k-means needs at least as many points as clusters.
 PRD_CLUSTERS = 20
@@ -75,17 +76,19 @@ class Budget:
         return self
 
 
-Scheduler = typing.Literal["grid", "asha"]
+Scheduler = typing.Literal["grid", "asha", "halving"]
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """How Tune runs the trials: every trial to the end (grid, the default: the paper's figures
-    need every point), or ASHA (Li et al. 2020), which stops a trial at a rung (grace_period,
-    grace_period * reduction_factor, ... steps) when its FID during training is not in the best
-    1 / reduction_factor of the trials that reached that rung. Trials evaluate FID on
-    eval_samples images at ASHA's rungs, and every eval_every steps when asked (curves, also in a
-    grid sweep)."""
+    """How the trials run: every trial to the end (grid, the default: the paper's figures need
+    every point); ASHA (Li et al. 2020, asynchronous), which stops a trial at a rung
+    (grace_period, grace_period * reduction_factor, ... steps) when its FID during training is not
+    in the best 1 / reduction_factor of the trials that reached that rung before it; or
+    synchronous successive halving (Jamieson & Talwalkar 2016, `halving`): every trial trains to
+    the first rung, the best 1 / reduction_factor of them go on to the next, and so on to the full
+    budget (sweeps.runner). Trials evaluate FID on eval_samples images at the rungs, and every
+    eval_every steps when asked (curves, also in a grid sweep)."""
 
     scheduler: Scheduler = "grid"
     grace_period: int = 0  # steps before a trial can be stopped
@@ -100,14 +103,15 @@ class Schedule:
         """The schedule asked for, with defaults from the budget: the first rung at half the
         steps, evaluations at the rungs only, on fid_samples images."""
         if scheduler not in typing.get_args(Scheduler):
-            raise UserError(f"--scheduler takes {' or '.join(typing.get_args(Scheduler))}, got {scheduler!r}")
+            *others, last = typing.get_args(Scheduler)
+            raise UserError(f"--scheduler takes {', '.join(others)} or {last}, got {scheduler!r}")
         if eval_every is not None and eval_every < 1 or eval_samples is not None and eval_samples < 2:
             raise UserError("--eval-every must be at least 1 and --eval-samples at least 2")
         if scheduler == "grid":
             if grace_period is not None or reduction_factor is not None:
-                raise UserError("--grace-period and --reduction-factor need --scheduler asha")
+                raise UserError("--grace-period and --reduction-factor need --scheduler asha or halving")
             if eval_samples is not None and eval_every is None:
-                raise UserError("--eval-samples needs --eval-every (or --scheduler asha)")
+                raise UserError("--eval-samples needs --eval-every (or --scheduler asha or halving)")
             # curves only: FID during training when asked, every trial to the end
             samples = (eval_samples or budget.fid_samples) if eval_every else 0
             return cls(eval_every=eval_every or 0, eval_samples=samples)
@@ -121,25 +125,32 @@ class Schedule:
             raise UserError(f"--reduction-factor must be at least 2, got {chosen.reduction_factor}")
         return chosen
 
-    def eval_at(self, budget: Budget) -> tuple[int, ...]:
-        """The steps where an ASHA trial must measure FID: its rungs before the last step
-        (grace_period * reduction_factor**k, where Tune's ASHAScheduler places them), and the last
-        step when that measurement can be the trial's final FID (eval_samples == fid_samples,
-        sweeps.trial); a trial that reaches the last step ends whatever its FID."""
-        if self.scheduler != "asha":
+    def rungs(self, budget: Budget) -> tuple[int, ...]:
+        """The steps where trials are compared, before the last step: grace_period *
+        reduction_factor**k (where Tune's ASHAScheduler places them); none in a grid."""
+        if self.scheduler == "grid":
             return ()
         # reduction_factor >= 2: k up to the steps' bit length passes the last step
         rungs = [self.grace_period * self.reduction_factor**k for k in range(budget.steps.bit_length())]
+        return tuple(r for r in rungs if r < budget.steps)
+
+    def eval_at(self, budget: Budget) -> tuple[int, ...]:
+        """The steps where a trial must measure FID: its rungs, and the last step when that
+        measurement can be the trial's final FID (eval_samples == fid_samples, sweeps.trial); a
+        trial that reaches the last step ends whatever its FID."""
+        if self.scheduler == "grid":
+            return ()
         last = (budget.steps,) if self.eval_samples == budget.fid_samples else ()
-        return tuple(r for r in rungs if r < budget.steps) + last
+        return self.rungs(budget) + last
 
     def tune_scheduler(self, max_steps: int, ask_to_stop: Callable[[str], None]) -> object | None:
-        """Tune's scheduler for this schedule (None: the grid, Tune's FIFO). It does not stop a
+        """Tune's scheduler for this schedule (None: the grid's and halving's, Tune's FIFO; halving
+        runs one Tune experiment per rung, sweeps.runner). It does not stop a
         trial itself: it calls ask_to_stop(trial key), and the trial ends its training at its
         next logged step and reports that it stopped. (When Tune ends a trial, the trial's Ray
         Train run is killed with it, and Ray frees that run's CPUs and GPUs only once its driver
         exits, unless the Ray dashboard's state API is up.)"""
-        if self.scheduler == "grid":
+        if self.scheduler != "asha":
             return None
         from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
@@ -204,7 +215,7 @@ class Plan:
         return "quick" if self.quick else "full"
 
     @property
-    def run_id(self) -> str:
+    def sweep_id(self) -> str:
         """A stable id of what the sweep computes (same inputs, same id)."""
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
 
@@ -336,7 +347,7 @@ def trial_config(model: ModelConfig, train: TrainConfig, data: str, preset: str,
         eval_at = schedule.eval_at(budget)
         if schedule.eval_every or eval_at:
             planned.update(eval_samples=schedule.eval_samples, eval_prd=eval_prd)
-        if schedule.scheduler == "asha":  # the rungs are multiples: a trial stopped at one keeps its checkpoint
+        if schedule.scheduler != "grid":  # the rungs are multiples: a trial stopped at one keeps its checkpoint
             planned["checkpoint_every"] = schedule.grace_period
         standard = {"input": "gaussian"} if point.get("generator") == "standard" else {}
         chosen = {k: v for k, v in point.items() if k in SETTINGS}

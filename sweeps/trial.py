@@ -4,7 +4,7 @@ asha) ends its training early and writes a `stopped` row instead.
 
 A trial of one worker (the default) is a plain Tune function trainable, Ray's pattern for
 single-process trials: its own process, holding the worker's CPUs and GPUs, trains the run
-(`rpgan.training.stored_run`, the same run directory and resume as Ray Train's) and then
+(`rpgan.training.train.train_run`, the same run directory and resume as Ray Train's) and then
 evaluates it in-process. Tune reuses that process for the next trial, so its imports and its
 Inception network stay loaded. A trial of several workers only coordinates (it holds a sliver
 of a CPU): training runs on a Ray Train worker group, and the evaluation on as many analysis
@@ -30,22 +30,20 @@ from analysis.fid import generated_features
 from rpgan.config import RunConfig
 from rpgan.distributed.ray_session import Workers
 from rpgan.errors import UserError
-from rpgan.io.run_store import RUN_CONFIG, Folder, RunStore
-from rpgan.metrics.features import score
+from rpgan.io.run import METRICS_FILE, RUN_CONFIG, Folder, Run
+from rpgan.metrics.features import Reference, measurement_id, score
+from rpgan.metrics.quality import COLUMNS
 from rpgan.model.networks import Generator
-from rpgan.training.checkpoint import checkpoint_name, load_generator, read_step
-from rpgan.training.evaluation import MEASURES, reference_name
-from rpgan.training.run_log import METRICS
-from rpgan.training.stored_run import STOP, Driver, finish, finished_checkpoint, train_stored_run
+from rpgan.training.checkpoint import load_generator, read_step
+from rpgan.training.train import STOP, Driver, Write, finish, finished_checkpoint, train_run
 from sweeps.results import write_rows
 from sweeps.spec import Plan, Trial
 
-import numpy as np
 import pyarrow.parquet as pq
 
 RUNS = "runs"  # the trials' training runs, inside the sweep folder
 TRAIN_TIME = "train_time.json"  # in a trial's run: the wall time of the training that finished it
-REPORTED = ("fid", "prd_f8_recall", "prd_f1_8_precision", "step", "train_time_s", "eval_time_s", "status")
+REPORTED = (*COLUMNS, "step", "train_time_s", "eval_time_s", "status")
 
 
 @dataclass(frozen=True)
@@ -57,12 +55,13 @@ class Setup:
     name: str  # the sweep folder
     workers: Workers  # each trial's Train worker group; its evaluation uses as many actors
     dataset_size: int  # images in the training set (recorded in each checkpoint)
+    until: int = 0  # halving: train to this rung only and report its FID there (0: the whole trial)
 
 
-def run_trial(params: dict, setup: Setup, reference: np.ndarray | None) -> None:
+def run_trial(params: dict, setup: Setup, reference: Reference | None) -> None:
     """Tune function: train and evaluate the trial `params["trial"]` (a key of setup.plan), and
-    write its rows; a failure writes an error row and raises. `reference`: Inception features
-    [M, 2048] of M real images, for FID and PRD."""
+    write its rows; a failure writes an error row and raises. `reference`: the real images'
+    Inception features, for FID and PRD."""
     import ray.tune
 
     trial = setup.plan.trial(params["trial"])
@@ -80,29 +79,41 @@ def run_trial(params: dict, setup: Setup, reference: np.ndarray | None) -> None:
 
 
 def ask_to_stop(sweep: Folder, key: str) -> None:
-    """Ask trial `key`'s training to end at its next logged step (stored_run.STOP)."""
-    RunStore(f"{sweep.uri}/{RUNS}", key).write_bytes(STOP, b"")
+    """Ask trial `key`'s training to end at its next logged step (rpgan.training.train.STOP)."""
+    Run(f"{sweep.uri}/{RUNS}", key).write_bytes(STOP, b"")
 
 
 def gather_metrics(sweep: Folder, plan: Plan, trial: Trial) -> list[dict]:
     """Copy the metrics rows of the trial's training run (as of its last checkpoint) into the
     sweep's `metrics` table; returns them."""
-    saved = RunStore(f"{sweep.uri}/{RUNS}", trial.key).read_bytes(METRICS)
+    saved = Run(f"{sweep.uri}/{RUNS}", trial.key).read_bytes(METRICS_FILE)
     rows = pq.read_table(io.BytesIO(saved)).to_pylist() if saved is not None else []
     if rows:
-        write_rows(sweep, "metrics", plan, trial, [{k: v for k, v in r.items() if k != "run_id"} for r in rows])
+        write_rows(sweep, "metrics", plan, trial, rows)
     return rows
 
 
-def _stopped_row(sweep: Folder, plan: Plan, trial: Trial, ckpt: str) -> dict:
-    """The row of a trial the scheduler stopped: the step, FID and PRD of the last rung it reached
-    (where it was stopped; an ASHA trial checkpoints at every rung) and that step's checkpoint."""
+def record_stopped(sweep: Folder, plan: Plan, trial: Trial) -> dict:
+    """Write (and return) the `trials` row of a trial a scheduler stopped: the step, FID and PRD
+    of the last rung it reached (where it was stopped; a trial checkpoints at every rung), that
+    step's checkpoint, and its training time."""
+    run = Run(f"{sweep.uri}/{RUNS}", trial.key)
     rungs = trial.config.train.eval_at
     evaluated = [r for r in gather_metrics(sweep, plan, trial) if r.get("fid") is not None and r["step"] in rungs]
-    at = evaluated[-1] if evaluated else {"step": read_step(ckpt)}
-    store = RunStore(f"{sweep.uri}/{RUNS}", trial.key)
-    return {"status": "stopped", "step": at["step"], "ckpt": f"{store.uri}/{checkpoint_name(at['step'])}",
-            **{k: at[k] for k in MEASURES if k in at}}
+    at = evaluated[-1] if evaluated else {"step": run.checkpoint_steps()[-1]}
+    saved = run.read_text(TRAIN_TIME)
+    row = {"status": "stopped", "step": at["step"], "ckpt": run.checkpoint(at["step"]),
+           "train_time_s": json.loads(saved)["train_time_s"] if saved else float("nan"),
+           **{k: at[k] for k in COLUMNS if k in at}}
+    write_rows(sweep, "trials", plan, trial, [row])
+    return row
+
+
+def fid_at(sweep: Folder, key: str, step: int) -> float:
+    """The FID trial `key`'s training measured at `step` (NaN if it has none)."""
+    saved = Run(f"{sweep.uri}/{RUNS}", key).read_bytes(METRICS_FILE)
+    rows = pq.read_table(io.BytesIO(saved)).to_pylist() if saved is not None else []
+    return next((r["fid"] for r in rows if r["step"] == step and r.get("fid") is not None), float("nan"))
 
 
 # A trial of several workers only waits on its Train run and analysis actors; it asks for a
@@ -126,7 +137,7 @@ def trial_retries(workers: Workers) -> int:
     return workers.max_failures if workers.count == 1 else 0
 
 
-def _train(config: RunConfig, store: RunStore, workers: Workers, stoppable: bool) -> str:
+def _train(config: RunConfig, store: Run, workers: Workers, stoppable: bool) -> str:
     """Train the trial's run (resuming it) on its own process or its Ray Train workers; returns
     its last checkpoint."""
     import ray.tune
@@ -138,13 +149,21 @@ def _train(config: RunConfig, store: RunStore, workers: Workers, stoppable: bool
         return train_on_ray(config, store, workers, callbacks=[TuneReportCallback()], stoppable=stoppable)
     store.write_bytes(RUN_CONFIG, config.to_json().encode())
 
-    def persist(folder: Path, step: int, row: dict) -> None:
-        store.put_checkpoint(folder, step)
-        ray.tune.report({**row, CHECKPOINT_PATH_KEY: f"{store.uri}/{checkpoint_name(step)}"})
+    def persist(run: Run, step: int, write: Write, row: dict) -> None:
+        ray.tune.report({**row, CHECKPOINT_PATH_KEY: run.put_checkpoint(step, write)})
 
-    train_stored_run(config, store, _device(workers), Driver(persist=persist, report=ray.tune.report),
-                     stoppable=stoppable)
+    train_run(config, store, _device(workers), Driver(persist=persist, report=ray.tune.report), stoppable=stoppable)
     return finish(store, store.checkpoint_steps()[-1])
+
+
+def _train_timed(config: RunConfig, store: Run, workers: Workers, stoppable: bool) -> str:
+    """`_train`, its wall time added to the run's TRAIN_TIME (halving trains a trial rung by rung)."""
+    start = time.monotonic()
+    ckpt = _train(config, store, workers, stoppable)
+    saved = store.read_text(TRAIN_TIME)
+    before = json.loads(saved)["train_time_s"] if saved else 0.0
+    store.write_bytes(TRAIN_TIME, json.dumps({"train_time_s": before + time.monotonic() - start}).encode())
+    return ckpt
 
 
 def _device(workers: Workers) -> str:
@@ -152,55 +171,55 @@ def _device(workers: Workers) -> str:
     return "cuda" if workers.gpus else "cpu"
 
 
-def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: np.ndarray | None) -> dict:
+def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: Reference | None) -> dict:
     import torch
 
     plan = setup.plan
     if setup.workers.count == 1:  # the trial's own process computes: as many threads as it holds CPUs
         torch.set_num_threads(max(1, int(setup.workers.cpus)))
     config = dataclasses.replace(trial.config, dataset_size=setup.dataset_size)
-    store = RunStore(f"{sweep.uri}/{RUNS}", trial.key)
-    ckpt = finished_checkpoint(store, config)
-    if ckpt is None:
-        start = time.monotonic()
-        ckpt = _train(config, store, setup.workers, stoppable=plan.schedule.scheduler != "grid")
-        store.write_bytes(TRAIN_TIME, json.dumps({"train_time_s": time.monotonic() - start}).encode())
+    store = Run(f"{sweep.uri}/{RUNS}", trial.key)
+    if setup.until:  # a halving rung: train to it (its FID is measured there); the runner compares the trials
+        rung = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=setup.until))
+        if finished_checkpoint(store, rung) is None:
+            _train_timed(rung, store, setup.workers, stoppable=False)
+        gather_metrics(sweep, plan, trial)
+        return {"status": "rung", "step": setup.until, "fid": fid_at(sweep, trial.key, setup.until)}
+    ckpt = finished_checkpoint(store, config) or \
+        _train_timed(config, store, setup.workers, stoppable=plan.schedule.scheduler == "asha")
+    if store.exists(STOP) and read_step(ckpt) < config.train.steps:  # ended early (sweeps.spec.Schedule)
+        return record_stopped(sweep, plan, trial)
     saved = store.read_text(TRAIN_TIME)
     train_time = json.loads(saved)["train_time_s"] if saved else float("nan")
-    if store.exists(STOP) and read_step(ckpt) < config.train.steps:  # ended early (sweeps.spec.Schedule)
-        row = {**_stopped_row(sweep, plan, trial, ckpt), "train_time_s": train_time}
-        write_rows(sweep, "trials", plan, trial, [row])
-        return row
     row = {"status": "ok", "train_time_s": train_time, "ckpt": ckpt}
 
     start = time.monotonic()
     w = setup.workers
     fan = Fanout(workers=0, device=_device(w)) if w.count == 1 else \
         Fanout(workers=w.count, gpus_per_worker=w.gpus, cpus_per_worker=w.cpus)
-    during = _measured_at_the_end(gather_metrics(sweep, plan, trial), config, plan, reference)
-    measured, summary = evaluate(plan, load_generator(ckpt)[0], ckpt, config.train.seed, reference, fan, during)
-    row.update(measured, step=read_step(ckpt))
+    seed, step = config.train.seed, read_step(ckpt)
+    rows, during = gather_metrics(sweep, plan, trial), None
+    if reference is not None:
+        n = plan.budget.fid_samples
+        wanted = measurement_id(reference, n, seed, frozenset(plan.metrics))
+        during = _recorded(rows, step, wanted, {"n_generated": n, "n_reference": len(reference.features)})
+    measured, summary = evaluate(plan, load_generator(ckpt)[0], ckpt, seed, reference, fan, during)
+    row.update(measured, step=step)
     row["eval_time_s"] = time.monotonic() - start
     write_rows(sweep, "responsibility", plan, trial, summary)
     write_rows(sweep, "trials", plan, trial, [row])  # last: a trial row means the trial is complete
     return row
 
 
-def _measured_at_the_end(rows: list[dict], config: RunConfig, plan: Plan, reference: np.ndarray | None) -> dict | None:
-    """FID and PRD of the training's evaluation at its last step when they are what the trial's
-    row needs, else None: the same fid_samples paths (drawn from the trial's seed, by
-    Generator.sample_latent) against the same reference (the data set's images chosen by seed 0,
-    the sweep's cached features), with PRD when the sweep measures it."""
-    t, last = config.train, rows[-1] if rows else {}
-    if ("fid" not in plan.metrics or last.get("step") != t.steps or last.get("fid") is None
-            or t.eval_samples != plan.budget.fid_samples or reference_name(config) != config.data
-            or ("prd" in plan.metrics and not t.eval_prd)):
-        return None
-    return {"n_generated": t.eval_samples, "n_reference": len(reference),
-            **{k: last[k] for k in MEASURES}}
+def _recorded(rows: list[dict], step: int, wanted: str, sizes: dict[str, int]) -> dict | None:
+    """FID and PRD as the trial's training measured them at `step` (with `sizes`, its images on
+    each side), when that measurement is the one the trial's row needs (`wanted`, a
+    rpgan.metrics.features.measurement_id: the same reference, paths and PRD), else None."""
+    at = next((r for r in reversed(rows) if r.get("step") == step), {})
+    return {**sizes, **{k: at[k] for k in (*COLUMNS, "measurement")}} if at.get("measurement") == wanted else None
 
 
-def evaluate(plan: Plan, generator: Generator, ckpt: Path | str, seed: int, reference: np.ndarray | None,
+def evaluate(plan: Plan, generator: Generator, ckpt: Path | str, seed: int, reference: Reference | None,
              fan: Fanout, measured: dict | None = None) -> tuple[dict, list[dict]]:
     """The plan's metrics of a trained generator (its checkpoint `ckpt`, which the workers of
     `fan` load): FID and PRD columns of its trials row, and its responsibility summary rows.
@@ -209,7 +228,7 @@ def evaluate(plan: Plan, generator: Generator, ckpt: Path | str, seed: int, refe
     with fan.holding(ckpt):  # both jobs on the same workers
         if "fid" in plan.metrics and measured is None:
             features = generated_features(generator, ckpt, plan.budget.fid_samples, seed, fan)
-            row = score(features, reference, seed, prd="prd" in plan.metrics)[0]
+            row = score(features, reference, seed, frozenset(plan.metrics))[0]
         if "responsibility" in plan.metrics and max(generator.blocks) > 1:  # one path has nothing to vary
             cfg = AnalyzeConfig(evaluations=plan.budget.evaluations, seed=seed, grids=0)
             summary = measure(generator, ckpt, cfg, fan)[1].to_dict("records")

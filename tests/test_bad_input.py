@@ -13,7 +13,7 @@ from analysis.deformator import DirectionsConfig
 from analysis.dissect import DissectConfig
 from rpgan.config import MAX_PARAMETERS, ModelConfig, RunConfig, TrainConfig
 from rpgan.errors import UserError
-from rpgan.io.run_store import Folder, RunStore
+from rpgan.io.run import Folder, Run
 from rpgan.model.compress import merge_buckets
 from rpgan.model.networks import Generator, build_discriminator, build_generator
 from rpgan.model.size import parameter_counts
@@ -107,7 +107,7 @@ def test_malformed_run_configurations_are_one_line():
 
 
 def test_a_ray_runs_config_that_is_not_utf8_is_one_line(tmp_path):
-    store = RunStore(str(tmp_path), "run")
+    store = Run(str(tmp_path), "run")
     store.write_bytes("run.json", b"\x80\x81 not utf-8")
     with pytest.raises(UserError, match="run.json: config.json is not an rpgan run configuration"):
         store.saved_config()

@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 
 from rpgan.errors import UserError
 from rpgan.io.data import load_data
+from rpgan.io.run import Run, prunable
 from rpgan.training import checkpoint as ckpt_mod
 from rpgan.training.checkpoint import (
-    list_checkpoints,
     load_generator,
     load_training_state,
     new_training_state,
@@ -72,7 +72,7 @@ def test_the_fp16_loss_scale_is_part_of_the_checkpoint(tmp_path):
     cfg = tiny_run(precision="fp16")
     state = new_training_state(cfg, "cpu")
     state.scaler_g = torch.amp.GradScaler("cpu", init_scale=512.0)  # as after overflows
-    ckpt = save_checkpoint(tmp_path, cfg, state)
+    ckpt = Path(save_checkpoint(Run.at(tmp_path), cfg, state))
     assert load_training_state(ckpt, cfg, "cpu").scaler_g.get_scale() == 512.0
 
 
@@ -98,7 +98,7 @@ def test_a_run_directory_is_never_overwritten_without_resume(tmp_path):
 def test_old_checkpoints_are_pruned_and_no_temporaries_remain(tmp_path):
     cfg = tiny_run(steps=10, checkpoint_every=2)
     train(cfg, _data(cfg), tmp_path, quiet=True)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000006", "step_00000008", "step_00000010"]
+    assert [Path(c).name for c in Run.at(tmp_path).checkpoints()] == ["step_00000006", "step_00000008", "step_00000010"]
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
 
 
@@ -115,7 +115,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, mon
     monkeypatch.setattr(ckpt_mod.torch, "save", failing_save)
     with pytest.raises(OSError):
         train(cfg, data, tmp_path, quiet=True)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002"]
+    assert [Path(c).name for c in Run.at(tmp_path).checkpoints()] == ["step_00000002"]
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
     load_training_state(resolve_checkpoint(tmp_path), cfg, "cpu")  # still loads
 
@@ -210,7 +210,7 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, capsys)
     assert "skipping checkpoint" in err and "step_00000006" in err and "generator.pt is truncated" in err
     assert "from step 4 (step_00000004)" in err
     # the valid step-4 checkpoint was never pruned for the broken one; step 6 is whole again
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000004", "step_00000006", "step_00000008"]
+    assert [Path(c).name for c in Run.at(tmp_path).checkpoints()] == ["step_00000004", "step_00000006", "step_00000008"]
     assert final.name == "step_00000008"
     assert all(torch.equal(v, _weights(clean / "checkpoints" / "step_00000008")["generator.pt"][k])
                for k, v in _weights(final)["generator.pt"].items())
@@ -222,13 +222,13 @@ def test_resume_refuses_a_run_none_of_whose_checkpoints_loads(tmp_path):
     _truncate(tmp_path / "checkpoints" / "step_00000002" / "train_state.pt")
     with pytest.raises(UserError, match="no checkpoint of this run loads"):
         train(cfg, _data(cfg), tmp_path, resume=True, quiet=True)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002"]  # nothing started over
+    assert [Path(c).name for c in Run.at(tmp_path).checkpoints()] == ["step_00000002"]  # nothing started over
 
 
 def test_prunable_keeps_the_newest_at_or_before_the_step():
-    assert ckpt_mod.prunable([2, 4, 6, 8], 8) == [2]
-    assert ckpt_mod.prunable([2, 4, 6, 8], 6, keep=2) == [2]  # 8 (newer, unloadable) is not counted
-    assert ckpt_mod.prunable([4, 6], 5) == []
+    assert prunable([2, 4, 6, 8], 8) == [2]
+    assert prunable([2, 4, 6, 8], 6, keep=2) == [2]  # 8 (newer, unloadable) is not counted
+    assert prunable([4, 6], 5) == []
 
 
 def test_leftovers_of_a_killed_write_are_removed_on_resume(tmp_path):

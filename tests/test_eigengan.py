@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from analysis.responsibility import Plan, eigen_variations
+from analysis.responsibility import Draws, eigen_variations
 from rpgan.config import ModelConfig
 from rpgan.errors import UserError
 from rpgan.io.data import load_data, to_uint8
@@ -12,7 +12,8 @@ from rpgan.io.images import render
 from rpgan.model.eigengan import EigenGenerator, Subspace, orthogonality, orthogonality_loss
 from rpgan.model.networks import build_generator
 from rpgan.training.checkpoint import load_generator, new_training_state
-from rpgan.training.train import train, train_step
+from rpgan.training.loop import train_step
+from rpgan.training.train import train
 from tests.conftest import TINY_EIGENGAN, tiny_run
 
 import pandas as pd
@@ -96,7 +97,7 @@ def test_eigen_variations_change_only_the_chosen_layer_coefficients():
     g = build_generator(TINY_EIGENGAN).eval()
     paths, z = g.sample_latent(2, torch.Generator().manual_seed(1))
     seeds = torch.arange(2 * 3 * 4).view(2, 3, 4)
-    images = eigen_variations(g, Plan(paths, z, torch.zeros(2, 3, 4, dtype=torch.long), seeds))
+    images = eigen_variations(g, Draws(paths, z, torch.zeros(2, 3, 4, dtype=torch.long), seeds))
     assert images.shape == (2, 3, 4, 3, 16, 16) and images.dtype == torch.uint8
     # image (e=1, layer 2, k=3) is z[1] with z_2 redrawn from its seed
     expected = z[1].clone()

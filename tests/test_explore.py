@@ -157,7 +157,7 @@ def test_the_runs_analysis_results_are_shown_and_a_deleted_plot_is_a_404(rpgan, 
         code, _, err = rpgan(*args, "--ckpt", run, "--workers", 0, "--out", out)
         assert code == 0, err
     summary = pd.read_parquet(out / "responsibility_summary")  # the README's snippet, after two jobs
-    assert summary["run_id"].nunique() == 2
+    assert summary["job_id"].nunique() == 2
     summary = summary[summary.created_at == summary.created_at.max()]
     pivot = summary[summary.distance == "semantic"].pivot(index="layer", columns="method", values="ratio_mean")
     assert list(pivot.index) == [1, 2, 3]

@@ -20,7 +20,7 @@ def test_fid_stats_then_fid_writes_quality_and_prd(rpgan, ckpt, tmp_path, monkey
     monkeypatch.setenv("RPGAN_CACHE", str(tmp_path / "cache"))
     code, out, err = rpgan("fid-stats", "--data", "digits", "--image-size", 8, "--n", 60, "--workers", 0)
     assert code == 0, err
-    stats = next((tmp_path / "cache" / "fid_stats").glob("digits-8px-3ch-60-seed0.npz"))
+    stats = next((tmp_path / "cache" / "fid_stats").glob("digits-8px-3ch-60-seed0-*.npz"))
     with np.load(stats) as f:
         ref = f["features"]
     assert ref.shape == (60, 2048)

@@ -9,7 +9,8 @@ from rpgan.errors import UserError
 from rpgan.io.data import FolderData, ImageData, load_data
 from rpgan.io.loader import Prefetched
 from rpgan.training.checkpoint import load_generator, new_training_state
-from rpgan.training.train import train, train_step, upcoming_draws
+from rpgan.training.loop import train_step, upcoming_draws
+from rpgan.training.train import train
 from tests.conftest import tiny_run, write_images
 
 import numpy as np

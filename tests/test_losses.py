@@ -76,7 +76,7 @@ def test_gradient_penalty_of_a_linear_critic():
 def test_half_precision_steps_stay_finite_and_keep_fp32_weights(arch, loss, precision):
     from rpgan.io.data import load_data
     from rpgan.training.checkpoint import new_training_state
-    from rpgan.training.train import train_step
+    from rpgan.training.loop import train_step
     from tests.conftest import tiny_run
 
     cfg = tiny_run(arch, loss=loss, precision=precision)
@@ -99,7 +99,7 @@ def test_half_precision_steps_stay_finite_and_keep_fp32_weights(arch, loss, prec
 def test_fp16_skips_an_update_whose_gradients_overflow_and_lowers_the_scale():
     from rpgan.io.data import load_data
     from rpgan.training.checkpoint import new_training_state
-    from rpgan.training.train import train_step
+    from rpgan.training.loop import train_step
     from tests.conftest import tiny_run
 
     cfg = tiny_run(precision="fp16")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from rpgan.errors import UserError
 from rpgan.io import remote
 from rpgan.io.data import load_data
-from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_step
+from rpgan.io.run import checkpoint_location
+from rpgan.training.checkpoint import load_generator, read_step
 from rpgan.training.train import train
 from tests.conftest import tiny_run
 
@@ -24,7 +25,7 @@ def run(tmp_path_factory):
 
 def test_a_run_uri_resolves_to_its_newest_checkpoint_and_loads_like_a_path(run):
     uri = f"file://{run}"
-    assert checkpoint_ref(uri) == f"{uri}/checkpoints/step_00000004"
+    assert checkpoint_location(uri) == f"{uri}/checkpoints/step_00000004"
     assert read_step(f"{uri}/checkpoints/step_00000002") == 2
     local, remote_loaded = load_generator(run)[0], load_generator(uri)[0]
     assert all(torch.equal(v, remote_loaded.state_dict()[k]) for k, v in local.state_dict().items())
@@ -59,11 +60,11 @@ def test_a_download_cut_short_leaves_no_checkpoint_in_the_cache(run, monkeypatch
 
 def test_a_uri_that_is_no_checkpoint_is_one_line(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        checkpoint_ref(f"file://{tmp_path}/nothing")
+        checkpoint_location(f"file://{tmp_path}/nothing")
     with pytest.raises(UserError, match="holds no rpgan checkpoint"):
-        checkpoint_ref(f"file://{tmp_path}")
+        checkpoint_location(f"file://{tmp_path}")
     with pytest.raises(UserError, match="pass a local path or a URI"):
-        checkpoint_ref("nosuchscheme://x/y")
+        checkpoint_location("nosuchscheme://x/y")
 
 
 @pytest.mark.slow  # waits out every scheme's bounded retries: `make test` only

@@ -8,8 +8,8 @@ from pathlib import Path
 from rpgan.io.data import ImageData, load_data
 from rpgan.io.loader import Prefetched
 from rpgan.training.checkpoint import new_training_state
+from rpgan.training.loop import train_step, upcoming_draws
 from rpgan.training.replica import Replica, fingerprint
-from rpgan.training.train import train_step, upcoming_draws
 from tests.conftest import tiny_run, write_images
 
 import pytest

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rpgan.errors import UserError
 from rpgan.io import run_lock as lock
-from rpgan.io.run_store import Folder
-from rpgan.training.checkpoint import list_checkpoints, load_generator
+from rpgan.io.run import Folder, Run
+from rpgan.training.checkpoint import load_generator
 from tests.processes import wait_for_output
 
 import pytest
@@ -102,6 +102,6 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous_one(
     lines = err.strip().splitlines()
     assert code == 2 and "No space left on device" in lines[-1] and "Traceback" not in err, err
     assert lines[-1].startswith(f"rpgan: {run}/checkpoints/step_") and ".tmp-" not in lines[-1], err
-    kept = list_checkpoints(run)
+    kept = [Path(c) for c in Run.at(run).checkpoints()]
     assert kept and load_generator(kept[-1])[0] is not None
     assert not [p for p in run.rglob("*") if ".tmp-" in p.name]

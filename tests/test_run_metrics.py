@@ -8,8 +8,9 @@ import struct
 
 from rpgan.errors import UserError
 from rpgan.io.data import load_data
+from rpgan.io.run import METRICS_FILE
 from rpgan.training.checkpoint import load_generator
-from rpgan.training.run_log import METRICS, SCHEMA, read_rows
+from rpgan.training.run_log import SCHEMA, read_rows
 from rpgan.training.train import train
 from tests.conftest import tiny_run
 
@@ -112,15 +113,15 @@ def test_a_corrupt_metrics_file_is_a_user_error(tmp_path):
     """train --resume reads the checkpoint's metrics.parquet: garbage there is a UserError (which
     makes resuming fall back to an older checkpoint), never a pyarrow traceback."""
     good = pa.Table.from_pylist([{"step": 2, "run_id": "r"}], schema=SCHEMA)
-    pq.write_table(good, tmp_path / METRICS)
+    pq.write_table(good, tmp_path / METRICS_FILE)
     assert [r["step"] for r in read_rows(tmp_path, 10)] == [2]
-    raw = (tmp_path / METRICS).read_bytes()
+    raw = (tmp_path / METRICS_FILE).read_bytes()
     for content in (b"garbage", raw[: len(raw) // 2], raw[:-12]):
-        (tmp_path / METRICS).write_bytes(content)
+        (tmp_path / METRICS_FILE).write_bytes(content)
         with pytest.raises(UserError, match="metrics.parquet is corrupt"):
             read_rows(tmp_path, 10)
     for table in (pa.table({"step": ["two"]}), pa.table({"loss": [1.0]})):  # Parquet, but not our columns
-        pq.write_table(table, tmp_path / METRICS)
+        pq.write_table(table, tmp_path / METRICS_FILE)
         with pytest.raises(UserError, match="metrics.parquet is corrupt"):
             read_rows(tmp_path, 10)
 

@@ -159,7 +159,7 @@ def test_asha_evaluates_during_training_from_the_budget_and_grid_stays_as_it_was
     assert {(t.config.train.eval_at, t.config.train.eval_every, t.config.train.eval_samples,
              t.config.train.checkpoint_every, t.config.train.eval_prd) for t in asha.trials} == \
         {((250, 500), 0, 200, 250, True)}
-    assert asha.run_id != grid.run_id and Plan.from_json(asha.to_json()).schedule == asha.schedule
+    assert asha.sweep_id != grid.sweep_id and Plan.from_json(asha.to_json()).schedule == asha.schedule
     assert [rung for rung, _ in asha.schedule.tune_scheduler(500, print)._brackets[0]._rungs] == [500, 250]
     # cheaper rungs: the rung at the last step decides nothing and its 50 images cannot be the
     # trial's FID, so it is not measured; curves every 100 steps beside the rungs
@@ -168,6 +168,10 @@ def test_asha_evaluates_during_training_from_the_budget_and_grid_stays_as_it_was
     assert [rung for rung, _ in cheap.schedule.tune_scheduler(500, print)._brackets[0]._rungs] == [500, 125]
     assert {(t.config.train.eval_at, t.config.train.eval_every, t.config.train.checkpoint_every)
             for t in cheap.trials} == {((125,), 100, 125)}
+    halving = plan(sweep, True, 0, scheduler="halving", schedule={"grace_period": 125, "reduction_factor": 4})
+    assert halving.schedule.rungs(halving.budget) == (125,) and halving.schedule.tune_scheduler(500, print) is None
+    assert {(t.config.train.eval_at, t.config.train.checkpoint_every) for t in halving.trials} == {((125, 500), 125)}
+    assert halving.sweep_id not in (asha.sweep_id, cheap.sweep_id)
     curves = plan(sweep, True, 0, schedule={"eval_every": 100})  # a grid with FID during training
     assert {t.config.train.eval_every for t in curves.trials} == {100} and curves.schedule.scheduler == "grid"
 
@@ -179,7 +183,7 @@ def test_asha_evaluates_during_training_from_the_budget_and_grid_stays_as_it_was
     ("asha", {"grace_period": 0}, "--grace-period must be 1..499"),
     ("asha", {"eval_every": 0}, "--eval-every must be at least 1"),
     ("grid", {"eval_samples": 50}, "--eval-samples needs --eval-every"),
-    ("pbt", {}, "--scheduler takes grid or asha"),
+    ("pbt", {}, "--scheduler takes grid, asha or halving"),
 ])
 def test_impossible_schedules_are_refused(scheduler, schedule, message):
     with pytest.raises(UserError, match=re.escape(message)):

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 
 from rpgan.errors import UserError
 from rpgan.io.remote import local_checkpoint
-from rpgan.io.run_store import Folder
+from rpgan.io.run import Folder
 from sweeps import NAMES, get_sweep
-from sweeps.results import SCHEMAS, read_table, summarise, write_rows
+from sweeps.results import SCHEMAS, read_table, summarise_trials, write_rows
 from sweeps.spec import Plan, plan
 from tests.processes import wait_until_gone
 from tests.sockets import is_loopback, watch
@@ -97,7 +98,7 @@ def test_trial_rows_replace_their_part_and_keep_the_schema(tmp_path):
     assert pq.read_table(tmp_path / "s" / "trials").schema.equals(SCHEMAS["trials"], check_metadata=False)
     rows = read_table(folder, "trials")
     assert sorted(rows["trial"]) == sorted(t.key for t in p.trials) and set(rows["status"]) == {"ok"}
-    summary = summarise(rows, "blocks_per_bucket")
+    summary = summarise_trials(rows, "blocks_per_bucket")
     assert summary.set_index("blocks_per_bucket")["fid_mean"].to_dict() == {2: 50.0, 3: 40.0}
 
 
@@ -304,3 +305,71 @@ def test_asha_stops_trials_records_them_and_resume_keeps_them(ray_cluster, rpgan
         [ok.loc[key, k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")]
     code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", tmp_path)
     assert code == 0 and "all 2 trials have finished, nothing to do" in out, err
+
+
+@pytest.mark.slow
+def test_halving_keeps_the_best_at_each_rung_resumes_exactly_and_refuses_another_scheduler(ray_cluster, rpgan,
+                                                                                            tmp_path):
+    """Synchronous successive halving on the shared cluster: all three trials train to the rung
+    (step 4) and measure FID there; the best 3 // 2 = 1 goes on to step 8 from its rung
+    checkpoint, the others keep a `stopped` row of the rung. The promoted trial's weights and
+    losses are those of the same trial trained straight through; a resume after losing its last
+    stage (its row and final checkpoint) trains it from step 4 again and nothing else."""
+    import dataclasses
+
+    from rpgan.io.data import training_images
+    from rpgan.training.checkpoint import load_generator
+    from rpgan.training.train import train
+    from sweeps.runner import halving_keeps
+
+    import torch
+
+    args = ["sweep", "ablation_blocks", "--quick", "--steps", "8", "--fid-samples", "10", "--evaluations", "1",
+            "--space", "blocks_per_bucket=3,1,2", "--scheduler", "halving", "--grace-period", "4",
+            "--eval-samples", "10", "--storage", tmp_path, "--shared-storage"]
+    code, _, err = rpgan(*args)
+    assert code == 0, err
+    sweep = tmp_path / "ablation_blocks-quick"
+    rows = pd.read_parquet(sweep / "trials").set_index("trial")
+    metrics = pd.read_parquet(sweep / "metrics")
+    at_rung = metrics[metrics["step"] == 4].set_index("trial")["fid"]
+    order = [f"blocks_per_bucket-{b}_seed-0" for b in (3, 1, 2)]  # the plan's order breaks ties
+    kept = halving_keeps({k: at_rung[k] for k in order}, 2)
+    assert len(kept) == 1 and rows.loc[kept[0], "status"] == "ok" and rows.loc[kept[0], "step"] == 8
+    stopped = rows[rows["status"] == "stopped"]
+    assert sorted(stopped.index) == sorted(set(order) - set(kept)) and (stopped["step"] == 4).all()
+    assert all(stopped.loc[k, "fid"] == at_rung[k] for k in stopped.index)
+    assert "step 4: 1 of 3 trials go on" in err
+
+    chosen = plan(get_sweep("ablation_blocks"), True, 0, {"blocks_per_bucket": ("3", "1", "2")}, scheduler="halving",
+                  schedule={"grace_period": 4, "eval_samples": 10}, steps=8, fid_samples=10, evaluations=1)
+    config = chosen.trial(kept[0]).config
+    images = training_images(config)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a trial's
+        straight = train(dataclasses.replace(config, dataset_size=len(images)), images, tmp_path / "straight",
+                         quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    swept = load_generator(rows.loc[kept[0], "ckpt"])[0].state_dict()
+    assert all(torch.equal(v, swept[k]) for k, v in load_generator(straight)[0].state_dict().items())
+    losses = ["step", "d_loss", "g_loss", "diversity"]
+    assert metrics[metrics["trial"] == kept[0]][losses].reset_index(drop=True).equals(
+        pd.read_parquet(tmp_path / "straight" / "metrics.parquet")[losses])
+
+    # the last stage lost (as if killed during it): resumed from the rung, no rung trained again
+    run = sweep / "runs" / kept[0]
+    (sweep / "trials" / f"part-{kept[0]}.parquet").unlink()
+    shutil.rmtree(run / "checkpoints" / "step_00000008")
+    rung_files = {f: f.stat().st_mtime_ns for f in (sweep / "runs").glob("*/checkpoints/step_00000004/*")}
+    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", tmp_path, "--shared-storage")
+    assert code == 0, err
+    assert len(rung_files) == 3 * 5 and all(f.stat().st_mtime_ns == t for f, t in rung_files.items())
+    assert (run / "checkpoints" / "step_00000008").is_dir() and "1/1 trials" in err
+    again = pd.read_parquet(sweep / "trials").set_index("trial")
+    pd.testing.assert_frame_equal(again.drop(columns=["created_at", "train_time_s", "eval_time_s"]).sort_index(),
+                                  rows.drop(columns=["created_at", "train_time_s", "eval_time_s"]).sort_index())
+    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--scheduler", "asha",
+                         "--storage", tmp_path, "--shared-storage")
+    assert code == 2 and "--scheduler" in err and len(err.strip().splitlines()) == 1, err

@@ -80,7 +80,7 @@ def read_results(folder: Path | None) -> list[dict]:
             try:
                 frame = pd.read_parquet(table)
                 # every job into the folder keeps its part; the page shows the latest, as the plot does
-                entry["jobs"] = frame["run_id"].nunique()
+                entry["jobs"] = frame["job_id"].nunique()
                 frame = frame[frame["created_at"] == frame["created_at"].max()]
                 entry["table"] = _directions_table(frame) if r.name == "directions" else _layer_table(frame, r.value)
             except Exception as e:  # a half-copied or foreign folder: say so beside the plot

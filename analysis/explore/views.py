@@ -22,12 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from analysis.responsibility import Plan, eigen_variations, noise_variations
+from analysis.responsibility import Draws, eigen_variations, noise_variations
 from rpgan.errors import UserError
 from rpgan.io.data import to_uint8
 from rpgan.io.images import render
+from rpgan.io.run import checkpoint_location
 from rpgan.model.paths import frozen_path_variations, parse_path, sample_paths
-from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_step
+from rpgan.training.checkpoint import load_generator, read_step
 
 import numpy as np
 import torch
@@ -85,7 +86,7 @@ class Explorer:
         self._load()
 
     def _load(self) -> None:
-        ckpt = checkpoint_ref(self.source)
+        ckpt = checkpoint_location(self.source)
         generator, config, _ = load_generator(ckpt, self.device)
         self.generator, self.config, self.checkpoint, self.step = generator, config, ckpt, read_step(ckpt)
         self._rows: OrderedDict[tuple, list[str]] = OrderedDict()
@@ -245,10 +246,10 @@ class Explorer:
         """uint8 [L, ROW_DRAWS, C, S, S]: every layer varied by fixed draws (noise or z_l)."""
         n = len(self.blocks)
         seeds = torch.tensor([[_seed(self.seed, i, k) % 2**62 for k in range(ROW_DRAWS)] for i in range(n)])
-        plan = Plan(torch.tensor([state.path]), z, torch.zeros(1, n, ROW_DRAWS, dtype=torch.long), seeds[None])
+        draws = Draws(torch.tensor([state.path]), z, torch.zeros(1, n, ROW_DRAWS, dtype=torch.long), seeds[None])
         vary: Callable = noise_variations if self.mode == "noise" else eigen_variations
         args = (state.noise,) if self.mode == "noise" else ()
-        return vary(self.generator, plan, *args)[0]
+        return vary(self.generator, draws, *args)[0]
 
 
 def _integer(text: str, name: str, low: int, high: int) -> int:

@@ -31,7 +31,7 @@ import click
 
 if TYPE_CHECKING:
     from rpgan.distributed.ray_train import Fault
-    from rpgan.io.run_store import RunStore
+    from rpgan.io.run import Run
     from rpgan.training.checkpoint import TrainingState
 
 
@@ -69,8 +69,8 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
     """Train an RPGAN (or an EigenGAN: --preset eigengan-*) in this process (--out), or on Ray Train
     workers (--workers, --storage, --name). --eval-every N adds FID to the metrics every N steps."""
     from rpgan.io.data import check_labels
-    from rpgan.io.run_store import plain_name
-    from rpgan.training.checkpoint import latest_config, list_checkpoints
+    from rpgan.io.run import Run, plain_name
+    from rpgan.training.checkpoint import latest_config
 
     if settings.get("eval_every") == 0:
         raise UserError("--eval-every must be at least 1 (steps between evaluations); --no-eval turns them off")
@@ -82,18 +82,17 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
                       blocks, seed if typed("seed") == click.core.ParameterSource.COMMANDLINE else None, settings)
     if workers:
         from rpgan.distributed.ray_train import Fault
-        from rpgan.io.run_store import RunStore
 
         if out is not None and (storage or name):
             raise UserError("pass either --out or --storage/--name")
         fault = Fault.parse(inject_fault) if inject_fault else None
-        store = RunStore(storage or str(out.parent if out else "runs"), name or (out.name if out else preset))
-        config = request.config(store.saved_config(), f"run {store.uri}", "--name")
+        run = Run(storage or str(out.parent if out else "runs"), name or (out.name if out else preset))
+        config = request.config(run.saved_config(), f"run {run.uri}", "--name")
         check_labels(config.data, config.labels)
         if dry_run:
             click.echo(config.to_json())
             return
-        _train_on_ray(config, store, device, address, fault, workers, gpus_per_worker, cpus_per_worker, max_failures,
+        _train_on_ray(config, run, device, address, fault, workers, gpus_per_worker, cpus_per_worker, max_failures,
                       shared_storage)
         return
     if storage or name:
@@ -101,8 +100,7 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
             raise UserError("--storage with a URI needs Ray workers: add --workers N")
         out = Path(storage or "runs") / plain_name(name or preset)
     out = out or Path("runs") / preset
-    found = list_checkpoints(out) if resume else []
-    config = request.config(latest_config(found) if found else None, f"{out}", "--out")
+    config = request.config(latest_config(Run.at(out)) if resume else None, f"{out}", "--out")
     check_labels(config.data, config.labels)
     if dry_run:
         click.echo(config.to_json())
@@ -110,54 +108,51 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
     _run_training(config, out, pick_device(device), resume)
 
 
-def _train_on_ray(config: RunConfig, store: RunStore, device: str, address: str | None, fault: Fault | None, count: int,
+def _train_on_ray(config: RunConfig, run: Run, device: str, address: str | None, fault: Fault | None, count: int,
                   gpus: float | None, cpus: float, max_failures: int, shared_storage: bool) -> None:
     from rpgan.distributed.nodes import check_data_on_every_node, check_shared_storage, place
     from rpgan.distributed.ray_session import Workers, check_fit, connect, default_gpus, is_private
     from rpgan.distributed.ray_train import train_on_ray
-    from rpgan.io.atomic import remove_leftovers
     from rpgan.io.data import training_images
+    from rpgan.io.run import METRICS_FILE, TENSORBOARD
     from rpgan.io.run_lock import run_lock
-    from rpgan.training.checkpoint import CHECKPOINTS
-    from rpgan.training.stored_run import finished_checkpoint
+    from rpgan.training.train import finished_checkpoint
 
-    done = finished_checkpoint(store, config)
+    done = finished_checkpoint(run, config)
     if done:
-        click.echo(f"run {store.uri} already reached step {config.train.steps}: nothing to do (pass a larger "
+        click.echo(f"run {run.uri} already reached step {config.train.steps}: nothing to do (pass a larger "
                    f"--steps to train it further)\ncheckpoint: {done}")
         return
     images = training_images(config)
     config = dataclasses.replace(config, dataset_size=len(images))
-    store.create()  # first: a storage that cannot be written is refused before Ray starts
-    with run_lock(store, "rpgan train --workers", "--name"):  # a second writer goes no further
-        if store.local:  # temporaries of writes killed mid-way (a URI's are the store's business)
-            for folder in (store.local, store.local / CHECKPOINTS):
-                remove_leftovers(folder)
+    run.create()  # first: a storage that cannot be written is refused before Ray starts
+    with run_lock(run, "rpgan train --workers", "--name"):  # a second writer goes no further
+        run.remove_leftovers()  # of writes killed mid-way
         click.echo(connect(address, log_to_driver=True), err=True)
         gpus = default_gpus(device) if gpus is None else gpus
         workers = Workers(count, gpus, cpus, max_failures).validate()
         flags = "--workers, --cpus-per-worker or --gpus-per-worker"
         check_fit(count, cpus, gpus, flags)  # before the run writes
         if not is_private():  # a cluster: every node has its own disk; a worker must fit one node
-            check_shared_storage(store.local, shared_storage, "--shared-storage")
+            check_shared_storage(run.local, shared_storage, "--shared-storage")
             check_data_on_every_node(config.data)
             place(count, {"CPU": cpus, "GPU": gpus}, flags)
         click.echo(f"training {config.preset} on {config.data} ({len(images)} images), blocks "
                    f"{list(config.model.blocks)}, {config.train.steps} steps, global batch {config.train.batch} on "
-                   f"{count} Ray workers ({cpus:g} CPU, {gpus:g} GPU each) -> {store.uri}", err=True)
+                   f"{count} Ray workers ({cpus:g} CPU, {gpus:g} GPU each) -> {run.uri}", err=True)
         try:
-            ckpt = train_on_ray(config, store, workers, fault)
+            ckpt = train_on_ray(config, run, workers, fault)
         except RuntimeError as e:
             click.echo(f"rpgan: {e}", err=True)
             sys.exit(1)
-    click.echo(f"checkpoint: {ckpt}\nmetrics: {store.uri}/metrics.parquet\ntensorboard: {store.uri}/tensorboard")
+    click.echo(f"checkpoint: {ckpt}\nmetrics: {run.uri}/{METRICS_FILE}\ntensorboard: {run.uri}/{TENSORBOARD}")
 
 
 def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
                   start: TrainingState | None = None) -> None:
     from rpgan.io.data import training_images
+    from rpgan.io.run import METRICS_FILE, SAMPLES_GRID, TENSORBOARD, Run
     from rpgan.io.run_lock import run_lock
-    from rpgan.io.run_store import Folder
     from rpgan.training.train import layer_grid_name
     from rpgan.training.train import train as run_training
 
@@ -165,12 +160,12 @@ def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
     config = dataclasses.replace(config, dataset_size=len(images))
     subset = f" labels {config.labels}" if config.labels else ""
     # the folder is made here: an unwritable --out fails in one line (see main)
-    with run_lock(Folder.at(out), "rpgan train", "--out"):
+    with run_lock(Run.at(out), "rpgan train", "--out"):
         click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "
                    f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)
         ckpt = run_training(config, images, out, device=device, resume=resume, start=start)
-    click.echo(f"checkpoint: {ckpt}\nsamples: {out / 'samples.png'}\nlayers: {out / layer_grid_name(config.model)}\n"
-               f"metrics: {out / 'metrics.parquet'}\ntensorboard: {out / 'tensorboard'}")
+    click.echo(f"checkpoint: {ckpt}\nsamples: {out / SAMPLES_GRID}\nlayers: {out / layer_grid_name(config.model)}\n"
+               f"metrics: {out / METRICS_FILE}\ntensorboard: {out / TENSORBOARD}")
 
 
 @click.command(epilog=example("rpgan sample --ckpt runs/digits --n 64 --out samples.png",
@@ -215,11 +210,12 @@ def sample(ckpt: str, n: int, path_text: str | None, per_bucket: int, seed: int,
 @CKPT
 def info(ckpt: str) -> None:
     """Configuration, step, parameter counts, latent-space cardinality and coverage (Table 1)."""
+    from rpgan.io.run import checkpoint_location
     from rpgan.model.networks import build_discriminator
     from rpgan.model.paths import cardinality
-    from rpgan.training.checkpoint import checkpoint_ref, load_generator, read_step
+    from rpgan.training.checkpoint import load_generator, read_step
 
-    ckpt = checkpoint_ref(ckpt)  # the exact checkpoint, as a path or URI
+    ckpt = checkpoint_location(ckpt)  # the exact checkpoint, as a path or URI
     generator, config, _ = load_generator(ckpt)
     m = config.model
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
@@ -280,20 +276,16 @@ def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
     """Merge consecutive linear buckets of a fully-connected generator into one (section 4.4)."""
     import json
 
+    from rpgan.io.run import Run, checkpoint_location
     from rpgan.model.compress import merge_buckets, parse_merge
-    from rpgan.training.checkpoint import (
-        checkpoint_ref,
-        derived_training_state,
-        list_checkpoints,
-        load_generator,
-        save_checkpoint,
-    )
+    from rpgan.training.checkpoint import derived_training_state, load_generator, save_checkpoint
 
     import torch
 
-    if list_checkpoints(out):
+    run = Run.at(out)
+    if run.checkpoint_steps():
         raise UserError(f"{out} already holds a run; choose another --out")
-    ckpt = checkpoint_ref(ckpt)
+    ckpt = checkpoint_location(ckpt)
     generator, config, source = load_generator(ckpt)
     first, last = parse_merge(merge)
     compressed, tuples = merge_buckets(generator, first, last, k, torch.Generator().manual_seed(seed))
@@ -301,7 +293,7 @@ def compress(ckpt: str, merge: str, k: int, seed: int, out: Path) -> None:
     merged = {"source": ckpt, "merged_buckets": [first + 1, last + 1], "seed": seed,
               "tuples": tuples.tolist()}
     new_config = dataclasses.replace(config, model=compressed.cfg)
-    saved = save_checkpoint(out, new_config, state, extra={"merge.json": json.dumps(merged)})
+    saved = save_checkpoint(run, new_config, state, extra={"merge.json": json.dumps(merged)})
     click.echo(f"buckets {first + 1}-{last + 1} -> one bucket of {k} blocks; blocks now "
                f"{list(compressed.blocks)}\ncheckpoint: {saved}")
 
@@ -317,9 +309,9 @@ def curves(runs: tuple[str, ...], out: Path | None) -> None:
     import io
 
     from rpgan.io.atomic import atomic_write
-    from rpgan.io.run_store import Folder
+    from rpgan.io.run import Folder
     from rpgan.training.curves import plot_curves
-    from rpgan.training.run_log import METRICS
+    from rpgan.training.run_log import METRICS_FILE
 
     import pandas as pd
     import pyarrow as pa
@@ -333,17 +325,17 @@ def curves(runs: tuple[str, ...], out: Path | None) -> None:
     if len(set(names)) < len(names):  # runs/a/digits and runs/b/digits: lines named by their whole path
         names = [f.uri for f in folders]
     for folder, name in zip(folders, names):
-        saved = folder.read_bytes(METRICS)
+        saved = folder.read_bytes(METRICS_FILE)
         if saved is None:
-            raise UserError(f"{folder.uri} has no {METRICS}; give a run directory written by rpgan train (or one of "
-                            "its checkpoints)")
+            raise UserError(f"{folder.uri} has no {METRICS_FILE}; give a run directory written by rpgan train "
+                            "(or one of its checkpoints)")
         try:
             rows = pq.read_table(io.BytesIO(saved)).to_pandas()
         except (pa.ArrowException, OSError) as e:
-            raise UserError(f"{folder.uri}/{METRICS} is unreadable ({type(e).__name__}); train or resume the run to "
-                            "write it again") from None
+            raise UserError(f"{folder.uri}/{METRICS_FILE} is unreadable ({type(e).__name__}); train or resume the "
+                            "run to write it again") from None
         if rows.empty or "step" not in rows:
-            raise UserError(f"{folder.uri}/{METRICS} has no rows yet; train the run further first")
+            raise UserError(f"{folder.uri}/{METRICS_FILE} has no rows yet; train the run further first")
         frames.append(rows.assign(run=name))
     rows = pd.concat(frames, ignore_index=True)
     evaluated = rows["fid"].notna().sum() if "fid" in rows else 0

@@ -16,6 +16,7 @@ Every source is resized to the model's image size and channel count and yields u
 from __future__ import annotations
 
 import colorsys
+import hashlib
 import os
 import sys
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ DATA_SPECS = (*NAMED, "npz:PATH", "folder:PATH")
 MAX_LABEL = 100_000  # --labels: class labels are 0..MAX_LABEL
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 COLOR_SEED = 0  # colors are part of a colored data set's definition: the same everywhere
+NAMED_VERSION = 1  # of the named data sets' definitions (source, colors): raise it when one changes
 
 
 class ImageData:
@@ -113,6 +115,22 @@ def check_spec(spec: str) -> None:
         raise UserError(f"--data {spec}: {where} is not a directory of images")
     if kind not in ("npz", "folder"):
         raise UserError(f"unknown data set {spec!r}; choose one of {', '.join(DATA_SPECS)}")
+
+
+def data_identity(spec: str) -> str:
+    """What a data set's cached derivatives (reference features, classifiers) depend on: a named
+    set's name and version; for `npz:` the file's resolved path, size and modification time; for
+    `folder:` those of every image file below it. Rewriting the files at the same path changes it."""
+    kind, _, where = spec.partition(":")
+    if kind not in ("npz", "folder") or not Path(where).exists():
+        return f"{spec}|v{NAMED_VERSION}"
+    root = Path(where).resolve()
+    files = [root] if kind == "npz" else sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    stamps = hashlib.sha1()
+    for f in files:
+        info = f.stat()
+        stamps.update(f"{f.relative_to(root) if kind == 'folder' else f}|{info.st_size}|{info.st_mtime_ns}\n".encode())
+    return f"{kind}:{root}|{stamps.hexdigest()}"
 
 
 def load_data(spec: str, size: int, channels: int) -> ImageData:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 
 from rpgan.errors import UserError
-from rpgan.io.run_store import Folder
+from rpgan.io.run import Folder
 
 import pandas as pd
 import pyarrow as pa

@@ -71,39 +71,15 @@ def join(uri: str, *names: str) -> str:
     return "/".join([uri.rstrip("/"), *names])
 
 
-def parent(uri: str) -> str:
-    return uri.rstrip("/").rpartition("/")[0]
-
-
 def _files(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
     return [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
             if i.type == pafs.FileType.File]
 
 
-def checkpoint_uri(uri: str) -> str:
-    """The checkpoint a URI names: itself if it holds config.json, else the newest
-    checkpoints/step_N of the run it names. One line if there is none."""
-    from rpgan.training.checkpoint import CHECKPOINTS, CONFIG, STEP_DIR
-
-    uri = uri.rstrip("/")
-    fs, path = filesystem(uri)
-    with remote_errors(uri):
-        if fs.get_file_info(f"{path}/{CONFIG}").type == pafs.FileType.File:
-            return uri
-        found = fs.get_file_info(pafs.FileSelector(f"{path}/{CHECKPOINTS}", allow_not_found=True))
-        steps = sorted(int(m.group(1)) for i in found if (m := STEP_DIR.match(i.base_name)))
-        if steps:
-            return join(uri, CHECKPOINTS, f"step_{steps[-1]:08d}")
-        kind = fs.get_file_info(path).type
-    if kind == pafs.FileType.NotFound:
-        raise UserError(f"checkpoint {uri} does not exist; pass a run (its --storage/--name) or one of its "
-                        "checkpoints/step_* (what `rpgan results --best` prints)")
-    raise UserError(f"{uri} holds no rpgan checkpoint (no config.json, no checkpoints/step_*)")
-
-
 def local_checkpoint(uri: str) -> Path:
-    """The checkpoint a URI names (see checkpoint_uri) as a local directory of the cache."""
-    uri = checkpoint_uri(uri)
+    """The checkpoint at `uri` (an exact checkpoint: rpgan.io.run.checkpoint_location) as a local
+    directory of the cache, fetched again when its files changed."""
+    uri = uri.rstrip("/")
     fs, path = filesystem(uri)
     with remote_errors(uri):
         files = _files(fs, path)

@@ -28,9 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rpgan.errors import UserError
-from rpgan.io.run_store import Folder
+from rpgan.io.run import LOCK, Folder
 
-LOCK = ".lock"
 HEARTBEAT_S = 60.0
 STALE_S = 300.0
 

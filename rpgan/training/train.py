@@ -1,289 +1,236 @@
-"""Training: one RPGAN step as a plain function, and the loop that checkpoints a run."""
+"""Training a run: where its checkpoints, metrics and grids go (an rpgan.io.run.Run, a local path
+or a URI), how it resumes, and who persists its checkpoints. One implementation for every driver:
+
+- in this process (`train`, what `rpgan train --out`, `extend` and the tests use);
+- a sweep trial's own process (sweeps.trial);
+- each worker of a Ray Train group (rpgan.distributed.ray_train).
+
+They differ only in how a checkpoint is persisted and where the logged rows are reported
+(`Driver`). Every run resumes from its newest checkpoint that loads. The steps themselves are
+rpgan.training.loop's. No Ray here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from rpgan.config import ModelConfig, RunConfig, TrainConfig
+from rpgan.config import ModelConfig, RunConfig
 from rpgan.errors import UserError
-from rpgan.io.atomic import atomic_write, remove_leftovers
-from rpgan.io.data import FolderData, ImageData, to_float
+from rpgan.io.data import ImageData, training_images
 from rpgan.io.images import render, save_grid, save_layer_grid
-from rpgan.io.loader import Prefetched
-from rpgan.io.progress import Progress
-from rpgan.io.run_lock import LOCK
-from rpgan.model.eigengan import orthogonality_loss
+from rpgan.io.remote import download
+from rpgan.io.run import (
+    FROZEN_PATH_GRID,
+    METRICS_FILE,
+    SAMPLES,
+    SAMPLES_GRID,
+    TENSORBOARD,
+    TRAVERSALS_GRID,
+    Mirror,
+    Run,
+)
 from rpgan.model.extend import add_blocks, freeze_old_blocks
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import (
-    CHECKPOINTS,
     TrainingState,
     derived_training_state,
     latest_config,
-    list_checkpoints,
     load_generator,
     load_training_state,
     new_training_state,
     newest_loadable,
     read_step,
-    save_checkpoint,
+    resolve_checkpoint,
+    write_checkpoint,
 )
-from rpgan.training.evaluation import Evaluation
-from rpgan.training.losses import d_loss, diversity_loss, g_loss, gradient_penalty
+from rpgan.training.loop import fit, preview_latent
 from rpgan.training.replica import SOLO, Replica
-from rpgan.training.run_log import METRICS, TENSORBOARD, RunLog, read_rows
+from rpgan.training.run_log import RunLog, read_rows, reported
 
-import numpy as np
 import torch
-from torchvision.utils import make_grid
 
-PREVIEW_SEED = 1234  # the paths shown in the sample grids during training
-
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """The training RNG's seed for one worker's step: a resumed run, and the same step on any
-    worker count, draws the same numbers whether or not it was interrupted."""
-    return int(np.random.SeedSequence([seed % 2**64, rank, step]).generate_state(1, np.uint64)[0] >> 1)
+STOP = ".stop"  # in a run: asks its training to end at the next logged step (a scheduler's decision)
+Write = Callable[[Path], None]  # writes a checkpoint's files into an empty local folder
 
 
-def data_draws(rng: torch.Generator, n_images: int, n: int, d_steps: int) -> torch.Tensor:
-    """The indices [d_steps * n] of the real images of a step's discriminator updates, drawn with
-    replacement. They are the first draws of the step's stream, so a loader knows them ahead."""
-    return torch.cat([torch.randint(n_images, (n,), generator=rng) for _ in range(d_steps)])
+@dataclass(frozen=True)
+class Driver:
+    """What differs between the drivers of a run.
+
+    persist(run, step, write, row): the lead makes the checkpoint that `write` writes the run's
+    checkpoint of `step` (older ones pruned), and reports `row` with it;
+    report(row): a logged row (every replica calls it at the same steps);
+    agree(value): rank 0's value, on every replica."""
+
+    persist: Callable[[Run, int, Write, dict], None] = lambda run, step, write, row: run.put_checkpoint(step, write)
+    report: Callable[[dict], None] = lambda row: None
+    agree: Callable[[Any], Any] = lambda value: value
 
 
-def upcoming_draws(cfg: TrainConfig, rank: int, n: int, n_images: int, start: int) -> Iterator[torch.Tensor]:
-    """`data_draws` of steps start .. cfg.steps - 1 of one replica, as train_step will draw them."""
-    for step in range(start, cfg.steps):
-        yield data_draws(torch.Generator().manual_seed(step_seed(cfg.seed, rank, step)), n_images, n, cfg.d_steps)
+class Stopped(Exception):
+    """Raised on every replica at the same step once the run holds STOP."""
 
 
-HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+def restore(run: Run, config: RunConfig, device: str, lead: bool, agree: Callable[[Any], Any],
+            start: TrainingState | None = None) -> tuple[TrainingState, list[dict]]:
+    """The newest loadable checkpoint of the run, with its metrics rows; `start` (or a fresh
+    state) if the run has none. The lead chooses (saying which newer ones it skipped and why) and
+    every replica loads the same one. The run directory is searched, not a driver's own record of
+    what was reported: a checkpoint cut short by a crash, or corrupted since, fails to load."""
+    def load(step: int) -> tuple[int, TrainingState, list[dict]]:
+        if run.local:
+            ckpt = Path(run.checkpoint(step))
+            state = load_training_state(ckpt, config, device)
+            return step, state, read_rows(ckpt, state.step)
+        with tempfile.TemporaryDirectory(prefix="rpgan-restore-") as folder:  # not kept: read into memory
+            ckpt = download(run.checkpoint(step), Path(folder) / "checkpoint")
+            state = load_training_state(ckpt, config, device)
+            return step, state, read_rows(ckpt, state.step)
+
+    found = newest_loadable(run.checkpoint_steps(), load, say=_say) if lead else None
+    step = agree(found[0] if found else None)
+    if step is None:
+        return start or new_training_state(config, device), []
+    if lead:
+        _say(f"resuming {run.uri} from step {step} ({run.checkpoint_name(step).rpartition('/')[2]})")
+    _, state, rows = found if lead else load(step)
+    return state, rows
 
 
-def autocast(cfg: TrainConfig, device: str) -> torch.autocast:
-    """The context of the forward passes: bf16 or fp16 autocast when `cfg.precision` asks, else a no-op."""
-    return torch.autocast(torch.device(device).type, dtype=HALF.get(cfg.precision, torch.bfloat16),
-                          enabled=cfg.precision in HALF)
+def train_run(config: RunConfig, run: Run, device: str, driver: Driver = Driver(), replica: Replica = SOLO,
+              data: ImageData | None = None, start: TrainingState | None = None, stoppable: bool = False,
+              after_step: Callable[[int], None] | None = None, quiet: bool = False) -> None:
+    """Train `config` in `run` from its newest loadable checkpoint (or `start`, or fresh models)
+    to config.train.steps (or, when `stoppable`, until the run holds STOP: then it ends at a
+    logged step, the same one on every replica, like a finished run). The lead (rank 0) writes
+    the checkpoints, metrics.parquet, TensorBoard events and sample grids; for a run behind a URI
+    the last two are written locally and mirrored into the run at each checkpoint and at the end.
+    `data`: the training images (default: the config's)."""
+    lead = replica.rank == 0
+    data = training_images(config) if data is None else data
+    state, rows = restore(run, config, device, lead, driver.agree, start)
+    staging = tempfile.TemporaryDirectory(prefix="rpgan-run-") if lead and run.local is None else None
+    root = run.local if staging is None else Path(staging.name)
+    mirror = Mirror(run, root) if staging else None
+    if staging and state.step and run.exists(TENSORBOARD):  # its events, trimmed (RunLog) and mirrored back
+        download(f"{run.uri}/{TENSORBOARD}", root / TENSORBOARD)
+    log = RunLog(run.name, config, replica.world, rows, str(root / TENSORBOARD), state.step) if lead else None
 
+    # Every logged row is reported; at a checkpoint the row rides with the checkpoint, so a driver
+    # sees each step once.
+    carried = {"step": -1}
 
-def configure_device(cfg: TrainConfig, device: str) -> None:
-    """TF32 and cuDNN autotuning as the run configuration says (CUDA only; nothing on a CPU)."""
-    if torch.device(device).type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+    def save(state: TrainingState) -> None:
+        last = log.rows[-1] if lead and log.rows else {}
+        row = reported(last) if last.get("step") == state.step else {"step": state.step}
+        carried["step"] = state.step
+        if not lead:
+            driver.report(row)
+            return
+        metrics = log.to_parquet()
+        driver.persist(run, state.step, lambda folder: write_checkpoint(folder, config, state, {METRICS_FILE: metrics}),
+                       row)
+        run.write_bytes(METRICS_FILE, metrics)  # after the checkpoint: never ahead of what a resume restores
+        if mirror:
+            log.flush()
+            mirror.sync()
 
+    def publish(step: int, row: dict) -> None:
+        if step != carried["step"]:
+            driver.report(reported(row) if lead else {"step": step})
+        # the lead looks, every replica learns the same answer at the same step
+        if stoppable and driver.agree(lead and run.exists(STOP)):
+            raise Stopped
 
-def compile_static(state: TrainingState) -> None:
-    """torch.compile the parts whose shapes do not change: the discriminator and the generator's
-    shared layers (in place: the state dicts, hence checkpoints, are unchanged)."""
-    state.discriminator.compile()
-    shared = getattr(state.generator, "pre_output", None)
-    if shared is not None and not isinstance(shared, torch.nn.Identity):
-        shared.compile()
-
-
-def update(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor,
-           model: torch.nn.Module, replica: Replica, batch: int) -> None:
-    """One optimizer step on `loss` with gradients averaged over replicas. With fp16 the loss is
-    scaled, and a step whose gradients overflow is skipped and the scale lowered."""
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    replica.average_gradients(model, batch)
-    scaler.step(optimizer)
-    scaler.update()
-
-
-def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: str,
-               replica: Replica = SOLO) -> dict[str, float]:
-    """`cfg.d_steps` discriminator updates, then one generator update, on this replica's share
-    of the global batch `cfg.batch` with gradients averaged over replicas. Returns its losses.
-    The forward passes run in `cfg.precision`; the losses, the gradient penalty (a gradient of a
-    gradient) and the diversity loss are computed in fp32."""
-    G, D = state.generator, state.discriminator
-    rng = state.rng.manual_seed(step_seed(cfg.seed, replica.rank, state.step))
-    n = replica.share(cfg.batch)
-    reals = to_float(data.batch(data_draws(rng, len(data), n, cfg.d_steps)).to(device, non_blocking=True))
-    for real in reals.split(n):
-        with torch.no_grad(), autocast(cfg, device):
-            fake = G(*G.sample_latent(n, rng)).float()
-        with autocast(cfg, device):
-            if cfg.compile:  # one pass: a compiled D's spectral-norm vectors must not change before its backward
-                real_logits, fake_logits = D(torch.cat([real, fake])).split(n)
-            else:
-                real_logits, fake_logits = D(real), D(fake)
-        loss_d = d_loss(cfg.loss, real_logits.float(), fake_logits.float())
-        if cfg.loss == "wgan-gp":
-            loss_d = loss_d + cfg.gp_weight * gradient_penalty(D, real, fake, rng)
-        update(state.opt_d, state.scaler_d, loss_d, D, replica, cfg.batch)
-
-    with autocast(cfg, device):
-        logits = D(G(*G.sample_latent(n, rng)))
-    adversarial = g_loss(logits.float())
-    diversity = diversity_loss(G) if cfg.diversity_weight else torch.zeros((), device=device)
-    orthogonality = orthogonality_loss(G)  # EigenGAN's bases; 0 for RPGAN
-    loss_g = adversarial + cfg.diversity_weight * diversity + cfg.orthogonality_weight * orthogonality
-    update(state.opt_g, state.scaler_g, loss_g, G, replica, cfg.batch)
-    replica.broadcast_buffers(G, D)
-    state.step += 1
-    return {"d_loss": loss_d.item(), "g_loss": adversarial.item(), "diversity": diversity.item(),
-            "orthogonality": orthogonality.item()}
-
-
-def fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
-        save: Callable[[TrainingState], object], log: RunLog | None = None, replica: Replica = SOLO,
-        samples: Path | None = None, after_step: Callable[[int], None] | None = None, quiet: bool = False,
-        publish: Callable[[int, dict], None] | None = None) -> None:
-    """Train from state.step to config.train.steps. Every `log_every` steps a metrics row goes to
-    `log` (losses averaged over replicas), and every `eval_every` steps and at the `eval_at`
-    steps the replica holding `log` adds FID (Evaluation) to its row; every `sample_every` steps
-    a grid of fixed preview paths goes to `samples` (and TensorBoard); every `checkpoint_every` steps and
-    at the end, after checking that the replicas agree, every replica calls save(state).
-    `after_step(step)` runs after each step, `publish(step, row)` after each logged one (after
-    save), on every replica (the row is the log's, or the losses where there is no log)."""
-    cfg = config.train
-    configure_device(cfg, device)
-    if cfg.compile:
-        compile_static(state)
-    # the evaluation reads real images straight from the data set, not from the prefetched stream
-    evaluation = Evaluation(config, data, device) if (cfg.eval_every or cfg.eval_at) and log else None
-    if isinstance(data, FolderData) and cfg.data_workers:
-        upcoming = upcoming_draws(cfg, replica.rank, replica.share(cfg.batch), len(data), state.step)
-        data = Prefetched(data, upcoming, cfg.data_workers, pin_memory=torch.device(device).type == "cuda")
     try:
-        _fit(config, data, state, device, save, log, replica, samples, after_step, quiet, publish, evaluation)
+        fit(config, data, state, device, save, log, replica, samples=root / SAMPLES if lead else None,
+            after_step=after_step, quiet=quiet or not lead, publish=publish)
+    except Stopped:
+        pass  # asked to stop: a normal end, at the last checkpoint persisted
     finally:
-        if isinstance(data, Prefetched):
-            data.close()
+        if log:
+            log.close()
+        if mirror:
+            mirror.sync()
+            staging.cleanup()
 
 
-def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
-         save: Callable[[TrainingState], object], log: RunLog | None, replica: Replica,
-         samples: Path | None, after_step: Callable[[int], None] | None, quiet: bool,
-         publish: Callable[[int, dict], None] | None, evaluation: Evaluation | None) -> None:
-    cfg = config.train
-    preview = preview_latent(state.generator)
-    progress = None if quiet else Progress(cfg.steps, start=state.step, label="step")
-    unused = {"diversity"} if config.model.arch == "eigengan" else {"orthogonality"}  # not shown: always 0
-    if log:
-        log.add_config(config)
-        log.tick(state.step)
-    while state.step < cfg.steps:
-        losses = train_step(state, data, cfg, device, replica)
-        if after_step:
-            after_step(state.step)
-        done = state.step == cfg.steps
-        # at eval_every's multiples and the eval_at steps only, not at the end: a short run of a
-        # preset that evaluates often on a GPU (10k images) is not made to wait for one
-        evaluated = cfg.eval_every and state.step % cfg.eval_every == 0 or state.step in cfg.eval_at
-        logged = done or evaluated or state.step % cfg.log_every == 0
-        row = losses
-        if logged:
-            losses = row = replica.mean(losses, cfg.batch, device)
-            if log:
-                row = log.record(state.step, losses, evaluation(state.generator) if evaluated and evaluation else None)
-        if progress:
-            progress.update(state.step, {k: v for k, v in losses.items() if k not in unused})
-            if row.get("fid") is not None:
-                progress.say(f"step {state.step}: FID {row['fid']:.2f} of {cfg.eval_samples} images "
-                             f"({row['eval_time_s']:.1f} s)")
-        if samples and (done or (cfg.sample_every and state.step % cfg.sample_every == 0)):
-            images = render(state.generator, *preview)
-            save_grid(images, samples / f"step_{state.step:08d}.png")
-            if log:
-                log.add_grid(state.step, make_grid((images + 1) / 2, nrow=8, padding=1).clamp(0, 1))
-        if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
-            replica.check_in_sync(state.generator, state.discriminator)
-            save(state)
-        if logged and publish:
-            publish(state.step, row)
-        if log and logged:
-            log.tick(state.step)  # the next row times steps only, not grids or checkpoints
-    if progress:
-        progress.close()
+def finished_checkpoint(run: Run, config: RunConfig) -> str | None:
+    """The final checkpoint of the run if it already reached config.train.steps and loads whole,
+    else None (a final checkpoint cut short by a kill mid-upload is trained again from the one
+    before; if none loads, training says so)."""
+    steps = run.checkpoint_steps()
+    if not steps or steps[-1] < config.train.steps:
+        return None
+    try:
+        load_training_state(resolve_checkpoint(run.checkpoint(steps[-1])), config, "cpu")
+    except UserError as e:
+        _say(f"skipping {e}")
+        return None
+    return run.checkpoint(steps[-1])
 
 
-# What an in-process run writes in its directory; a new run refuses a directory holding anything else.
-RUN_LAYOUT = frozenset({CHECKPOINTS, "samples", TENSORBOARD, METRICS, "samples.png", "frozen_path.png",
-                        "traversals.png", LOCK})
-
-
-def prepare_run(config: RunConfig, run_dir: Path, resume: bool, device: str,
-                start: TrainingState | None = None) -> tuple[TrainingState, list[dict], Path | None]:
-    """The state to train from, the metrics rows it has logged and its checkpoint: `start` (or a
-    fresh state) for a new run, or, when resuming, the newest checkpoint of run_dir that loads (a
-    newer one that does not is skipped with a line on stderr). Refuses to mix runs, and to write a new run
-    into a directory that holds anything but a run."""
-    found = list_checkpoints(run_dir)
-    if found and not resume:
-        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    if not found:
-        foreign = sorted(p.name for p in Path(run_dir).iterdir() if p.name not in RUN_LAYOUT) \
-            if Path(run_dir).is_dir() else []
-        if foreign:
-            raise UserError(f"--out {run_dir} holds other files ({', '.join(foreign[:3])}); choose a new or empty "
-                            "directory for the run")
-        return start or new_training_state(config, device), [], None
-    for folder in (Path(run_dir), Path(run_dir) / CHECKPOINTS):  # temporaries of writes killed mid-way
-        remove_leftovers(folder)
-    saved = latest_config(found)
-    if saved.model != config.model or saved.data != config.data:
-        raise UserError(f"{run_dir} was trained with another model or data set; drop the differing flags "
-                        "or choose another --out")
-
-    def load(ckpt: Path) -> tuple[TrainingState, list[dict], Path]:
-        state = load_training_state(ckpt, config, device)
-        rows = read_rows(ckpt, state.step)
-        print(f"resuming {run_dir} from step {state.step} ({ckpt.name})", file=sys.stderr)
-        return state, rows, ckpt
-
-    return newest_loadable(found, load, say=lambda line: print(line, file=sys.stderr))
+def finish(run: Run, step: int) -> str:
+    """After training: the run's samples.png and layer grid from its checkpoint of `step`, which
+    it returns (a local path, or a URI)."""
+    final = run.checkpoint(step)
+    if run.local is not None:
+        save_final_grids(load_generator(final)[0], run.local)
+        return final
+    with tempfile.TemporaryDirectory(prefix="rpgan-grids-") as grids:
+        save_final_grids(load_generator(final)[0], Path(grids))
+        run.upload(Path(grids))
+    return final
 
 
 def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu", resume: bool = False,
           quiet: bool = False, start: TrainingState | None = None) -> Path:
-    """Train in this process until config.train.steps, writing checkpoints, sample grids, the
-    metrics (metrics.parquet, tensorboard/) under run_dir. `start` is the state of a new run
-    (default: fresh models). Returns the final checkpoint."""
-    run_dir = Path(run_dir)
-    state, rows, resumed = prepare_run(config, run_dir, resume, device, start)
-    if resumed and state.step >= config.train.steps:
-        print(f"{run_dir} is already at step {state.step}, at or past --steps {config.train.steps}: nothing to "
-              "train (pass a larger --steps to continue it)", file=sys.stderr)
-        return resumed
-    log = RunLog(run_dir.name, config, workers=1, rows=rows, tensorboard=str(run_dir / TENSORBOARD), step=state.step)
-    saved = [resumed] if resumed else []
-
-    def save(state: TrainingState) -> None:
-        metrics = log.to_parquet()
-        saved.append(save_checkpoint(run_dir, config, state, extra={METRICS: metrics}))
-        atomic_write(run_dir / METRICS, lambda tmp: tmp.write_bytes(metrics))
-
-    try:
-        fit(config, data, state, device, save, log, samples=run_dir / "samples", quiet=quiet)
-    finally:
-        log.close()
-    save_final_grids(state.generator, run_dir)
-    return saved[-1]
+    """Train in this process until config.train.steps into the local run directory run_dir
+    (`train_run`). `start` is the state of a new run (default: fresh models). Refuses to mix
+    runs: an existing run without `resume`, another model or data set, a directory holding
+    anything but a run. Returns the final checkpoint."""
+    run = Run.at(run_dir)
+    check_local_run(run, config, resume)
+    done = finished_checkpoint(run, config)
+    if done:
+        _say(f"{run_dir} is already at step {read_step(done)}, at or past --steps {config.train.steps}: nothing to "
+             "train (pass a larger --steps to continue it)")
+        return Path(done)
+    train_run(config, run, device, data=data, start=start, quiet=quiet)
+    return Path(finish(run, run.checkpoint_steps()[-1]))
 
 
-def preview_latent(generator: Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The 64 fixed paths (and z) shown in a run's sample grids: paths [64, n_buckets]."""
-    return generator.sample_latent(64, torch.Generator().manual_seed(PREVIEW_SEED))
+def check_local_run(run: Run, config: RunConfig, resume: bool) -> None:
+    """Refuse what an in-process run must not write into (see `train`); removes the temporaries
+    of writes killed mid-way."""
+    if run.checkpoint_steps():
+        if not resume:
+            raise UserError(f"{run.local} already holds a run; pass --resume to continue it or choose another --out")
+        run.remove_leftovers()
+        saved = latest_config(run)
+        if saved.model != config.model or saved.data != config.data:
+            raise UserError(f"{run.local} was trained with another model or data set; drop the differing flags "
+                            "or choose another --out")
+    elif run.local.is_dir() and run.foreign_files():
+        raise UserError(f"--out {run.local} holds other files ({', '.join(run.foreign_files()[:3])}); choose a new "
+                        "or empty directory for the run")
 
 
 def layer_grid_name(model: ModelConfig) -> str:
     """The PNG showing what each layer does for one sample: Figure 3, or EigenGAN traversals."""
-    return "traversals.png" if model.arch == "eigengan" else "frozen_path.png"
+    return TRAVERSALS_GRID if model.arch == "eigengan" else FROZEN_PATH_GRID
 
 
 def save_final_grids(generator: Generator, run_dir: Path) -> None:
     """samples.png (the preview paths), and `layer_grid_name` for the first preview sample."""
     paths, z = preview_latent(generator)
-    save_grid(render(generator, paths, z), run_dir / "samples.png")
+    save_grid(render(generator, paths, z), run_dir / SAMPLES_GRID)
     save_layer_grid(generator, paths[0], None if z is None else z[0], run_dir / layer_grid_name(generator.cfg))
 
 
@@ -301,3 +248,7 @@ def start_extension(source: Path, add: Sequence[int], steps: int, seed: int, dev
                                    steps=read_step(source) + steps, seed=seed)
     config = dataclasses.replace(config, model=grown.cfg, train=schedule, data=data or config.data, labels=labels)
     return config, derived_training_state(source, grown.train(), device)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
