@@ -128,7 +128,7 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
     """Run the analysis where `fan` says; returns where each file went, by name, and the
     summary table (method x layer x distance)."""
     cfg.validate()
-    with open_job(ckpt, out, fan.device) as job:
+    with open_job(ckpt, out, fan.device, fan.generator_weights) as job:
         generator, config, out = job.generator, job.config, job.out
         rows, summary = measure(generator, job.ckpt, cfg, fan, config.data)  # first: a job that fails writes nothing
         written: dict[str, Path | str] = {}

@@ -16,7 +16,21 @@ from analysis.limits import (
     Embedding,
     Fill,
 )
-from rpgan.cli.options import ADDRESS, CKPT, DEVICE, GPUS, NPZ, PATH, SEED, TEXT, choice, example, pick_device, workers
+from rpgan.cli.options import (
+    ADDRESS,
+    CKPT,
+    DEVICE,
+    GENERATOR,
+    GPUS,
+    NPZ,
+    PATH,
+    SEED,
+    TEXT,
+    choice,
+    example,
+    pick_device,
+    workers,
+)
 from rpgan.config import MAX_IMAGE_SIZE
 from rpgan.errors import UserError
 
@@ -40,19 +54,21 @@ def cluster_options(command: Callable) -> Callable:
 
 
 def _fanout(workers: int | None, gpus: float | None, address: str | None, device: str,
-            inception_weights: Path | None, log_to_driver: bool = False) -> Fanout:
+            inception_weights: Path | None, log_to_driver: bool = False, generator_weights: str = "auto") -> Fanout:
     """Where the job runs: in-process on `device`, or on Ray (connected here) with the project's
     resource policy (rpgan.distributed.ray_session). `log_to_driver` shows the workers' own
     progress lines here (a long task on one worker)."""
     from analysis.fanout import Fanout
 
     if workers == 0:
-        return Fanout(workers=0, device=pick_device(device), inception_weights=inception_weights)
+        return Fanout(workers=0, device=pick_device(device), inception_weights=inception_weights,
+                      generator_weights=generator_weights)
     from rpgan.distributed.ray_session import connect, default_gpus
 
     click.echo(connect(address, log_to_driver=log_to_driver), err=True)
     gpus = default_gpus(device) if gpus is None else gpus
-    return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights)
+    return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights,
+                  generator_weights=generator_weights)
 
 
 def _preflight(ckpt: str, out: str | None):
@@ -91,6 +107,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
                                "rpgan analyze --ckpt runs/digits --embedding classifier --out runs/digits-clf",
                                "rpgan analyze --ckpt s3://bucket/runs/cifar10 --noise-injection --out s3://bucket/an"))
 @CKPT
+@GENERATOR
 @click.option("--evaluations", type=int, default=100, show_default=True, help="Random base paths for D_{l->1}.")
 @click.option("--grids", type=int, default=4, show_default=True, help="Figure 3 PNGs (one per base path).")
 @click.option("--per-bucket", type=int, default=10, show_default=True,
@@ -107,7 +124,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @cluster_options
 def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_injection: bool, noise_scales: str,
             chunk: int, embedding: str, seed: int, out: str | None, workers: int | None, gpus_per_worker: float | None,
-            address: str | None, inception_weights: Path | None, device: str) -> None:
+            address: str | None, inception_weights: Path | None, device: str, generator_weights: str) -> None:
     """Layer responsibility (section 4.1): Figure 3 grids, D_{l->1} to Parquet, Figure 4 plot."""
     from analysis.analyze import AnalyzeConfig
     from analysis.analyze import analyze as run_analysis
@@ -116,8 +133,8 @@ def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_inje
     cfg = AnalyzeConfig(evaluations=evaluations, seed=seed, grids=grids, per_bucket=per_bucket,
                         noise_scales=scales, chunk=chunk, embedding=embedding).validate()
     _preflight(ckpt, out)
-    written, summary = run_analysis(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device,
-                                                             inception_weights))
+    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, generator_weights=generator_weights)
+    written, summary = run_analysis(ckpt, out, cfg, fan)
     table = summary.pivot_table(index="layer", columns=["method", "distance"], values="ratio_mean")
     wanted = [c for c in table.columns if c[1] in ("semantic", "color")]
     click.echo(f"mean D_(l->1) over {evaluations} evaluations (semantic: {embedding}):\n"
@@ -128,6 +145,7 @@ def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_inje
 @click.command(epilog=example("rpgan fid --ckpt runs/digits --n 10000", "rpgan fid --ckpt runs/cifar10 --data cifar10 "
                                "--stats cifar10-32px.npz"))
 @CKPT
+@GENERATOR
 @click.option("--n", type=click.IntRange(2, MAX_FID_SAMPLES), default=50000, show_default=True,
               help="Generated images.")
 @click.option("--data", type=TEXT, help="Reference data set [default: the checkpoint's].")
@@ -140,7 +158,7 @@ def analyze(ckpt: str, evaluations: int, grids: int, per_bucket: int, noise_inje
 @cluster_options
 def fid(ckpt: str, n: int, data: str | None, reference_n: int | None, stats: Path | None, no_prd: bool, seed: int,
         out: str | None, workers: int | None, gpus_per_worker: float | None, address: str | None,
-        inception_weights: Path | None, device: str) -> None:
+        inception_weights: Path | None, device: str, generator_weights: str) -> None:
     """FID and PRD (F_8 recall, F_1/8 precision) of a checkpoint against real images."""
     from analysis.fid import fid as run_fid
     from rpgan.io.data import check_spec
@@ -148,7 +166,7 @@ def fid(ckpt: str, n: int, data: str | None, reference_n: int | None, stats: Pat
     _preflight(ckpt, out)
     if data:
         check_spec(data)
-    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights)
+    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, generator_weights=generator_weights)
     result = run_fid(ckpt, n, seed, fan, data=data, reference_n=reference_n, stats=stats, out=out, prd=not no_prd)
     click.echo(f"FID {result['fid']:.4f} ({result['n_generated']} generated vs {result['n_reference']} "
                f"{result['reference']})")
@@ -183,6 +201,7 @@ def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: in
 
 @click.command(epilog=example("rpgan dissect --ckpt runs/digits --n 200 --units 8"))
 @CKPT
+@GENERATOR
 @click.option("--n", type=int, default=200, show_default=True, help="Images (random paths) to average over.")
 @click.option("--units", type=int, default=8, show_default=True, help="Top units ablated together per layer.")
 @click.option("--fill", type=choice(Fill), default="mean", show_default=True,
@@ -194,14 +213,15 @@ def fid_stats(data: str, image_size: int, channels: str, n: int | None, seed: in
 @cluster_options
 def dissect(ckpt: str, n: int, units: int, fill: str, strips: int, chunk: int, seed: int, out: str | None,
             workers: int | None, gpus_per_worker: float | None, address: str | None, inception_weights: Path | None,
-            device: str) -> None:
+            device: str, generator_weights: str) -> None:
     """Unit dissection without a segmenter: ablate each layer's most active units, measure the effect."""
     from analysis.dissect import DissectConfig
     from analysis.dissect import dissect as run_dissect
 
     cfg = DissectConfig(n=n, units=units, fill=fill, seed=seed, strips=strips, chunk=chunk).validate()
     _preflight(ckpt, out)
-    written = run_dissect(ckpt, out, cfg, _fanout(workers, gpus_per_worker, address, device, inception_weights))
+    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, generator_weights=generator_weights)
+    written = run_dissect(ckpt, out, cfg, fan)
     effect = _read(written["ablation_effect"])
     table = effect.pivot_table(index="layer", columns="distance", values=["effect_mean", "ratio_mean"])
     click.echo(f"ablating the top {units} units of each layer ({fill}), over {n} samples:\n"
@@ -211,6 +231,7 @@ def dissect(ckpt: str, n: int, units: int, fill: str, strips: int, chunk: int, s
 
 @click.command(epilog=example("rpgan directions --ckpt runs/digits --bucket 1 --directions 10 --steps 1000"))
 @CKPT
+@GENERATOR
 @click.option("--bucket", type=click.IntRange(1), default=1, show_default=True,
               help="Learn directions in this bucket's input (1: z of a Gaussian-input GAN, or RPGAN's Z).")
 @click.option("--directions", "count", type=click.IntRange(2, MAX_DIRECTIONS), default=10, show_default=True,
@@ -225,7 +246,7 @@ def dissect(ckpt: str, n: int, units: int, fill: str, strips: int, chunk: int, s
 @cluster_options
 def directions(ckpt: str, bucket: int, count: int, steps: int, batch: int, lr: float, max_shift: float,
                min_shift: float, seed: int, out: str | None, workers: int | None, gpus_per_worker: float | None,
-               address: str | None, inception_weights: Path | None, device: str) -> None:
+               address: str | None, inception_weights: Path | None, device: str, generator_weights: str) -> None:
     """Unsupervised latent directions (Voynov & Babenko 2020): learn, draw and rate K directions."""
     from analysis.deformator import DirectionsConfig
     from analysis.directions import directions as run_directions
@@ -233,7 +254,7 @@ def directions(ckpt: str, bucket: int, count: int, steps: int, batch: int, lr: f
     cfg = DirectionsConfig(bucket=bucket, directions=count, steps=steps, batch=batch, lr=lr, max_shift=max_shift,
                            min_shift=min_shift, seed=seed)
     cfg.validate(_preflight(ckpt, out).model.n_buckets)  # before Ray starts
-    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, log_to_driver=True)
+    fan = _fanout(workers, gpus_per_worker, address, device, inception_weights, True, generator_weights)
     written = run_directions(ckpt, out, cfg, fan)
     table = _read(written["table"])[["direction", "accuracy", "semantic_spread", "color_spread"]]
     click.echo(f"reconstructor accuracy {table.accuracy.mean():.3f} (chance {1 / count:.3f}) over {count} "
@@ -260,6 +281,7 @@ def compare(dirs: tuple[str, ...], out: str) -> None:
 @click.command(epilog=example("rpgan explore --ckpt runs/digits", "rpgan explore --ckpt runs/digits --port 0 --seed 3",
                               "rpgan explore --ckpt runs/digits --analysis runs/digits/clf"))
 @CKPT
+@GENERATOR
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to serve on; 0 picks a free one.")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -268,14 +290,15 @@ def compare(dirs: tuple[str, ...], out: str) -> None:
               help="Analysis results shown beside the rows [default: RUN/analysis].")
 @SEED
 @DEVICE
-def explore(ckpt: str, port: int, host: str, results: Path | None, seed: int, device: str) -> None:
+def explore(ckpt: str, generator_weights: str, port: int, host: str, results: Path | None, seed: int,
+            device: str) -> None:
     """A local web page to explore a model: swap a frozen path's blocks and see every bucket's row."""
     from analysis.explore.server import create_app, is_loopback, serve
     from analysis.explore.views import Explorer
     from analysis.job import default_out
     from rpgan.io.remote import is_uri
 
-    explorer = Explorer(ckpt, pick_device(device), seed)
+    explorer = Explorer(ckpt, pick_device(device), seed, generator_weights)
     if results is None and not is_uri(explorer.checkpoint):
         results = Path(default_out(explorer.checkpoint))
     if not is_loopback(host):

@@ -49,7 +49,7 @@ def learn(worker: AnalysisWorker, cfg: DirectionsConfig, held_out: int) -> tuple
 def directions(ckpt: Path | str, out: Path | str | None, cfg: DirectionsConfig, fan: Fanout) -> dict[str, str]:
     """Train and evaluate where `fan` says (one worker), then draw and rate; returns where each
     file went, by name."""
-    with open_job(ckpt, out) as job:
+    with open_job(ckpt, out, weights=fan.generator_weights) as job:
         cfg.validate(len(job.generator.buckets))
         with fan.holding(job.ckpt):  # training and traversal features on the same worker
             return job.finish(_directions(job, cfg, fan))

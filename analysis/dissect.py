@@ -91,7 +91,8 @@ def summarise_effects(effects: torch.Tensor, dissected: list[int], method: str) 
 def dissect(ckpt: Path | str, out: Path | str | None, cfg: DissectConfig, fan: Fanout) -> dict[str, str]:
     """Run the dissection where `fan` says; returns where each file went, by name."""
     cfg.validate()
-    with open_job(ckpt, out, fan.device) as job, fan.holding(job.ckpt):  # both jobs on the same workers
+    # both jobs on the same workers
+    with open_job(ckpt, out, fan.device, fan.generator_weights) as job, fan.holding(job.ckpt):
         return job.finish(_dissect(job, cfg, fan))
 
 

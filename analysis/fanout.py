@@ -26,6 +26,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from rpgan.config import GeneratorWeights
 from rpgan.errors import RemoteError
 from rpgan.io.progress import Progress
 from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights, weights_identity
@@ -96,6 +97,7 @@ class Fanout:
     device: str = "cpu"  # of the in-process worker; actors use cuda exactly when given GPUs
     chunk: int = 250  # images per task, for jobs over images
     inception_weights: Path | None = None
+    generator_weights: GeneratorWeights = "auto"  # which generator of the checkpoint the workers load
     # the actors of a `holding` block, started at its first job (mutable in a frozen config)
     _held: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -111,8 +113,8 @@ class Fanout:
         if key not in _INCEPTION_HERE:
             _INCEPTION_HERE.clear()
             _INCEPTION_HERE[key] = InceptionFeatures(self.inception_state).to(self.device)
-        return AnalysisWorker(load_generator(ckpt, self.device)[0] if ckpt else None, _INCEPTION_HERE[key],
-                              self.device)
+        generator = load_generator(ckpt, self.device, self.generator_weights)[0] if ckpt else None
+        return AnalysisWorker(generator, _INCEPTION_HERE[key], self.device)
 
     def run(self, calls: list[Call], ckpt: Path | str | None, label: str = "task") -> list[Any]:
         """Run the calls on AnalysisWorkers for `ckpt` (a path or a URI: read here, shipped to the actors);
@@ -149,7 +151,8 @@ class Fanout:
         from rpgan.distributed.ray_session import cluster_slots
 
         n = min(self.workers or cluster_slots(self.gpus_per_worker, self.cpus_per_worker or 1.0), calls)
-        return _actors(ckpt, self.inception_state, n, self.gpus_per_worker, self.cpus_per_worker)
+        return _actors(ckpt, self.generator_weights, self.inception_state, n, self.gpus_per_worker,
+                       self.cpus_per_worker)
 
 
 def _actor_cpus(cpus_per_worker: float | None, gpus_per_worker: float, n: int) -> float:
@@ -179,8 +182,8 @@ def _run_here(calls: list[Call], worker: AnalysisWorker, progress: Progress) -> 
 
 
 @contextmanager
-def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_per_worker: float,
-            cpus_per_worker: float | None) -> Iterator[list]:
+def _actors(ckpt: str | None, weights: GeneratorWeights, inception_state: dict[str, Tensor], n: int,
+            gpus_per_worker: float, cpus_per_worker: float | None) -> Iterator[list]:
     """n AnalysisWorkerActors for ckpt, started within the cluster's placement bound
     (rpgan.distributed.nodes), killed when the block ends; yields for each the function that
     submits a call to it (`_gather`)."""
@@ -202,7 +205,7 @@ def _actors(ckpt: str | None, inception_state: dict[str, Tensor], n: int, gpus_p
                         max_restarts=RESTARTS, max_task_retries=RESTARTS)(AnalysisWorkerActor)
     # The generator (read here: the checkpoint may be on this machine's disk only) and the
     # Inception weights, held here until the actors are killed (a restarted actor fetches them again).
-    models = [ray.put(load_generator(ckpt)[0]) if ckpt else None, ray.put(inception_state)]
+    models = [ray.put(load_generator(ckpt, weights=weights)[0]) if ckpt else None, ray.put(inception_state)]
     actors = [remote.remote("cuda" if gpus_per_worker > 0 else "cpu", max(1, int(cpus))) for _ in range(n)]
     try:
         # Inside a sweep trial the actors may queue behind other trials' workers, which Tune

@@ -76,7 +76,7 @@ def fid(ckpt: Path | str, n: int, seed: int, fan: Fanout, data: str | None = Non
     the `quality` and `prd_curve` tables and prd.png to `out` (default: the run's analysis/)."""
     if n < 2:
         raise UserError("--n must be at least 2 (FID needs a covariance)")
-    with open_job(ckpt, out, fan.device) as job:
+    with open_job(ckpt, out, fan.device, fan.generator_weights) as job:
         generator, config, out = job.generator, job.config, job.out
         data = data or config.data
         m = config.model

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.results import context, job_id
-from rpgan.config import RunConfig
+from rpgan.config import GeneratorWeights, RunConfig, generator_weights
 from rpgan.errors import UserError
 from rpgan.io.remote import is_uri, upload
 from rpgan.io.run import ANALYSIS, Folder, checkpoint_location, run_of
@@ -32,10 +32,13 @@ class Job:
     step: int
     out: Path  # where the job writes, locally
     out_uri: str | None  # where `out` goes once the job is done, if that is remote
+    weights: GeneratorWeights = "auto"  # which generator of the checkpoint (`generator` is it)
 
     def context(self, options: dict, seed: int) -> dict:
         """The context columns of the job's tables; the job_id hashes the checkpoint and options."""
-        return context(job_id({"ckpt": self.ckpt, **options}), self.ckpt, self.step, self.config, seed)
+        resolved = generator_weights(self.config, self.weights)
+        return context(job_id({"ckpt": self.ckpt, "generator_weights": resolved, **options}), self.ckpt, self.step,
+                       self.config, seed, self.weights)
 
     def finish(self, written: dict[str, Path]) -> dict[str, str]:
         """Upload a remote job's files; where each written file now is, by name."""
@@ -73,16 +76,18 @@ def preflight(ckpt: Path | str, out: Path | str | None) -> RunConfig:
 
 
 @contextmanager
-def open_job(ckpt: Path | str, out: Path | str | None, device: str = "cpu") -> Iterator[Job]:
-    """The job on checkpoint `ckpt` (a checkpoint or run, a path or a URI) writing to `out`
-    (default: the run's analysis/); a remote job's staging folder is removed at the end."""
+def open_job(ckpt: Path | str, out: Path | str | None, device: str = "cpu",
+             weights: GeneratorWeights = "auto") -> Iterator[Job]:
+    """The job on the generator `weights` of checkpoint `ckpt` (a checkpoint or run, a path or a
+    URI) writing to `out` (default: the run's analysis/); a remote job's staging folder is removed
+    at the end."""
     exact = checkpoint_location(ckpt)
-    generator, config, local = load_generator(exact, device)
+    generator, config, local = load_generator(exact, device, weights)
     target = str(out) if out else default_out(exact)
     staging = Path(tempfile.mkdtemp(prefix="rpgan-out-")).resolve() if is_uri(target) else None
     try:
         yield Job(exact, generator, config, read_step(exact), staging or Path(target).expanduser().resolve(),
-                  target.rstrip("/") if staging else None)
+                  target.rstrip("/") if staging else None, weights)
     finally:
         if staging:
             shutil.rmtree(staging, ignore_errors=True)

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rpgan.config import RunConfig
+from rpgan.config import GeneratorWeights, RunConfig, generator_weights
 from rpgan.io.parquet import write_part
 from rpgan.io.run import Folder
 from rpgan.overrides import SETTINGS
@@ -36,6 +36,7 @@ RUN_COLUMNS = [
     ("preset", pa.string()), ("data", pa.string()), ("labels", pa.string()), ("blocks", pa.string()),
     ("n_buckets", pa.int64()), ("total_blocks", pa.int64()), ("blocks_per_bucket", pa.int64()),
     *((s.name, _arrow(s.kind)) for s in SETTINGS.values() if s.name != "seed"),
+    ("generator_weights", pa.string()),  # the generator the rows are of: "ema" (the moving average) or "raw"
 ]
 CONTEXT = [  # every analysis table starts with these: who made the rows and from which model
     ("job_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("ckpt", pa.string()),
@@ -71,17 +72,19 @@ def job_id(options: dict) -> str:
     return hashlib.sha1(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def run_columns(config: RunConfig) -> dict:
-    """The RUN_COLUMNS of rows made from a model of this configuration."""
+def run_columns(config: RunConfig, weights: GeneratorWeights = "auto") -> dict:
+    """The RUN_COLUMNS of rows made from a model of this configuration (its generator `weights`)."""
     m, sections = config.model, {"model": config.model, "train": config.train}
     even = len(set(m.blocks)) == 1
     return {"preset": config.preset, "data": config.data, "labels": config.labels,
             "blocks": ",".join(map(str, m.blocks)), "n_buckets": m.n_buckets, "total_blocks": sum(m.blocks),
             "blocks_per_bucket": m.blocks[0] if even else None,
-            **{s.name: getattr(sections[s.section], s.name) for s in SETTINGS.values() if s.name != "seed"}}
+            **{s.name: getattr(sections[s.section], s.name) for s in SETTINGS.values() if s.name != "seed"},
+            "generator_weights": generator_weights(config, weights)}
 
 
-def context(job: str, ckpt: Path | str, step: int, config: RunConfig, seed: int) -> dict:
-    """The CONTEXT columns for a checkpoint's rows."""
+def context(job: str, ckpt: Path | str, step: int, config: RunConfig, seed: int,
+            weights: GeneratorWeights = "auto") -> dict:
+    """The CONTEXT columns for the rows of a checkpoint's generator `weights`."""
     return {"job_id": job, "created_at": dt.datetime.now(dt.UTC), "ckpt": str(ckpt), "step": step,
-            **run_columns(config), "seed": seed}
+            **run_columns(config, weights), "seed": seed}

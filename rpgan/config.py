@@ -31,12 +31,15 @@ MAX_BATCH = 65_536
 MAX_STEPS = 1_000_000_000
 MAX_D_STEPS = 1000
 MAX_DATA_WORKERS = 64
+MAX_EMA_KIMG = 1e9  # finite: a NaN or an infinite half-life is refused
 MAX_EVAL_SAMPLES = 1_000_000
 MAX_SEED = 2**63 - 1
 
 Arch = Literal["resnet", "dcgan", "fc", "eigengan"]
 DArch = Literal["resnet", "dcgan"]
 InputMode = Literal["learned", "fixed", "gaussian"]
+# which generator a checkpoint's reader loads: auto, the moving average when the run keeps one (--ema-kimg)
+GeneratorWeights = Literal["auto", "ema", "raw"]
 Routing = Literal["group", "gather", "loop"]
 Loss = Literal["hinge", "wgan-gp"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -186,6 +189,9 @@ class TrainConfig:
                             "routed buckets stay eager); D then sees real and fake images in one pass.")
     data_workers: int = setting(2, "Processes decoding folder: images ahead of the training step (0: decode "
                                 "in the step; in-memory data sets need none).", resumable=True)
+    ema_kimg: float = setting(0.0, "Keep an exponential moving average of the generator's weights, with this "
+                              "half-life in thousands of generated images (stylegan2-ada's ema_kimg; 0: none). "
+                              "sample, analyze, fid and the sweeps then use the averaged generator.")
 
     def validate(self) -> TrainConfig:
         """Return self, or raise UserError naming the impossible setting."""
@@ -207,6 +213,8 @@ class TrainConfig:
         if self.compile and self.loss == "wgan-gp":
             raise UserError("--compile cannot train with --loss wgan-gp: torch.compile has no double backward, "
                             "which the gradient penalty needs; drop --compile")
+        if not 0 <= self.ema_kimg <= MAX_EMA_KIMG:
+            raise UserError(f"--ema-kimg must be 0 (no average) up to {MAX_EMA_KIMG:g}, got {self.ema_kimg}")
         if self.lr <= 0 or self.diversity_weight < 0 or self.orthogonality_weight < 0:
             raise UserError("--lr must be positive, --diversity-weight and --orthogonality-weight non-negative")
         if self.gp_weight < 0 or not all(0 <= b < 1 for b in self.betas):
@@ -329,3 +337,12 @@ def expand_blocks(spec: str, n_buckets: int) -> tuple[int, ...]:
     except ValueError:
         raise UserError(f"--blocks takes N or a comma-separated list like 20,20,20,8, got {spec!r}") from None
     return values * n_buckets if len(values) == 1 else values
+
+
+def generator_weights(config: RunConfig, weights: GeneratorWeights = "auto") -> str:
+    """Which generator a reader asking for `weights` gets from a checkpoint of `config`: "ema"
+    (the moving average) or "raw" (the trained weights). UserError for "ema" of a run without one."""
+    if weights == "ema" and not config.train.ema_kimg:
+        raise UserError("this run keeps no moving average of its generator (it was trained without --ema-kimg); "
+                        "drop --generator-weights ema")
+    return "ema" if weights != "raw" and config.train.ema_kimg else "raw"

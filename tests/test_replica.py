@@ -1,5 +1,6 @@
 """Data-parallel training on torch.distributed (gloo, 2 processes, no Ray): after each step all
-replicas hold identical generator and discriminator weights although they saw different data."""
+replicas hold identical generator, discriminator and moving-average weights although they saw
+different data."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _replica_steps(rank: int, world: int, folder: str, arch: str, loss: str, ima
     images decoded ahead for this replica's share."""
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    config = tiny_run(arch, loss=loss, batch=9)  # 9 = 5 + 4: unequal shares
+    config = tiny_run(arch, loss=loss, batch=9, ema_kimg=0.01)  # 9 = 5 + 4: unequal shares
     m = config.model
     replica = Replica(rank, world)
     if images:
@@ -36,7 +37,7 @@ def _replica_steps(rank: int, world: int, folder: str, arch: str, loss: str, ima
     prints, losses = [], []
     for _ in range(3):
         losses.append(train_step(state, data, config.train, "cpu", replica))
-        prints.append(fingerprint(state.generator, state.discriminator))
+        prints.append(fingerprint(state.generator, state.discriminator, state.ema))
     late = data.late if images else 0
     torch.save({"fingerprints": prints, "losses": losses, "late": late}, Path(folder) / f"rank{rank}.pt")
     dist.destroy_process_group()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from analysis.responsibility import Draws, eigen_variations, noise_variations
+from rpgan.config import GeneratorWeights
 from rpgan.errors import UserError
 from rpgan.io.data import to_uint8
 from rpgan.io.images import render
@@ -80,14 +81,14 @@ class Explorer:
 
     Thread-safe: a web server calls it from several threads; rendering holds a lock."""
 
-    def __init__(self, source: str, device: str = "cpu", seed: int = 0):
-        self.source, self.device, self.seed = source, device, seed
+    def __init__(self, source: str, device: str = "cpu", seed: int = 0, weights: GeneratorWeights = "auto"):
+        self.source, self.device, self.seed, self.weights = source, device, seed, weights
         self._lock = threading.Lock()
         self._load()
 
     def _load(self) -> None:
         ckpt = checkpoint_location(self.source)
-        generator, config, _ = load_generator(ckpt, self.device)
+        generator, config, _ = load_generator(ckpt, self.device, self.weights)
         self.generator, self.config, self.checkpoint, self.step = generator, config, ckpt, read_step(ckpt)
         self._rows: OrderedDict[tuple, list[str]] = OrderedDict()
         self.hits = self.misses = 0

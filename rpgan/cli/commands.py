@@ -12,6 +12,7 @@ from rpgan.cli.options import (
     ADDRESS,
     CKPT,
     DEVICE,
+    GENERATOR,
     GPUS,
     PATH,
     PNG,
@@ -179,7 +180,9 @@ def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
 @click.option("--out", type=PNG, default=Path("samples.png"), show_default=True,
               help="The PNG to write; random paths also write OUT.paths.txt, each image's path.")
 @DEVICE
-def sample(ckpt: str, n: int, path_text: str | None, per_bucket: int, seed: int, out: Path, device: str) -> None:
+@GENERATOR
+def sample(ckpt: str, n: int, path_text: str | None, per_bucket: int, seed: int, out: Path, device: str,
+           generator_weights: str) -> None:
     """Render random paths as a grid, or one frozen path with each bucket unfrozen in turn."""
     from rpgan.io.atomic import atomic_write
     from rpgan.io.images import render, save_frozen_path_grid, save_grid
@@ -188,7 +191,7 @@ def sample(ckpt: str, n: int, path_text: str | None, per_bucket: int, seed: int,
 
     import torch
 
-    generator, _, _ = load_generator(ckpt, pick_device(device))
+    generator, _, _ = load_generator(ckpt, pick_device(device), generator_weights)
     rng = torch.Generator().manual_seed(seed)
     if path_text is not None:
         if generator.cfg.arch == "eigengan":
@@ -226,7 +229,8 @@ def info(ckpt: str) -> None:
     click.echo(f"generator    {m.arch}, {m.image_size}x{m.image_size}x{m.channels}, input {m.input}, "
                f"{'linear' if m.linear else 'ReLU'}, width {m.width}")
     click.echo(f"training     {config.train.loss}, batch {config.train.batch}, d_steps {config.train.d_steps}, "
-               f"lr {config.train.lr}, diversity weight {config.train.diversity_weight}, seed {config.train.seed}")
+               f"lr {config.train.lr}, diversity weight {config.train.diversity_weight}, seed {config.train.seed}"
+               + (f", moving average of G (half-life {config.train.ema_kimg:g} kimg)" if config.train.ema_kimg else ""))
     click.echo(f"parameters   generator {count(generator):,}, discriminator {count(build_discriminator(m)):,}")
     if m.arch == "eigengan":
         for i, layer in enumerate(generator.buckets):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from rpgan.config import MAX_SEED
+from rpgan.config import MAX_SEED, GeneratorWeights
 from rpgan.errors import UserError
 from rpgan.overrides import SETTINGS, Setting
 
@@ -94,6 +94,9 @@ SEED = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_
                     help="Seed of every random choice: the same seed gives the same results.")
 ADDRESS = click.option("--address", type=TEXT, help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
 CKPT = click.option("--ckpt", type=TEXT, required=True, help="Checkpoint or run: a directory, or a URI (s3://..., file://...).")
+GENERATOR = click.option("--generator-weights", type=choice(GeneratorWeights), default="auto", show_default=True,
+                         help="Which generator of the checkpoint: auto (the moving average of a run trained with "
+                              "--ema-kimg, else the trained weights), ema, or raw (the trained weights).")
 GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0),
                     help="GPUs per Ray worker [default: 1 on CUDA: --device cuda, or auto (the only choice of "
                          "a sweep) when the cluster has GPUs; else 0].")

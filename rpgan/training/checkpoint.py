@@ -2,6 +2,7 @@
 
     config.json        RunConfig (model, training protocol, data set, preset)
     generator.pt       generator state dict
+    generator_ema.pt   the moving average of its weights (runs with --ema-kimg only)
     discriminator.pt   discriminator state dict
     train_state.pt     step, both optimizer states, the training RNG state
 
@@ -12,6 +13,7 @@ one (missing, truncated, mismatched) is a one-line UserError.
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 from collections.abc import Callable, Sequence
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from rpgan.config import RunConfig
+from rpgan.config import GeneratorWeights, RunConfig, generator_weights
 from rpgan.errors import UserError
 from rpgan.io.remote import is_uri, local_checkpoint
 from rpgan.io.run import CHECKPOINT_CONFIG, STEP_DIR, Run, checkpoint_location, checkpoint_step
@@ -30,6 +32,8 @@ import torch
 from torch import nn
 
 CONFIG, GENERATOR, DISCRIMINATOR, TRAIN_STATE = CHECKPOINT_CONFIG, "generator.pt", "discriminator.pt", "train_state.pt"
+GENERATOR_EMA = "generator_ema.pt"
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -47,6 +51,7 @@ class TrainingState:
     scaler_g: torch.amp.GradScaler
     scaler_d: torch.amp.GradScaler
     step: int = 0
+    ema: Generator | None = None  # the moving average of the generator's weights (--ema-kimg), else None
 
 
 def _scaler(model: nn.Module, enabled: bool) -> torch.amp.GradScaler:
@@ -63,6 +68,8 @@ def write_checkpoint(folder: Path, config: RunConfig, state: TrainingState,
     for name, content in (extra or {}).items():
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     _save(state.generator.state_dict(), folder / GENERATOR)
+    if state.ema is not None:
+        _save(state.ema.state_dict(), folder / GENERATOR_EMA)
     _save(state.discriminator.state_dict(), folder / DISCRIMINATOR)
     _save({"step": state.step, "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
            "rng": state.rng.get_state(), "scaler_g": state.scaler_g.state_dict(),
@@ -161,14 +168,17 @@ def _load_into(module: nn.Module | torch.optim.Optimizer, state: dict, ckpt: Pat
         raise UserError(f"checkpoint {ckpt}: {name} does not match its {CONFIG} ({detail})") from None
 
 
-def load_generator(path: Path | str, device: str = "cpu") -> tuple[Generator, RunConfig, Path]:
-    """Rebuild the generator from config.json alone and load its weights (eval mode).
-    `path` is a checkpoint or run directory, or a URI of one. Returns (generator, config, the
-    checkpoint as a local directory)."""
+def load_generator(path: Path | str, device: str = "cpu",
+                   weights: GeneratorWeights = "auto") -> tuple[Generator, RunConfig, Path]:
+    """Rebuild the generator from config.json alone and load its weights (eval mode): the moving
+    average of a run with one (--ema-kimg) unless `weights` is "raw", the trained weights
+    otherwise (`generator_weights` says which). `path` is a checkpoint or run directory, or a URI
+    of one. Returns (generator, config, the checkpoint as a local directory)."""
     ckpt = resolve_checkpoint(path)
     config = read_config(ckpt)
     generator = build_generator(config.model)
-    _load_into(generator, _read_tensors(ckpt, GENERATOR), ckpt, GENERATOR)
+    name = GENERATOR_EMA if generator_weights(config, weights) == "ema" else GENERATOR
+    _load_into(generator, _read_tensors(ckpt, name), ckpt, name)
     return generator.to(device).eval(), config, ckpt
 
 
@@ -193,7 +203,13 @@ def new_training_state(config: RunConfig, device: str) -> TrainingState:
     rng = torch.Generator().manual_seed(t.seed)
     fp16 = t.precision == "fp16"
     return TrainingState(generator, discriminator, generator_optimizer(generator, config), opt_d, rng,
-                         _scaler(generator, fp16), _scaler(discriminator, fp16))
+                         _scaler(generator, fp16), _scaler(discriminator, fp16), ema=new_ema(generator, config))
+
+
+def new_ema(generator: Generator, config: RunConfig) -> Generator | None:
+    """The moving average's start, a copy of `generator` that trains no further, when the run keeps
+    one (no random numbers drawn: training is the same with or without it)."""
+    return copy.deepcopy(generator).requires_grad_(False).eval() if config.train.ema_kimg else None
 
 
 def generator_optimizer(generator: Generator, config: RunConfig) -> torch.optim.Optimizer:
@@ -207,6 +223,8 @@ def load_training_state(ckpt: Path, config: RunConfig, device: str) -> TrainingS
     state = new_training_state(config, device)
     _load_into(state.generator, _read_tensors(ckpt, GENERATOR), ckpt, GENERATOR)
     _load_into(state.discriminator, _read_tensors(ckpt, DISCRIMINATOR), ckpt, DISCRIMINATOR)
+    if state.ema is not None:
+        _load_into(state.ema, _read_tensors(ckpt, GENERATOR_EMA), ckpt, GENERATOR_EMA)
     saved = _read_tensors(ckpt, TRAIN_STATE)
     try:
         state.step = int(saved["step"])
@@ -228,4 +246,5 @@ def derived_training_state(ckpt: Path, generator: Generator, device: str) -> Tra
     state = load_training_state(ckpt, config, device)
     generator = generator.to(device)
     return TrainingState(generator, state.discriminator, generator_optimizer(generator, config), state.opt_d,
-                         state.rng, _scaler(generator, state.scaler_g.is_enabled()), state.scaler_d, state.step)
+                         state.rng, _scaler(generator, state.scaler_g.is_enabled()), state.scaler_d, state.step,
+                         ema=new_ema(generator, config))

@@ -82,6 +82,21 @@ def update(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss:
     scaler.update()
 
 
+def ema_beta(cfg: TrainConfig) -> float:
+    """How much of the average a generator step keeps: half of it after ema_kimg thousand
+    generated images of `cfg.batch` per step (stylegan2-ada's ema_beta, without its ramp-up)."""
+    return 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, generator: torch.nn.Module, beta: float) -> None:
+    """ema <- beta * ema + (1 - beta) * generator for every parameter (the learned Z, every block
+    of every bucket, frozen ones included); buffers are copied."""
+    torch._foreach_lerp_(list(ema.parameters()), list(generator.parameters()), 1 - beta)
+    for mine, theirs in zip(ema.buffers(), generator.buffers()):
+        mine.copy_(theirs)
+
+
 def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: str,
                replica: Replica = SOLO) -> dict[str, float]:
     """`cfg.d_steps` discriminator updates, then one generator update, on this replica's share
@@ -113,6 +128,8 @@ def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: 
     loss_g = adversarial + cfg.diversity_weight * diversity + cfg.orthogonality_weight * orthogonality
     update(state.opt_g, state.scaler_g, loss_g, G, replica, cfg.batch)
     replica.broadcast_buffers(G, D)
+    if state.ema is not None:  # every replica averages the same weights the same way: they stay equal
+        update_ema(state.ema, G, ema_beta(cfg))
     state.step += 1
     return {"d_loss": loss_d.item(), "g_loss": adversarial.item(), "diversity": diversity.item(),
             "orthogonality": orthogonality.item()}
@@ -151,6 +168,7 @@ def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
          publish: Callable[[int, dict], None] | None, evaluation: Evaluation | None) -> None:
     cfg = config.train
     preview = preview_latent(state.generator)
+    shown = state.ema if state.ema is not None else state.generator  # what readers load: evaluated, drawn
     progress = None if quiet else Progress(cfg.steps, start=state.step, label="step")
     unused = {"diversity"} if config.model.arch == "eigengan" else {"orthogonality"}  # not shown: always 0
     if log:
@@ -169,19 +187,19 @@ def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
         if logged:
             losses = row = replica.mean(losses, cfg.batch, device)
             if log:
-                row = log.record(state.step, losses, evaluation(state.generator) if evaluated and evaluation else None)
+                row = log.record(state.step, losses, evaluation(shown) if evaluated and evaluation else None)
         if progress:
             progress.update(state.step, {k: v for k, v in losses.items() if k not in unused})
             if row.get("fid") is not None:
                 progress.say(f"step {state.step}: FID {row['fid']:.2f} of {cfg.eval_samples} images "
                              f"({row['eval_time_s']:.1f} s)")
         if samples and (done or (cfg.sample_every and state.step % cfg.sample_every == 0)):
-            images = render(state.generator, *preview)
+            images = render(shown, *preview)
             save_grid(images, samples / Run.sample_grid_name(state.step))
             if log:
                 log.add_grid(state.step, make_grid((images + 1) / 2, nrow=8, padding=1).clamp(0, 1))
         if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
-            replica.check_in_sync(state.generator, state.discriminator)
+            replica.check_in_sync(state.generator, state.discriminator, *([state.ema] if state.ema else []))
             save(state)
         if logged and publish:
             publish(state.step, row)

@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rpgan.config import RunConfig
+from rpgan.config import RunConfig, generator_weights
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write
 from rpgan.io.run import METRICS_FILE
@@ -37,6 +37,7 @@ SCHEMA = pa.schema([
     ("step_time_s", pa.float64()), ("images_per_s", pa.float64()),
     *[(name, pa.float64()) for name in EVALUATION_COLUMNS],  # null but at the steps evaluated (--eval-every)
     (MEASUREMENT, pa.string()),
+    ("generator_weights", pa.string()),  # the generator evaluated and drawn: "ema" (--ema-kimg) or "raw"
 ])
 
 
@@ -56,7 +57,8 @@ class RunLog:
         self.rows = list(rows or [])
         m, t = config.model, config.train
         self.context = {"run_id": run_id, "preset": config.preset, "data": config.data, "arch": m.arch,
-                        "blocks": ",".join(map(str, m.blocks)), "batch": t.batch, "seed": t.seed, "workers": workers}
+                        "blocks": ",".join(map(str, m.blocks)), "batch": t.batch, "seed": t.seed, "workers": workers,
+                        "generator_weights": generator_weights(config)}
         last = self.rows[-1]["step"] if self.rows else 0
         self.writer = None
         if tensorboard:
