@@ -33,11 +33,15 @@ def test_every_parameter_is_averaged_and_training_is_the_same_with_or_without_it
     beta = ema_beta(config.train)
     assert beta == pytest.approx(0.5 ** (8 / 10))  # half of the average after 10 images of batch 8
     for _ in range(2):
-        before = [p.clone() for p in state.ema.parameters()]
+        before = {k: v.clone() for k, v in state.ema.state_dict().items()}
         losses = train_step(state, data, config.train, "cpu")
         assert losses == train_step(plain, data, _with(config, ema_kimg=0.0).train, "cpu")
-        for old, new, trained in zip(before, state.ema.parameters(), state.generator.parameters()):
-            assert torch.allclose(new, torch.lerp(old, trained, 1 - beta), rtol=0, atol=1e-7)
+        trained = state.generator.state_dict()
+        for name, new in state.ema.state_dict().items():  # parameters and BatchNorm's statistics; counters copied
+            old = before[name]
+            want = torch.lerp(old, trained[name], 1 - beta) if old.is_floating_point() else trained[name]
+            assert torch.allclose(new, want, rtol=0, atol=1e-7), name
+    assert any("running_mean" in name for name in before)  # the tiny generator has BatchNorm
     names = [n for n, _ in state.generator.named_parameters()]
     assert any("z" in n.lower() for n in names)  # the learned Z is one of them (input "learned")
     moved = [not torch.equal(e, p) for e, p in zip(state.ema.parameters(), state.generator.parameters())]

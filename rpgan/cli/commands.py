@@ -152,9 +152,9 @@ def _train_on_ray(config: RunConfig, run: Run, device: str, address: str | None,
 def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
                   start: TrainingState | None = None) -> None:
     from rpgan.io.data import training_images
-    from rpgan.io.run import METRICS_FILE, SAMPLES_GRID, TENSORBOARD, Run
+    from rpgan.io.run import METRICS_FILE, TENSORBOARD, Run
     from rpgan.io.run_lock import run_lock
-    from rpgan.training.train import layer_grid_name
+    from rpgan.training.train import SAMPLES_GRID, layer_grid_name
     from rpgan.training.train import train as run_training
 
     images = training_images(config)

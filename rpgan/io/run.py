@@ -7,13 +7,13 @@
                           (rpgan.training.checkpoint writes their files)
     metrics.parquet       one row per logged step (rpgan.training.run_log)
     tensorboard/          the same scalars, sample grids and settings as TensorBoard events
-    samples/              the sample grid of every --sample-every step
-    samples.png, frozen_path.png or traversals.png   written when training ends
     analysis/             analysis jobs' tables and plots, by default
     .lock                 held by the process writing the run (rpgan.io.run_lock)
 
-Only this module names these files or lists a run's checkpoints. In-process training, Ray Train,
-`extend`, `compress`, the sweeps and every `--ckpt` reader go through `Run`. Files go through
+and what training draws there (samples/, samples.png, the layer grid), named where it is drawn
+(rpgan.training.train.OUTPUTS). Only this module names the files above or lists a run's
+checkpoints: in-process training, Ray Train, `extend`, `compress`, the sweeps and every `--ckpt`
+reader go through `Run`. Files go through
 pyarrow.fs, Ray's own storage layer, so local paths and cloud URIs behave alike; each is written
 to a temporary name, then moved into place.
 """
@@ -38,12 +38,9 @@ CHECKPOINTS = "checkpoints"
 CHECKPOINT_CONFIG = "config.json"  # what makes a directory a checkpoint
 METRICS_FILE = "metrics.parquet"
 TENSORBOARD = "tensorboard"
-SAMPLES = "samples"
-SAMPLES_GRID, FROZEN_PATH_GRID, TRAVERSALS_GRID = "samples.png", "frozen_path.png", "traversals.png"  # at the end
-FINAL_GRIDS = (SAMPLES_GRID, FROZEN_PATH_GRID, TRAVERSALS_GRID)
 ANALYSIS = "analysis"  # where analysis jobs write by default
 LOCK = ".lock"
-LAYOUT = frozenset({RUN_CONFIG, CHECKPOINTS, METRICS_FILE, TENSORBOARD, SAMPLES, *FINAL_GRIDS, ANALYSIS, LOCK})
+RUN_FILES = frozenset({RUN_CONFIG, CHECKPOINTS, METRICS_FILE, TENSORBOARD, ANALYSIS, LOCK})
 STEP_DIR = re.compile(r"^step_(\d+)$")
 KEEP = 3  # checkpoints a run keeps
 
@@ -160,11 +157,6 @@ class Run(Folder):
         """Where the checkpoint of `step` lives inside a run: checkpoints/step_NNNNNNNN."""
         return f"{CHECKPOINTS}/step_{step:08d}"
 
-    @staticmethod
-    def sample_grid_name(step: int) -> str:
-        """The sample grid of `step` inside the run's samples/ folder."""
-        return f"step_{step:08d}.png"
-
     def checkpoint(self, step: int) -> str:
         """The checkpoint of `step`: a local path, or a URI."""
         return str(self.local / self.checkpoint_name(step)) if self.local is not None else \
@@ -215,12 +207,12 @@ class Run(Folder):
             for folder in (self.local, self.local / CHECKPOINTS):
                 remove_leftovers(folder)
 
-    def foreign_files(self) -> list[str]:
-        """Names in the run's folder, hidden ones too, that are not part of a run (a new run
-        refuses to write there)."""
+    def foreign_files(self, outputs: frozenset[str]) -> list[str]:
+        """Names in the run's folder, hidden ones too, that are neither Run's files nor the
+        trainer's `outputs` (a new run refuses to write there)."""
         with remote_errors(self.uri):
             found = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
-        return sorted(i.base_name for i in found if i.base_name not in LAYOUT)
+        return sorted(i.base_name for i in found if i.base_name not in RUN_FILES | outputs)
 
     def saved_config(self) -> RunConfig | None:
         """The configuration the run was started with, or None for a new name."""

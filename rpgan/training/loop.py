@@ -12,7 +12,6 @@ from rpgan.io.data import FolderData, ImageData, to_float
 from rpgan.io.images import render, save_grid
 from rpgan.io.loader import Prefetched
 from rpgan.io.progress import Progress
-from rpgan.io.run import Run
 from rpgan.model.eigengan import orthogonality_loss
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import TrainingState
@@ -91,10 +90,15 @@ def ema_beta(cfg: TrainConfig) -> float:
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, generator: torch.nn.Module, beta: float) -> None:
     """ema <- beta * ema + (1 - beta) * generator for every parameter (the learned Z, every block
-    of every bucket, frozen ones included); buffers are copied."""
-    torch._foreach_lerp_(list(ema.parameters()), list(generator.parameters()), 1 - beta)
-    for mine, theirs in zip(ema.buffers(), generator.buffers()):
-        mine.copy_(theirs)
+    of every bucket, frozen ones included) and every floating-point buffer (BatchNorm's running
+    statistics, as BigGAN averages its whole state: the trained generator's statistics belong to
+    its own weights); counters are copied."""
+    pairs = [(a, b) for a, b in zip(ema.state_dict().values(), generator.state_dict().values())]
+    averaged = [(a, b) for a, b in pairs if a.is_floating_point()]
+    torch._foreach_lerp_([a for a, _ in averaged], [b for _, b in averaged], 1 - beta)
+    for mine, theirs in pairs:
+        if not mine.is_floating_point():
+            mine.copy_(theirs)
 
 
 def train_step(state: TrainingState, data: ImageData, cfg: TrainConfig, device: str,
@@ -195,7 +199,7 @@ def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
                              f"({row['eval_time_s']:.1f} s)")
         if samples and (done or (cfg.sample_every and state.step % cfg.sample_every == 0)):
             images = render(shown, *preview)
-            save_grid(images, samples / Run.sample_grid_name(state.step))
+            save_grid(images, samples / f"step_{state.step:08d}.png")
             if log:
                 log.add_grid(state.step, make_grid((images + 1) / 2, nrow=8, padding=1).clamp(0, 1))
         if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):

@@ -25,16 +25,7 @@ from rpgan.errors import UserError
 from rpgan.io.data import ImageData, training_images
 from rpgan.io.images import render, save_grid, save_layer_grid
 from rpgan.io.remote import download
-from rpgan.io.run import (
-    FROZEN_PATH_GRID,
-    METRICS_FILE,
-    SAMPLES,
-    SAMPLES_GRID,
-    TENSORBOARD,
-    TRAVERSALS_GRID,
-    Mirror,
-    Run,
-)
+from rpgan.io.run import METRICS_FILE, TENSORBOARD, Mirror, Run
 from rpgan.model.extend import add_blocks, freeze_old_blocks
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import (
@@ -56,6 +47,11 @@ from rpgan.training.run_log import RunLog, read_rows, reported
 import torch
 
 STOP = ".stop"  # in a run: asks its training to end at the next logged step (a scheduler's decision)
+# What training draws into a run, beside what Run keeps there (rpgan.io.run): a new file here is
+# named here and drawn here, and a new run's folder check accepts it.
+SAMPLES = "samples"  # the sample grid of every --sample-every step
+SAMPLES_GRID, FROZEN_PATH_GRID, TRAVERSALS_GRID = "samples.png", "frozen_path.png", "traversals.png"  # at the end
+OUTPUTS = frozenset({SAMPLES, SAMPLES_GRID, FROZEN_PATH_GRID, TRAVERSALS_GRID})
 Write = Callable[[Path], None]  # writes a checkpoint's files into an empty local folder
 
 
@@ -217,9 +213,9 @@ def check_local_run(run: Run, config: RunConfig, resume: bool) -> None:
         if saved.model != config.model or saved.data != config.data:
             raise UserError(f"{run.local} was trained with another model or data set; drop the differing flags "
                             "or choose another --out")
-    elif run.local.is_dir() and run.foreign_files():
-        raise UserError(f"--out {run.local} holds other files ({', '.join(run.foreign_files()[:3])}); choose a new "
-                        "or empty directory for the run")
+    elif run.local.is_dir() and (foreign := run.foreign_files(OUTPUTS)):
+        raise UserError(f"--out {run.local} holds other files ({', '.join(foreign[:3])}); choose a new or empty "
+                        "directory for the run")
 
 
 def layer_grid_name(model: ModelConfig) -> str:
