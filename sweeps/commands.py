@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from analysis.limits import MAX_EVALUATIONS, MAX_FID_SAMPLES
-from rpgan.cli.options import ADDRESS, GPUS, SEED, TEXT, choice, example
+from rpgan.cli.options import ADDRESS, GPUS, MLFLOW, SEED, TEXT, choice, example
 from rpgan.config import MAX_STEPS
 from rpgan.errors import UserError
 from rpgan.presets import PRESETS
@@ -138,14 +138,16 @@ def list_sweeps() -> None:
 @click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once [default: as many as the "
               "cluster's resources hold].")
 @ADDRESS
+@MLFLOW
 @click.pass_context
 def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None, seed: int, steps: int | None,
           fid_samples: int | None, evaluations: int | None, space: tuple[str, ...], preset: str | None,
           data: str | None, scheduler: str, grace_period: int | None, reduction_factor: int | None,
           eval_every: int | None, eval_samples: int | None, storage: str, name: str | None, shared_storage: bool,
           resume: bool, workers_per_trial: int, gpus_per_worker: float | None, cpus_per_worker: float,
-          max_concurrent: int | None, address: str | None) -> None:
-    """Run a named sweep on Ray Tune: each trial trains on Ray Train, then FID, PRD and responsibility."""
+          max_concurrent: int | None, address: str | None, mlflow: str | None) -> None:
+    """Run a named sweep on Ray Tune: each trial trains on Ray Train, then FID, PRD and responsibility.
+    With --mlflow: one MLflow run for the sweep, a child per trial."""
     definition = get_sweep(sweep_name)
     folder = _folder(sweep_name, quick, storage, name)
     schedule = {"grace_period": grace_period, "reduction_factor": reduction_factor, "eval_every": eval_every,
@@ -165,16 +167,18 @@ def sweep(ctx: click.Context, sweep_name: str, quick: bool, samples: int | None,
             raise UserError(f"sweep {folder.uri} was started with other {' '.join(clashes)}; resume it without "
                             "them, or choose another --name")
         wanted = saved
-    _run(wanted, folder, workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent, address, shared_storage)
+    _run(wanted, folder, workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent, address, shared_storage,
+         mlflow)
 
 
 def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: float, max_concurrent: int | None,
-         address: str | None, shared_storage: bool) -> None:
+         address: str | None, shared_storage: bool, mlflow: str | None) -> None:
     from analysis.fanout import Fanout
     from rpgan.distributed.nodes import check_data_on_every_node, check_shared_storage, place
     from rpgan.distributed.ray_session import Workers, connect, default_gpus, is_private, ray_address
     from rpgan.io.data import training_images
     from rpgan.io.run_lock import run_lock
+    from rpgan.io.tracking import Tracking, store_uri
     from sweeps.results import DONE, finished
     from sweeps.runner import PLAN, concurrency, run_sweep
     from sweeps.trial import trial_resources
@@ -212,7 +216,8 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
         click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
                    f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, "
                    f"{gpus:g} GPU) -> {folder.uri}", err=True)
-        failed = run_sweep(chosen, folder, workers, at_once, Fanout(gpus_per_worker=gpus), dataset_size)
+        failed = run_sweep(chosen, folder, workers, at_once, Fanout(gpus_per_worker=gpus), dataset_size,
+                           Tracking(store_uri(mlflow)) if mlflow else None)
         click.echo(f"{len(finished(folder))} of {len(chosen.trials)} trials finished -> {folder.uri}/trials; `{again}` "
                    "prints the table and writes the summary plot")
         if failed:

@@ -14,16 +14,19 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
 from rpgan.distributed.ray_session import Workers, check_fit, cluster_resources, is_private
 from rpgan.io.progress import clock
 from rpgan.io.run import Folder
+from rpgan.io.tracking import Tracker, Tracking
 from rpgan.metrics.features import Reference
 from rpgan.training.evaluation import REFERENCE_SEED
-from sweeps.results import DONE, finished
+from sweeps.results import DONE, finished, read_table
 from sweeps.spec import Plan
 from sweeps.trial import Setup, ask_to_stop, fid_at, record_stopped, run_trial, trial_resources, trial_retries
 
@@ -118,10 +121,11 @@ class Report(ray.tune.Callback):
 
 
 def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, fan: Fanout,
-              dataset_size: int) -> int:
+              dataset_size: int, tracking: Tracking | None = None) -> int:
     """Run the plan's unfinished trials on the connected Ray, at most max_concurrent at once;
-    `fan` computes the reference features; `dataset_size`: the training images of every trial.
-    Returns how many trials failed."""
+    `fan` computes the reference features; `dataset_size`: the training images of every trial;
+    `tracking`: one MLflow run for the sweep (its plan, and its trials table at the end), a child
+    run per trial (rpgan.io.tracking). Returns how many trials failed."""
     done = finished(sweep, DONE)
     # The grid: the biggest generators first, so the long trials start early and the sweep ends
     # sooner. ASHA: an order shuffled by the plan's seed, as the random search it was made for;
@@ -142,10 +146,33 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
         # so both read one cache file
         reference = reference_features(first.data, m.image_size, m.channels, plan.budget.fid_samples, fan,
                                        REFERENCE_SEED)[0]
-    setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size)
-    if plan.schedule.scheduler == "halving":
-        return _halve(plan, sweep, setup, reference, [t.key for t in order], max_concurrent)
-    return _tune(plan, sweep, setup, reference, todo, max_concurrent)
+    parent = _track_sweep(plan, sweep, tracking) if tracking else None
+    setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size,
+                  tracking=Tracking(tracking.uri, parent.run_id) if parent and parent.client else None)
+    failed = 1
+    try:
+        if plan.schedule.scheduler == "halving":
+            failed = _halve(plan, sweep, setup, reference, [t.key for t in order], max_concurrent)
+        else:
+            failed = _tune(plan, sweep, setup, reference, todo, max_concurrent)
+        return failed
+    finally:
+        if parent and parent.client:
+            with tempfile.TemporaryDirectory(prefix="rpgan-trials-") as folder:
+                table = Path(folder) / "trials.parquet"
+                read_table(sweep, "trials").to_parquet(table, index=False)
+                parent.artifact(table)
+            parent.close(failed=bool(failed))
+
+
+def _track_sweep(plan: Plan, sweep: Folder, tracking: Tracking) -> Tracker:
+    """The sweep's MLflow run (continued when the sweep resumes), with the plan's settings."""
+    parent = Tracker(tracking, sweep.name, sweep.uri)
+    parent.params({"sweep": plan.sweep, "variant": plan.variant, "preset": plan.preset, "seed": plan.seed,
+                   "trials": len(plan.trials), "steps": plan.budget.steps, "scheduler": plan.schedule.scheduler,
+                   "sweep_id": plan.sweep_id})
+    parent.text(plan.to_json(), PLAN)
+    return parent
 
 
 def _tune(plan: Plan, sweep: Folder, setup: Setup, reference: Reference | None, todo: list[str],

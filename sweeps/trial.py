@@ -31,6 +31,7 @@ from rpgan.config import RunConfig
 from rpgan.distributed.ray_session import Workers
 from rpgan.errors import UserError
 from rpgan.io.run import METRICS_FILE, RUN_CONFIG, Folder, Run
+from rpgan.io.tracking import Tracker, Tracking
 from rpgan.metrics.features import Reference, measurement_id, score
 from rpgan.metrics.quality import COLUMNS
 from rpgan.model.networks import Generator
@@ -56,6 +57,7 @@ class Setup:
     workers: Workers  # each trial's Train worker group; its evaluation uses as many actors
     dataset_size: int  # images in the training set (recorded in each checkpoint)
     until: int = 0  # halving: train to this rung only and report its FID there (0: the whole trial)
+    tracking: Tracking | None = None  # each trial a child MLflow run of the sweep's (rpgan.io.tracking)
 
 
 def run_trial(params: dict, setup: Setup, reference: Reference | None) -> None:
@@ -137,7 +139,7 @@ def trial_retries(workers: Workers) -> int:
     return workers.max_failures if workers.count == 1 else 0
 
 
-def _train(config: RunConfig, store: Run, workers: Workers, stoppable: bool) -> str:
+def _train(config: RunConfig, store: Run, workers: Workers, stoppable: bool, tracking: Tracking | None) -> str:
     """Train the trial's run (resuming it) on its own process or its Ray Train workers; returns
     its last checkpoint."""
     import ray.tune
@@ -146,20 +148,22 @@ def _train(config: RunConfig, store: Run, workers: Workers, stoppable: bool) -> 
     if workers.count > 1:
         from rpgan.distributed.ray_train import train_on_ray
 
-        return train_on_ray(config, store, workers, callbacks=[TuneReportCallback()], stoppable=stoppable)
+        return train_on_ray(config, store, workers, callbacks=[TuneReportCallback()], stoppable=stoppable,
+                            tracking=tracking)
     store.write_bytes(RUN_CONFIG, config.to_json().encode())
 
     def persist(run: Run, step: int, write: Write, row: dict) -> None:
         ray.tune.report({**row, CHECKPOINT_PATH_KEY: run.put_checkpoint(step, write)})
 
-    train_run(config, store, _device(workers), Driver(persist=persist, report=ray.tune.report), stoppable=stoppable)
+    train_run(config, store, _device(workers), Driver(persist=persist, report=ray.tune.report), stoppable=stoppable,
+              tracking=tracking)
     return finish(store, store.checkpoint_steps()[-1])
 
 
-def _train_timed(config: RunConfig, store: Run, workers: Workers, stoppable: bool) -> str:
+def _train_timed(config: RunConfig, store: Run, workers: Workers, stoppable: bool, tracking: Tracking | None) -> str:
     """`_train`, its wall time added to the run's TRAIN_TIME (halving trains a trial rung by rung)."""
     start = time.monotonic()
-    ckpt = _train(config, store, workers, stoppable)
+    ckpt = _train(config, store, workers, stoppable, tracking)
     saved = store.read_text(TRAIN_TIME)
     before = json.loads(saved)["train_time_s"] if saved else 0.0
     store.write_bytes(TRAIN_TIME, json.dumps({"train_time_s": before + time.monotonic() - start}).encode())
@@ -182,11 +186,11 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: Re
     if setup.until:  # a halving rung: train to it (its FID is measured there); the runner compares the trials
         rung = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=setup.until))
         if finished_checkpoint(store, rung) is None:
-            _train_timed(rung, store, setup.workers, stoppable=False)
+            _train_timed(rung, store, setup.workers, False, setup.tracking)
         gather_metrics(sweep, plan, trial)
         return {"status": "rung", "step": setup.until, "fid": fid_at(sweep, trial.key, setup.until)}
     ckpt = finished_checkpoint(store, config) or \
-        _train_timed(config, store, setup.workers, stoppable=plan.schedule.scheduler == "asha")
+        _train_timed(config, store, setup.workers, plan.schedule.scheduler == "asha", setup.tracking)
     if store.exists(STOP) and read_step(ckpt) < config.train.steps:  # ended early (sweeps.spec.Schedule)
         return record_stopped(sweep, plan, trial)
     saved = store.read_text(TRAIN_TIME)
@@ -208,6 +212,10 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: Re
     row["eval_time_s"] = time.monotonic() - start
     write_rows(sweep, "responsibility", plan, trial, summary)
     write_rows(sweep, "trials", plan, trial, [row])  # last: a trial row means the trial is complete
+    if setup.tracking:  # the trial's row, in its MLflow run beside its training's rows
+        tracker = Tracker(setup.tracking, trial.key, store.uri)
+        tracker.metrics({f"trial/{k}": row.get(k) for k in (*COLUMNS, "train_time_s", "eval_time_s")}, step)
+        tracker.close()
     return row
 
 

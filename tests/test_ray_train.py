@@ -83,11 +83,15 @@ def test_an_eigengan_trains_on_two_workers(rpgan, cluster, storage):
 @SLOW
 def test_a_crashed_worker_resumes_from_the_last_checkpoint(rpgan, cluster, storage):
     """A worker process that dies (os._exit); one that raises goes through the same restart,
-    which test_a_run_out_of_retries_fails_with_one_line sees fail when no retry is left."""
+    which test_a_run_out_of_retries_fails_with_one_line sees fail when no retry is left. Tracked
+    in MLflow by rank 0 alone, the restarted group continuing the same MLflow run."""
+    from mlflow import MlflowClient
+
     mode = "exit"
     name = f"fault-{mode}"
+    store = f"sqlite:///{storage / 'mlflow.db'}"
     code, out, err = rpgan(*RUN, "--storage", storage, "--name", name, "--inject-fault", f"{mode}@7",
-                           "--eval-every", "6", "--eval-samples", "4")
+                           "--eval-every", "6", "--eval-samples", "4", "--mlflow", store)
     assert code == 0, err
     run = storage / name
     crashed_at = datetime.fromtimestamp((run / f".fault-{mode}-7").stat().st_mtime, UTC)
@@ -102,6 +106,18 @@ def test_a_crashed_worker_resumes_from_the_last_checkpoint(rpgan, cluster, stora
     # per-step seeding: the resumed run computes what an uninterrupted one computes
     clean = _metrics(clean_run(rpgan, storage))
     assert metrics.d_loss.tolist() == pytest.approx(clean.d_loss.tolist(), rel=1e-6)
+
+    client = MlflowClient(store)
+    (tracked,) = client.search_runs([client.get_experiment_by_name("rpgan").experiment_id])
+    assert tracked.info.run_name == name and tracked.info.status == "FINISHED"
+    history = sorted(client.get_metric_history(tracked.info.run_id, "d_loss"), key=lambda m: (m.step, m.timestamp))
+    last = {m.step: m.value for m in history}  # the steps re-run after the crash: their later value
+    assert last == dict(zip(metrics.step, metrics.d_loss))
+    once = [m.step for m in history if m.step > 7]
+    assert once == [8, 10, 12]  # logged by rank 0 only, once
+    fid = {m.step: m.value for m in sorted(client.get_metric_history(tracked.info.run_id, "fid"),
+                                           key=lambda m: m.timestamp)}
+    assert fid == dict(zip(metrics.step[metrics.fid.notna()], metrics.fid.dropna()))
 
 
 @SLOW

@@ -314,7 +314,9 @@ def test_halving_keeps_the_best_at_each_rung_resumes_exactly_and_refuses_another
     (step 4) and measure FID there; the best 3 // 2 = 1 goes on to step 8 from its rung
     checkpoint, the others keep a `stopped` row of the rung. The promoted trial's weights and
     losses are those of the same trial trained straight through; a resume after losing its last
-    stage (its row and final checkpoint) trains it from step 4 again and nothing else."""
+    stage (its row and final checkpoint) trains it from step 4 again and nothing else. Tracked in
+    MLflow (a local SQLite store): one run for the sweep, one child per trial whatever the rungs
+    and resumes, holding the FIDs of the Parquet tables."""
     import dataclasses
 
     from rpgan.io.data import training_images
@@ -327,7 +329,8 @@ def test_halving_keeps_the_best_at_each_rung_resumes_exactly_and_refuses_another
     args = ["sweep", "ablation_blocks", "--quick", "--steps", "8", "--fid-samples", "10", "--evaluations", "1",
             "--space", "blocks_per_bucket=3,1,2", "--scheduler", "halving", "--grace-period", "4",
             "--eval-samples", "10", "--storage", tmp_path, "--shared-storage"]
-    code, _, err = rpgan(*args)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, _, err = rpgan(*args, "--mlflow", store)
     assert code == 0, err
     sweep = tmp_path / "ablation_blocks-quick"
     rows = pd.read_parquet(sweep / "trials").set_index("trial")
@@ -339,7 +342,8 @@ def test_halving_keeps_the_best_at_each_rung_resumes_exactly_and_refuses_another
     stopped = rows[rows["status"] == "stopped"]
     assert sorted(stopped.index) == sorted(set(order) - set(kept)) and (stopped["step"] == 4).all()
     assert all(stopped.loc[k, "fid"] == at_rung[k] for k in stopped.index)
-    assert "step 4: 1 of 3 trials go on" in err
+    assert "step 4: 1 of 3 trials go on" in err and "MLflow" not in err
+    _check_tracked(store, sweep, rows, metrics)
 
     chosen = plan(get_sweep("ablation_blocks"), True, 0, {"blocks_per_bucket": ("3", "1", "2")}, scheduler="halving",
                   schedule={"grace_period": 4, "eval_samples": 10}, steps=8, fid_samples=10, evaluations=1)
@@ -363,13 +367,39 @@ def test_halving_keeps_the_best_at_each_rung_resumes_exactly_and_refuses_another
     (sweep / "trials" / f"part-{kept[0]}.parquet").unlink()
     shutil.rmtree(run / "checkpoints" / "step_00000008")
     rung_files = {f: f.stat().st_mtime_ns for f in (sweep / "runs").glob("*/checkpoints/step_00000004/*")}
-    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", tmp_path, "--shared-storage")
+    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", tmp_path, "--shared-storage",
+                         "--mlflow", store)
     assert code == 0, err
     assert len(rung_files) == 3 * 5 and all(f.stat().st_mtime_ns == t for f, t in rung_files.items())
     assert (run / "checkpoints" / "step_00000008").is_dir() and "1/1 trials" in err
     again = pd.read_parquet(sweep / "trials").set_index("trial")
     pd.testing.assert_frame_equal(again.drop(columns=["created_at", "train_time_s", "eval_time_s"]).sort_index(),
                                   rows.drop(columns=["created_at", "train_time_s", "eval_time_s"]).sort_index())
+    _check_tracked(store, sweep, again, pd.read_parquet(sweep / "metrics"))
     code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--scheduler", "asha",
                          "--storage", tmp_path, "--shared-storage")
     assert code == 2 and "--scheduler" in err and len(err.strip().splitlines()) == 1, err
+
+
+def _check_tracked(store: str, sweep: Path, trials: pd.DataFrame, metrics: pd.DataFrame) -> None:
+    """The sweep's MLflow run and its children hold what its Parquet tables hold."""
+    from rpgan.io.run import Folder
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("rpgan").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["rpgan.run"] == Folder.at(sweep).uri and parent.info.status == "FINISHED"
+    assert parent.data.params["scheduler"] == "halving" and parent.data.params["trials"] == "3"
+    table = pd.read_parquet(client.download_artifacts(parent.info.run_id, "trials.parquet", str(sweep.parent)))
+    pd.testing.assert_frame_equal(table.set_index("trial")[["status", "step", "fid"]].sort_index(),
+                                  trials[["status", "step", "fid"]].sort_index())
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(children) == sorted(trials.index) and len(runs) == 1 + len(trials)  # one per trial, ever
+    for key, child in children.items():
+        fids = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "fid")}
+        rows = metrics[(metrics["trial"] == key) & metrics["fid"].notna()]
+        assert fids == dict(zip(rows["step"], rows["fid"])) and 4 in fids
+        if trials.loc[key, "status"] == "ok":  # the trial's own row, after its evaluation
+            assert child.data.metrics["trial/fid"] == trials.loc[key, "fid"]

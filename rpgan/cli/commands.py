@@ -14,6 +14,7 @@ from rpgan.cli.options import (
     DEVICE,
     GENERATOR,
     GPUS,
+    MLFLOW,
     PATH,
     PNG,
     SEED,
@@ -33,6 +34,7 @@ import click
 if TYPE_CHECKING:
     from rpgan.distributed.ray_train import Fault
     from rpgan.io.run import Run
+    from rpgan.io.tracking import Tracking
     from rpgan.training.checkpoint import TrainingState
 
 
@@ -62,21 +64,24 @@ if TYPE_CHECKING:
               help="Worker-group restarts from the last checkpoint before a Ray run fails.")
 @ADDRESS
 @click.option("--no-eval", is_flag=True, help="No FID evaluations during training, whatever the preset says.")
+@MLFLOW
 @click.option("--inject-fault", hidden=True, help="raise@STEP or exit@STEP: crash the last worker once.")
 def train(preset: str, data: str | None, labels: str | None, blocks: str | None, seed: int, out: Path | None,
           resume: bool, dry_run: bool, device: str, workers: int, gpus_per_worker: float | None,
           cpus_per_worker: float, storage: str | None, name: str | None, shared_storage: bool, max_failures: int,
-          address: str | None, no_eval: bool, inject_fault: str | None, **settings) -> None:
+          address: str | None, no_eval: bool, mlflow: str | None, inject_fault: str | None, **settings) -> None:
     """Train an RPGAN (or an EigenGAN: --preset eigengan-*) in this process (--out), or on Ray Train
     workers (--workers, --storage, --name). --eval-every N adds FID to the metrics every N steps."""
     from rpgan.io.data import check_labels
     from rpgan.io.run import Run, plain_name
+    from rpgan.io.tracking import Tracking, store_uri
     from rpgan.training.checkpoint import latest_config
 
     if settings.get("eval_every") == 0:
         raise UserError("--eval-every must be at least 1 (steps between evaluations); --no-eval turns them off")
     if no_eval:
         settings["eval_every"] = 0
+    tracking = Tracking(store_uri(mlflow)) if mlflow else None
     # a resumed run keeps its own preset and seed: only values typed here are compared with them
     typed = click.get_current_context().get_parameter_source
     request = Request(preset if typed("preset") == click.core.ParameterSource.COMMANDLINE else None, data, labels,
@@ -94,7 +99,7 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
             click.echo(config.to_json())
             return
         _train_on_ray(config, run, device, address, fault, workers, gpus_per_worker, cpus_per_worker, max_failures,
-                      shared_storage)
+                      shared_storage, tracking)
         return
     if storage or name:
         if storage and "://" in storage:
@@ -106,11 +111,12 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
     if dry_run:
         click.echo(config.to_json())
         return
-    _run_training(config, out, pick_device(device), resume)
+    _run_training(config, out, pick_device(device), resume, tracking=tracking)
 
 
 def _train_on_ray(config: RunConfig, run: Run, device: str, address: str | None, fault: Fault | None, count: int,
-                  gpus: float | None, cpus: float, max_failures: int, shared_storage: bool) -> None:
+                  gpus: float | None, cpus: float, max_failures: int, shared_storage: bool,
+                  tracking: Tracking | None) -> None:
     from rpgan.distributed.nodes import check_data_on_every_node, check_shared_storage, place
     from rpgan.distributed.ray_session import Workers, check_fit, connect, default_gpus, is_private
     from rpgan.distributed.ray_train import train_on_ray
@@ -142,7 +148,7 @@ def _train_on_ray(config: RunConfig, run: Run, device: str, address: str | None,
                    f"{list(config.model.blocks)}, {config.train.steps} steps, global batch {config.train.batch} on "
                    f"{count} Ray workers ({cpus:g} CPU, {gpus:g} GPU each) -> {run.uri}", err=True)
         try:
-            ckpt = train_on_ray(config, run, workers, fault)
+            ckpt = train_on_ray(config, run, workers, fault, tracking=tracking)
         except RuntimeError as e:
             click.echo(f"rpgan: {e}", err=True)
             sys.exit(1)
@@ -150,7 +156,7 @@ def _train_on_ray(config: RunConfig, run: Run, device: str, address: str | None,
 
 
 def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
-                  start: TrainingState | None = None) -> None:
+                  start: TrainingState | None = None, tracking: Tracking | None = None) -> None:
     from rpgan.io.data import training_images
     from rpgan.io.run import METRICS_FILE, TENSORBOARD, Run
     from rpgan.io.run_lock import run_lock
@@ -164,7 +170,7 @@ def _run_training(config: RunConfig, out: Path, device: str, resume: bool,
     with run_lock(Run.at(out), "rpgan train", "--out"):
         click.echo(f"training {config.preset} on {config.data}{subset} ({len(images)} images), blocks "
                    f"{list(config.model.blocks)}, {config.train.steps} steps on {device} -> {out}", err=True)
-        ckpt = run_training(config, images, out, device=device, resume=resume, start=start)
+        ckpt = run_training(config, images, out, device=device, resume=resume, start=start, tracking=tracking)
     click.echo(f"checkpoint: {ckpt}\nsamples: {out / SAMPLES_GRID}\nlayers: {out / layer_grid_name(config.model)}\n"
                f"metrics: {out / METRICS_FILE}\ntensorboard: {out / TENSORBOARD}")
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from rpgan.config import MAX_SEED, GeneratorWeights
 from rpgan.errors import UserError
+from rpgan.io.tracking import DEFAULT_STORE
 from rpgan.overrides import SETTINGS, Setting
 
 import click
@@ -97,6 +98,10 @@ CKPT = click.option("--ckpt", type=TEXT, required=True, help="Checkpoint or run:
 GENERATOR = click.option("--generator-weights", type=choice(GeneratorWeights), default="auto", show_default=True,
                          help="Which generator of the checkpoint: auto (the moving average of a run trained with "
                               "--ema-kimg, else the trained weights), ema, or raw (the trained weights).")
+MLFLOW = click.option("--mlflow", type=TEXT, is_flag=False, flag_value=DEFAULT_STORE, metavar="[URI]",
+                      help="Also track in MLflow (pip install 'rpgan[mlflow]'): a tracking URI (http://..., "
+                           f"sqlite:///FILE), or alone a SQLite store {DEFAULT_STORE} here; view it with `mlflow ui "
+                           f"--backend-store-uri sqlite:///{DEFAULT_STORE}`. A store that fails costs a warning.")
 GPUS = click.option("--gpus-per-worker", type=click.FloatRange(0),
                     help="GPUs per Ray worker [default: 1 on CUDA: --device cuda, or auto (the only choice of "
                          "a sweep) when the cluster has GPUs; else 0].")

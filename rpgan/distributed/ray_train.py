@@ -24,6 +24,7 @@ from rpgan.distributed.ray_session import Workers
 from rpgan.distributed.rendezvous import NodeBoundTorchConfig
 from rpgan.errors import UserError
 from rpgan.io.run import RUN_CONFIG, Run, checkpoint_step
+from rpgan.io.tracking import Tracking
 from rpgan.training.replica import Replica
 from rpgan.training.train import Driver, Write, finish, train_run
 
@@ -65,18 +66,21 @@ class Fault:
 
 
 def train_on_ray(config: RunConfig, run: Run, workers: Workers, fault: Fault | None = None,
-                 callbacks: Sequence[ray.train.UserCallback] = (), stoppable: bool = False) -> str:
+                 callbacks: Sequence[ray.train.UserCallback] = (), stoppable: bool = False,
+                 tracking: Tracking | None = None) -> str:
     """Train config on the connected Ray cluster into run, resuming the run if it exists.
     `callbacks` see every report (a sweep passes Tune's, to follow the steps). `stoppable`: the
     run ends early, at the next logged step, once the file STOP is in it (the workers check at
-    every logged step); it ends like a finished run, so Ray frees its resources. Returns the
+    every logged step); it ends like a finished run, so Ray frees its resources. `tracking`:
+    rank 0 also logs to MLflow (rpgan.io.tracking). Returns the
     last checkpoint's path or URI. Raises RuntimeError (one line) if it fails."""
     run.write_bytes(RUN_CONFIG, config.to_json().encode())
     resources = {"CPU": workers.cpus, **({"GPU": workers.gpus} if workers.gpus else {})}
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"config": config.to_json(), "storage": run.storage, "name": run.name,
-                           "cpus": workers.cpus, "fault": fault, "stoppable": stoppable},
+                           "cpus": workers.cpus, "fault": fault, "stoppable": stoppable,
+                           "tracking": tracking},
         scaling_config=ScalingConfig(num_workers=workers.count, use_gpu=workers.gpus > 0,
                                      resources_per_worker=resources),
         torch_config=NodeBoundTorchConfig(),
@@ -124,4 +128,5 @@ def _worker(loop: dict) -> None:
     driver = Driver(persist=persist, report=ray.train.report, agree=ray.train.collective.broadcast_from_rank_zero)
     fault: Fault | None = loop["fault"]
     train_run(RunConfig.from_json(loop["config"]), run, str(ray.train.torch.get_device()), driver, replica,
-              stoppable=loop["stoppable"], after_step=fault.hook(replica, run) if fault else None)
+              stoppable=loop["stoppable"], after_step=fault.hook(replica, run) if fault else None,
+              tracking=loop["tracking"])

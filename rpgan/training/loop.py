@@ -199,9 +199,10 @@ def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
                              f"({row['eval_time_s']:.1f} s)")
         if samples and (done or (cfg.sample_every and state.step % cfg.sample_every == 0)):
             images = render(shown, *preview)
-            save_grid(images, samples / f"step_{state.step:08d}.png")
+            png = samples / f"step_{state.step:08d}.png"
+            save_grid(images, png)
             if log:
-                log.add_grid(state.step, make_grid((images + 1) / 2, nrow=8, padding=1).clamp(0, 1))
+                log.add_grid(state.step, make_grid((images + 1) / 2, nrow=8, padding=1).clamp(0, 1), png)
         if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
             replica.check_in_sync(state.generator, state.discriminator, *([state.ema] if state.ema else []))
             save(state)

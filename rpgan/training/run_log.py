@@ -1,5 +1,6 @@
 """A run's metrics: one row per logged step, saved as Parquet and mirrored to TensorBoard
-(with the sample grids and the run's settings as hparams).
+(with the sample grids and the run's settings as hparams) and, when tracked, to MLflow
+(rpgan.io.tracking: the same rows, grids and settings).
 
 The rows live in memory and are saved inside every checkpoint (metrics.parquet), so a run that
 resumes from a checkpoint resumes its metrics from the same step: steps re-run after a crash
@@ -22,6 +23,7 @@ from rpgan.config import RunConfig, generator_weights
 from rpgan.errors import UserError
 from rpgan.io.atomic import atomic_write
 from rpgan.io.run import METRICS_FILE
+from rpgan.io.tracking import Tracker
 from rpgan.training.evaluation import EVALUATION_COLUMNS, MEASUREMENT
 
 import pyarrow as pa
@@ -52,9 +54,10 @@ class RunLog:
     """Metrics of one run. `record` once per logged step; `tick` after work that is not a step."""
 
     def __init__(self, run_id: str, config: RunConfig, workers: int, rows: list[dict] | None = None,
-                 tensorboard: str | None = None, step: int = 0):
+                 tensorboard: str | None = None, step: int = 0, tracker: Tracker | None = None):
         """`rows`: those of the checkpoint the run continues from, at `step` (0: a new run)."""
         self.rows = list(rows or [])
+        self.tracker = tracker
         m, t = config.model, config.train
         self.context = {"run_id": run_id, "preset": config.preset, "data": config.data, "arch": m.arch,
                         "blocks": ",".join(map(str, m.blocks)), "batch": t.batch, "seed": t.seed, "workers": workers,
@@ -91,23 +94,33 @@ class RunLog:
             for name in EVALUATION_COLUMNS:
                 if row[name] is not None and row[name] == row[name]:  # measured, not nan
                     self.writer.add_scalar(f"quality/{name}", row[name], step)
+        if self.tracker:
+            self.tracker.metrics({k: row[k] for k in (*LOSSES, "step_time_s", "images_per_s", *EVALUATION_COLUMNS)},
+                                 step)
         self.tick(step)
         return row
 
-    def add_grid(self, step: int, grid: torch.Tensor) -> None:
-        """The sample grid of `step` (float [3, H, W] in [0, 1]) as a TensorBoard image."""
+    def add_grid(self, step: int, grid: torch.Tensor, png: Path) -> None:
+        """The sample grid of `step` (float [3, H, W] in [0, 1], saved as `png`) as a TensorBoard
+        image and a tracked artifact."""
         if self.writer:
             self.writer.add_image("samples", grid.numpy(), step)
+        if self.tracker:
+            self.tracker.artifact(png, "samples")
 
     def add_config(self, config: RunConfig) -> None:
-        """The run's settings as TensorBoard hparams (with FID as their metric) and its JSON as text."""
+        """The run's settings as TensorBoard hparams (with FID as their metric) and tracked
+        parameters, and its JSON as text (an artifact config.json when tracked)."""
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                for section in (config.model, config.train) for k, v in dataclasses.asdict(section).items()}
+        flat.update(data=config.data, preset=config.preset, labels=config.labels)
+        if self.tracker:
+            self.tracker.params(flat)
+            self.tracker.text(config.to_json(), "config.json")
         if not self.writer:
             return
         from tensorboardX.summary import hparams
 
-        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-                for section in (config.model, config.train) for k, v in dataclasses.asdict(section).items()}
-        flat.update(data=config.data, preset=config.preset, labels=config.labels)
         for summary in hparams(flat, {"quality/fid": float("nan")}):
             self.writer._get_file_writer().add_summary(summary)
         self.writer.add_text("config", f"```\n{config.to_json()}\n```")
@@ -122,9 +135,12 @@ class RunLog:
         if self.writer:
             self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close the TensorBoard file, and end the tracked run (FAILED if `failed`)."""
         if self.writer:
             self.writer.close()
+        if self.tracker:
+            self.tracker.close(failed)
 
 
 def trim_events(folder: Path, up_to_step: int) -> None:

@@ -26,6 +26,7 @@ from rpgan.io.data import ImageData, training_images
 from rpgan.io.images import render, save_grid, save_layer_grid
 from rpgan.io.remote import download
 from rpgan.io.run import METRICS_FILE, TENSORBOARD, Mirror, Run
+from rpgan.io.tracking import Tracker, Tracking
 from rpgan.model.extend import add_blocks, freeze_old_blocks
 from rpgan.model.networks import Generator
 from rpgan.training.checkpoint import (
@@ -101,13 +102,15 @@ def restore(run: Run, config: RunConfig, device: str, lead: bool, agree: Callabl
 
 def train_run(config: RunConfig, run: Run, device: str, driver: Driver = Driver(), replica: Replica = SOLO,
               data: ImageData | None = None, start: TrainingState | None = None, stoppable: bool = False,
-              after_step: Callable[[int], None] | None = None, quiet: bool = False) -> None:
+              after_step: Callable[[int], None] | None = None, quiet: bool = False,
+              tracking: Tracking | None = None) -> None:
     """Train `config` in `run` from its newest loadable checkpoint (or `start`, or fresh models)
     to config.train.steps (or, when `stoppable`, until the run holds STOP: then it ends at a
     logged step, the same one on every replica, like a finished run). The lead (rank 0) writes
     the checkpoints, metrics.parquet, TensorBoard events and sample grids; for a run behind a URI
     the last two are written locally and mirrored into the run at each checkpoint and at the end.
-    `data`: the training images (default: the config's)."""
+    `data`: the training images (default: the config's); `tracking`: where the lead also logs
+    the settings, rows and grids (the MLflow run of this run's URI, rpgan.io.tracking)."""
     lead = replica.rank == 0
     data = training_images(config) if data is None else data
     state, rows = restore(run, config, device, lead, driver.agree, start)
@@ -116,7 +119,8 @@ def train_run(config: RunConfig, run: Run, device: str, driver: Driver = Driver(
     mirror = Mirror(run, root) if staging else None
     if staging and state.step and run.exists(TENSORBOARD):  # its events, trimmed (RunLog) and mirrored back
         download(f"{run.uri}/{TENSORBOARD}", root / TENSORBOARD)
-    log = RunLog(run.name, config, replica.world, rows, str(root / TENSORBOARD), state.step) if lead else None
+    tracker = Tracker(tracking, run.name, run.uri) if lead and tracking else None
+    log = RunLog(run.name, config, replica.world, rows, str(root / TENSORBOARD), state.step, tracker) if lead else None
 
     # Every logged row is reported; at a checkpoint the row rides with the checkpoint, so a driver
     # sees each step once.
@@ -144,14 +148,16 @@ def train_run(config: RunConfig, run: Run, device: str, driver: Driver = Driver(
         if stoppable and driver.agree(lead and run.exists(STOP)):
             raise Stopped
 
+    failed = True
     try:
         fit(config, data, state, device, save, log, replica, samples=root / SAMPLES if lead else None,
             after_step=after_step, quiet=quiet or not lead, publish=publish)
+        failed = False
     except Stopped:
-        pass  # asked to stop: a normal end, at the last checkpoint persisted
+        failed = False  # asked to stop: a normal end, at the last checkpoint persisted
     finally:
         if log:
-            log.close()
+            log.close(failed)
         if mirror:
             mirror.sync()
             staging.cleanup()
@@ -186,7 +192,7 @@ def finish(run: Run, step: int) -> str:
 
 
 def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu", resume: bool = False,
-          quiet: bool = False, start: TrainingState | None = None) -> Path:
+          quiet: bool = False, start: TrainingState | None = None, tracking: Tracking | None = None) -> Path:
     """Train in this process until config.train.steps into the local run directory run_dir
     (`train_run`). `start` is the state of a new run (default: fresh models). Refuses to mix
     runs: an existing run without `resume`, another model or data set, a directory holding
@@ -198,7 +204,7 @@ def train(config: RunConfig, data: ImageData, run_dir: Path, device: str = "cpu"
         _say(f"{run_dir} is already at step {read_step(done)}, at or past --steps {config.train.steps}: nothing to "
              "train (pass a larger --steps to continue it)")
         return Path(done)
-    train_run(config, run, device, data=data, start=start, quiet=quiet)
+    train_run(config, run, device, data=data, start=start, quiet=quiet, tracking=tracking)
     return Path(finish(run, run.checkpoint_steps()[-1]))
 
 
