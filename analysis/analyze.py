@@ -3,6 +3,8 @@
 Writes, under the output directory:
   frozen_paths/path_*.png        Figure 3: per base path, a row per bucket with that bucket unfrozen
   traversals/sample_*.png        instead, for an EigenGAN: per base sample, a row per layer x dimension
+  noise_injection/noise-S_*.png  Figure 5 (--noise-injection): per base sample and noise scale S,
+                                 a row per layer with that layer's weights perturbed
   responsibility/                Parquet, one row per evaluation x layer x distance
   responsibility_summary/        Parquet, one row per method x layer x distance (mean, std)
   responsibility.png             Figure 4: mean D_{l->1} per bucket with std, semantic and color
@@ -22,7 +24,7 @@ from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
 from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS, Embedding
 from analysis.plots import plot_responsibility
-from analysis.responsibility import Draws, distinct_images, draw, evaluation_rows, variations
+from analysis.responsibility import Draws, distinct_images, draw, evaluation_rows, save_noise_grid, variations
 from analysis.results import table
 from rpgan.errors import UserError
 from rpgan.io.images import save_layer_grid
@@ -138,9 +140,15 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
             if config.model.arch == "eigengan":
                 where = out / "traversals" / f"sample_{g}.png"
             else:
-                where = out / "frozen_paths" / f"path_{'-'.join(map(str, paths[g].tolist()))}.png"
+                # a Gaussian-input generator's samples share a path: its z is named by its index
+                sample = "" if z is None else f"_z{g}"
+                where = out / "frozen_paths" / f"path_{'-'.join(map(str, paths[g].tolist()))}{sample}.png"
             written[f"grid_{g}"] = save_layer_grid(generator, paths[g], None if z is None else z[g], where,
                                                    cfg.per_bucket, cfg.seed)
+            for scale in cfg.noise_scales:  # Figure 5: the same sample, one layer's weights perturbed a row
+                noisy = out / "noise_injection" / f"noise-{scale:g}_{where.stem}.png"
+                written[f"noise-{scale:g}_grid_{g}"] = save_noise_grid(
+                    generator, paths[g], None if z is None else z[g], scale, noisy, cfg.per_bucket, cfg.seed)
         ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
         written["responsibility"] = RESPONSIBILITY.write(out, ctx, rows)
         written["responsibility_summary"] = SUMMARY.write(out, ctx, summary.to_dict("records"))

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from analysis.distances import CHANNELS, color_histograms, color_spread, ratio_to_first, semantic_spread
 from rpgan.io.data import to_uint8
-from rpgan.io.images import render
+from rpgan.io.images import render, save_labeled_rows
 from rpgan.model.eigengan import EigenGenerator
 from rpgan.model.networks import Generator
 from rpgan.model.paths import frozen_path_variations, sample_paths
@@ -95,6 +96,20 @@ def noise_variations(generator: Generator, draws: Draws, scale: float) -> Tensor
                 w.copy_(w0)
     images = to_uint8(torch.cat(out))
     return images.view(n_eval, n_layers, k, *images.shape[1:])
+
+
+def save_noise_grid(generator: Generator, path: Tensor, z: Tensor | None, scale: float, out: Path,
+                    per_layer: int = 10, seed: int = 0) -> Path:
+    """Figure 5 for one sample (path [n_buckets], z [latent_dim] or None): the base image, then
+    one row per layer of `per_layer` images, each with that layer's weights perturbed by a fresh
+    draw of `noise_variations` at `scale` (draws from `seed`)."""
+    rng = torch.Generator().manual_seed(seed)
+    seeds = torch.randint(0, 2**62, (1, len(generator.blocks), per_layer), generator=rng)
+    draws = Draws(path.unsqueeze(0), None if z is None else z.unsqueeze(0), torch.zeros_like(seeds), seeds)
+    images = noise_variations(generator, draws, scale)[0].float() / 127.5 - 1  # [L, K, C, S, S] back in [-1, 1]
+    base = render(generator, path.unsqueeze(0), None if z is None else z.unsqueeze(0))
+    rows = [("base", base)] + [(f"layer {i + 1}", images[i]) for i in range(len(images))]
+    return save_labeled_rows(rows, out)
 
 
 @torch.no_grad()

@@ -3,13 +3,16 @@ does to FID and to the layers' responsibility.
 
     python bench/ema.py cost [--preset digits] [--steps 30] [--rounds 3]
     python bench/ema.py quality [--preset digits] [--seeds 0,1,2] [--ema-kimg 10] [--fid-samples 500]
+                                [--data SPEC] [--train-steps N --checkpoint-every N]
 
 `cost`: the same steps from the same weights, with and without the average, alternating rounds
 in this process (one thread); prints the median step time of each and their ratio.
 `quality`: trains the preset once per seed with the average (the trained weights are those of
 a run without it: tests/test_ema.py), then measures FID of both generators at every kept
 checkpoint on the same paths and reference (`rpgan fid`'s function, in this process), and the
-mean semantic and color D_{l->1} of both at the last one.
+mean semantic and color D_{l->1} of both at the last one. `--data`, `--train-steps` and
+`--checkpoint-every` replace the preset's (cifar10-cpu on a local CIFAR-10 file, a shorter run);
+the training's own evaluations are off (this measures both generators itself).
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ from rpgan.training.train import train
 import torch
 
 
-def config_of(preset: str, **train) -> RunConfig:
-    """The preset's run on its own data set, with `train` settings replaced."""
+def config_of(preset: str, data: str | None = None, **train) -> RunConfig:
+    """The preset's run on `data` (default: its own data set), with `train` settings replaced."""
     p = get_preset(preset)
-    return RunConfig(model=p.model, train=dataclasses.replace(p.train, **train), data=p.data, preset=preset)
+    return RunConfig(model=p.model, train=dataclasses.replace(p.train, **train), data=data or p.data, preset=preset)
 
 
 def cost(args: argparse.Namespace) -> None:
@@ -65,7 +68,9 @@ def cost(args: argparse.Namespace) -> None:
 def quality(args: argparse.Namespace) -> None:
     here = Fanout(workers=0)
     for seed in map(int, args.seeds.split(",")):
-        config = config_of(args.preset, seed=seed, ema_kimg=args.ema_kimg)
+        schedule = {"steps": args.train_steps, "checkpoint_every": args.checkpoint_every}
+        config = config_of(args.preset, args.data, seed=seed, ema_kimg=args.ema_kimg, eval_every=0,
+                           **{k: v for k, v in schedule.items() if v})
         data = training_images(config)
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = Path(tmp) / "run"
@@ -99,6 +104,9 @@ def main() -> None:
     ap.add_argument("--ema-kimg", type=float, default=10.0)
     ap.add_argument("--fid-samples", type=int, default=500)
     ap.add_argument("--evaluations", type=int, default=50)
+    ap.add_argument("--data", help="quality: the data set [default: the preset's]")
+    ap.add_argument("--train-steps", type=int, help="quality: steps of each run [default: the preset's]")
+    ap.add_argument("--checkpoint-every", type=int, help="quality: steps between measured checkpoints")
     args = ap.parse_args()
     cost(args) if args.part == "cost" else quality(args)
 

@@ -15,6 +15,7 @@ from rpgan.io.data import load_data
 from rpgan.training.train import train
 from tests.conftest import TINY_MODELS, tiny_run
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -68,9 +69,16 @@ def test_standard_gan_needs_noise_injection(rpgan, tmp_path):
                 load_data("digits", 8, 3), tmp_path / "std", quiet=True)
     code, _, err = rpgan("analyze", "--ckpt", run, "--workers", 0, "--evaluations", 2, "--grids", 0)
     assert code == 2 and "--noise-injection" in err and len(err.strip().splitlines()) == 1
-    code, out, err = rpgan("analyze", "--ckpt", run, "--workers", 0, "--evaluations", 2, "--grids", 0,
-                           "--noise-injection", "--noise-scales", "0.05,1", "--out", tmp_path / "n")
+    code, out, err = rpgan("analyze", "--ckpt", run, "--workers", 0, "--evaluations", 2, "--grids", 1,
+                           "--per-bucket", 3, "--noise-injection", "--noise-scales", "0.05,1", "--out", tmp_path / "n")
     assert code == 0, err
+    # Figure 5: per scale, the base image and a row per layer of 3 perturbed images (64 px cells)
+    grids = sorted(p.name for p in (tmp_path / "n" / "noise_injection").iterdir())
+    assert grids == ["noise-0.05_path_0-0-0_z0.png", "noise-1_path_0-0-0_z0.png"]
+    loud = Image.open(tmp_path / "n" / "noise_injection" / "noise-1_path_0-0-0_z0.png")
+    assert loud.height == 4 * (64 + 2) + 2 and loud.width == 70 + 3 * (64 + 2) + 2
+    cells = np.asarray(loud)[2 + 66:2 + 66 + 64, 72:72 + 3 * 66]  # layer 1's row: three different draws
+    assert not np.array_equal(cells[:, :64], cells[:, 66:130])
     summary = pd.read_parquet(tmp_path / "n" / "responsibility_summary")
     assert set(summary["method"]) == {"noise-0.05", "noise-1"}
     spread = summary[summary["distance"] == "semantic"].groupby("method")["spread_mean"].mean()
