@@ -353,7 +353,8 @@ def curves(runs: tuple[str, ...], out: Path | None) -> None:
         title = f"{folder.name}: {len(rows)} rows to step {rows['step'].max()}, FID at {evaluated} steps"
         png = plot_curves(rows, title, run="run")
     else:
-        title = f"{', '.join(names)}: FID at {evaluated} steps in all"
+        each = rows.groupby("run", sort=False).agg(last=("step", "max"), fids=("fid", "count"))
+        title = ", ".join(f"{name} (to step {r.last}, FID at {r.fids} steps)" for name, r in each.iterrows())
         png = plot_curves(rows, title, by="run", run="run")
     if out is None:
         folder.write_bytes("curves.png", png)
