@@ -13,6 +13,7 @@ that process; the run goes on. MLflow is imported only here, and only when track
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -65,6 +66,11 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not its INFO lines amid the run's progress
         from mlflow import MlflowClient
+
+        # the variable counts only where MLflow is first imported here; in a process that imported
+        # it before (a notebook, a test), a new SQLite store still announces its table creation
+        for logger in ("mlflow.store.db.utils", "alembic"):
+            logging.getLogger(logger).setLevel(logging.WARNING)
 
         client = MlflowClient(self.uri)
         experiment = _experiment(client, self.uri)
