@@ -147,7 +147,7 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
                                                    cfg.per_bucket, cfg.seed)
             for scale in cfg.noise_scales:  # Figure 5: the same sample, one layer's weights perturbed a row
                 noisy = out / "noise_injection" / f"noise-{scale:g}_{where.stem}.png"
-                written[f"noise-{scale:g}_grid_{g}"] = save_noise_grid(
+                written[f"grid_{g}_noise-{scale:g}"] = save_noise_grid(
                     generator, paths[g], None if z is None else z[g], scale, noisy, cfg.per_bucket, cfg.seed)
         ctx = job.context(dataclasses.asdict(cfg), cfg.seed)
         written["responsibility"] = RESPONSIBILITY.write(out, ctx, rows)

@@ -178,7 +178,7 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
     from rpgan.distributed.ray_session import Workers, connect, default_gpus, is_private, ray_address
     from rpgan.io.data import training_images
     from rpgan.io.run_lock import run_lock
-    from rpgan.io.tracking import Tracking, store_uri
+    from rpgan.io.tracking import tracking_for
     from sweeps.results import DONE, finished
     from sweeps.runner import PLAN, concurrency, run_sweep
     from sweeps.trial import trial_resources
@@ -217,7 +217,7 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
                    f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, "
                    f"{gpus:g} GPU) -> {folder.uri}", err=True)
         failed = run_sweep(chosen, folder, workers, at_once, Fanout(gpus_per_worker=gpus), dataset_size,
-                           Tracking(store_uri(mlflow)) if mlflow else None)
+                           tracking_for(mlflow) if mlflow else None)
         click.echo(f"{len(finished(folder))} of {len(chosen.trials)} trials finished -> {folder.uri}/trials; `{again}` "
                    "prints the table and writes the summary plot")
         if failed:

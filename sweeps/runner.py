@@ -14,9 +14,7 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from analysis.fanout import Fanout
 from analysis.fid import reference_features
@@ -148,7 +146,7 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
                                        REFERENCE_SEED)[0]
     parent = _track_sweep(plan, sweep, tracking) if tracking else None
     setup = Setup(plan, sweep.storage, sweep.name, workers, dataset_size,
-                  tracking=Tracking(tracking.uri, parent.run_id) if parent and parent.client else None)
+                  tracking=dataclasses.replace(tracking, parent=parent.run_id) if parent and parent.client else None)
     failed = 1
     try:
         if plan.schedule.scheduler == "halving":
@@ -158,10 +156,12 @@ def run_sweep(plan: Plan, sweep: Folder, workers: Workers, max_concurrent: int, 
         return failed
     finally:
         if parent and parent.client:
-            with tempfile.TemporaryDirectory(prefix="rpgan-trials-") as folder:
-                table = Path(folder) / "trials.parquet"
-                read_table(sweep, "trials").to_parquet(table, index=False)
-                parent.artifact(table)
+            try:
+                trials = read_table(sweep, "trials")
+            except Exception:  # none finished, or a part that cannot be read: the sweep's own output says so
+                trials = None
+            if trials is not None:
+                parent.table(trials, "trials.parquet")
             parent.close(failed=bool(failed))
 
 

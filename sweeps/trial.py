@@ -186,11 +186,11 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: Re
     if setup.until:  # a halving rung: train to it (its FID is measured there); the runner compares the trials
         rung = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=setup.until))
         if finished_checkpoint(store, rung) is None:
-            _train_timed(rung, store, setup.workers, False, setup.tracking)
+            _train_timed(rung, store, setup.workers, stoppable=False, tracking=setup.tracking)
         gather_metrics(sweep, plan, trial)
         return {"status": "rung", "step": setup.until, "fid": fid_at(sweep, trial.key, setup.until)}
     ckpt = finished_checkpoint(store, config) or \
-        _train_timed(config, store, setup.workers, plan.schedule.scheduler == "asha", setup.tracking)
+        _train_timed(config, store, setup.workers, stoppable=plan.schedule.scheduler == "asha", tracking=setup.tracking)
     if store.exists(STOP) and read_step(ckpt) < config.train.steps:  # ended early (sweeps.spec.Schedule)
         return record_stopped(sweep, plan, trial)
     saved = store.read_text(TRAIN_TIME)

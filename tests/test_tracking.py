@@ -22,16 +22,18 @@ def test_training_logs_its_rows_settings_and_grids_and_a_resume_continues_its_ml
     from mlflow import MlflowClient
 
     run_dir = tmp_path / "run"
-    monkeypatch.chdir(tmp_path)  # --mlflow alone: the SQLite store mlflow.db here
-    code, _, err = rpgan(*TINY, *EVALUATED, "--steps", "2", "--out", run_dir, "--mlflow")
-    assert code == 0, err
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the same store, named by its URI
-    code, _, err = rpgan(*TINY, *EVALUATED, "--steps", "4", "--out", run_dir, "--resume", "--mlflow", store)
-    assert code == 0, err
-    assert "MLflow" not in err
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "lab")
+    # a new store named by a relative URI, as `mlflow ui --backend-store-uri sqlite:///mlflow.db` names it
+    code, _, err = rpgan(*TINY, *EVALUATED, "--steps", "2", "--out", run_dir, "--mlflow", "sqlite:///mlflow.db")
+    assert code == 0 and "MLflow" not in err, err
+    # --mlflow alone: the SQLite store mlflow.db here, the same one
+    code, _, err = rpgan(*TINY, *EVALUATED, "--steps", "4", "--out", run_dir, "--resume", "--mlflow")
+    assert code == 0 and "MLflow" not in err, err
 
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(store)
-    experiment = client.get_experiment_by_name("rpgan")
+    experiment = client.get_experiment_by_name("lab")
     (tracked,) = client.search_runs([experiment.experiment_id])  # the resume continued it
     assert tracked.info.status == "FINISHED" and tracked.info.run_name == "run"
     assert tracked.data.tags["rpgan.run"] == Run.at(run_dir).uri
@@ -48,6 +50,18 @@ def test_training_logs_its_rows_settings_and_grids_and_a_resume_continues_its_ml
     grids = [a.path for a in client.list_artifacts(tracked.info.run_id, "samples")]
     assert grids == ["samples/step_00000002.png", "samples/step_00000004.png"]
     assert client.download_artifacts(tracked.info.run_id, "config.json", str(tmp_path)).endswith("config.json")
+
+
+def test_mlflow_names_one_store_and_experiment_for_every_process(tmp_path, monkeypatch):
+    from rpgan.io.tracking import EXPERIMENT, Tracking, tracking_for
+
+    monkeypatch.chdir(tmp_path)  # a trial runs in another working directory: its store must not move
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    here = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tracking_for("mlflow.db") == tracking_for("sqlite:///mlflow.db") == Tracking(here, EXPERIMENT)
+    assert tracking_for(here).uri == here and tracking_for("http://mlflow:5000").uri == "http://mlflow:5000"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "lab")  # read by the command, carried to its workers
+    assert tracking_for("databricks") == Tracking("databricks", "lab")
 
 
 def test_a_tracking_server_that_is_down_costs_one_warning_line_and_never_the_run(rpgan, tmp_path):

@@ -74,14 +74,14 @@ def train(preset: str, data: str | None, labels: str | None, blocks: str | None,
     workers (--workers, --storage, --name). --eval-every N adds FID to the metrics every N steps."""
     from rpgan.io.data import check_labels
     from rpgan.io.run import Run, plain_name
-    from rpgan.io.tracking import Tracking, store_uri
+    from rpgan.io.tracking import tracking_for
     from rpgan.training.checkpoint import latest_config
 
     if settings.get("eval_every") == 0:
         raise UserError("--eval-every must be at least 1 (steps between evaluations); --no-eval turns them off")
     if no_eval:
         settings["eval_every"] = 0
-    tracking = Tracking(store_uri(mlflow)) if mlflow else None
+    tracking = tracking_for(mlflow) if mlflow else None
     # a resumed run keeps its own preset and seed: only values typed here are compared with them
     typed = click.get_current_context().get_parameter_source
     request = Request(preset if typed("preset") == click.core.ParameterSource.COMMANDLINE else None, data, labels,
@@ -353,8 +353,8 @@ def curves(runs: tuple[str, ...], out: Path | None) -> None:
         title = f"{folder.name}: {len(rows)} rows to step {rows['step'].max()}, FID at {evaluated} steps"
         png = plot_curves(rows, title, run="run")
     else:
-        each = rows.groupby("run", sort=False).agg(last=("step", "max"), fids=("fid", "count"))
-        title = ", ".join(f"{name} (to step {r.last}, FID at {r.fids} steps)" for name, r in each.iterrows())
+        each = rows.groupby("run", sort=False).agg(last_step=("step", "max"), fids=("fid", "count"))
+        title = ", ".join(f"{name} (to step {r['last_step']}, FID at {r['fids']} steps)" for name, r in each.iterrows())
         png = plot_curves(rows, title, by="run", run="run")
     if out is None:
         folder.write_bytes("curves.png", png)

@@ -17,10 +17,15 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_STORE = "mlflow.db"  # in the working directory, as MLflow's own default: `mlflow ui` there finds it
 EXPERIMENT = "rpgan"  # unless $MLFLOW_EXPERIMENT_NAME names another (MLflow's own variable)
@@ -28,21 +33,33 @@ RUN_TAG = "rpgan.run"  # the rpgan run's (or sweep's) folder URI
 ARTIFACTS = "mlartifacts"  # beside a SQLite store: the artifacts of its experiments
 
 
+# The tracking processes that failed once, by store URI: the first failure is the process's only
+# warning, and a later Tracker of the same store (a trial's row after its training) does not try again.
+_FAILED: set[str] = set()
+
+
 @dataclass(frozen=True)
 class Tracking:
-    """Where a run is tracked: the store's URI and, for a sweep's trial, its parent MLflow run."""
+    """Where a run is tracked: the store's URI, the experiment and, for a sweep's trial, its
+    parent MLflow run. Made once by the command (`tracking_for`) and handed to every process, which
+    on a cluster does not share the command's working directory or environment."""
 
     uri: str
+    experiment: str = EXPERIMENT
     parent: str = ""  # the parent MLflow run's id ("" for a run of its own)
 
 
-def store_uri(value: str) -> str:
-    """--mlflow's value as a tracking URI: a URI as given (http://..., sqlite:///..., databricks);
-    a file name as the absolute URI of a SQLite store, so that every process (a sweep's trials
-    run in other working directories) writes the same file."""
-    if "://" in value or value == "databricks":
-        return value
-    return f"sqlite:///{Path(value).expanduser().resolve()}"
+def tracking_for(value: str) -> Tracking:
+    """--mlflow's value as a Tracking: a URI as given (http://..., databricks); a SQLite file (a
+    file name, or sqlite:///FILE, relative or absolute) as the absolute URI of that file, so that
+    every process (a sweep's trials run in other working directories) writes the same one. The
+    experiment is $MLFLOW_EXPERIMENT_NAME (MLflow's own variable) or EXPERIMENT."""
+    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+    if value.startswith("sqlite:///"):
+        value = value.removeprefix("sqlite:///")
+    elif "://" in value or value == "databricks":
+        return Tracking(value, experiment)
+    return Tracking(f"sqlite:///{Path(value).expanduser().resolve()}", experiment)
 
 
 class Tracker:
@@ -54,26 +71,29 @@ class Tracker:
         one named `name`, a child of tracking.parent if given."""
         self.uri = tracking.uri
         self.client, self.run_id, self.known_params = None, "", set()
+        if self.uri in _FAILED:
+            return
         try:
-            self._start(tracking.parent, name, key)
+            self._start(tracking, name, key)
         except Exception as e:  # whatever the tracker does, the run goes on
             self._stop(e)
 
-    def _start(self, parent: str, name: str, key: str) -> None:
+    def _start(self, tracking: Tracking, name: str, key: str) -> None:
         # MLflow's HTTP client retries a server that does not answer for minutes (7 tries,
         # doubling waits) before it fails; a run must not wait that long for its bookkeeping
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        quiet = "MLFLOW_LOGGING_LEVEL" not in os.environ
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not its INFO lines amid the run's progress
         from mlflow import MlflowClient
 
-        # the variable counts only where MLflow is first imported here; in a process that imported
-        # it before (a notebook, a test), a new SQLite store still announces its table creation
-        for logger in ("mlflow.store.db.utils", "alembic"):
-            logging.getLogger(logger).setLevel(logging.WARNING)
+        if quiet:  # the variable counts only where MLflow is first imported; in a process that imported
+            # it before (a notebook, a test), a new SQLite store would still announce its tables
+            for logger in ("mlflow.store.db.utils", "alembic"):
+                logging.getLogger(logger).setLevel(logging.WARNING)
 
         client = MlflowClient(self.uri)
-        experiment = _experiment(client, self.uri)
+        experiment = _experiment(client, self.uri, tracking.experiment)
         found = client.search_runs([experiment], filter_string=f"tags.`{RUN_TAG}` = '{_quoted(key)}'",
                                    max_results=1)
         if found:
@@ -81,7 +101,7 @@ class Tracker:
             self.known_params = set(found[0].data.params)
             client.update_run(self.run_id, status="RUNNING")
         else:
-            tags = {RUN_TAG: key, **({"mlflow.parentRunId": parent} if parent else {})}
+            tags = {RUN_TAG: key, **({"mlflow.parentRunId": tracking.parent} if tracking.parent else {})}
             self.run_id = client.create_run(experiment, run_name=name, tags=tags).info.run_id
         self.client = client
 
@@ -102,13 +122,29 @@ class Tracker:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        batch = [Metric(k, float(v), stamp, step) for k, v in values.items() if v is not None and not math.isnan(v)]
+        try:
+            batch = [Metric(k, float(v), stamp, step) for k, v in values.items()
+                     if v is not None and not math.isnan(float(v))]
+        except (TypeError, ValueError) as e:  # a value that is not a number must not cost the run
+            return self._stop(e)
         if batch:
             self._call("log_batch", self.run_id, metrics=batch)
 
     def artifact(self, path: Path, folder: str | None = None) -> None:
         """A file of the run (a sample grid, a table) as an artifact, in `folder`."""
         self._call("log_artifact", self.run_id, str(path), folder)
+
+    def table(self, frame: pd.DataFrame, name: str) -> None:
+        """`frame` as the Parquet artifact file `name`."""
+        if self.client is None:
+            return
+        try:
+            with tempfile.TemporaryDirectory(prefix="rpgan-mlflow-") as folder:
+                path = Path(folder) / name
+                frame.to_parquet(path, index=False)
+                self.client.log_artifact(self.run_id, str(path))
+        except Exception as e:  # whatever the tracker does, the run goes on
+            self._stop(e)
 
     def text(self, text: str, name: str) -> None:
         """`text` as the artifact file `name` (replaced if the run has one)."""
@@ -128,6 +164,7 @@ class Tracker:
 
     def _stop(self, e: Exception) -> None:
         self.client = None
+        _FAILED.add(self.uri)
         cause = " ".join(str(e).split())[:200] or type(e).__name__
         if isinstance(e, ImportError):
             cause = "MLflow is not installed (pip install 'rpgan[mlflow]')"
@@ -135,9 +172,8 @@ class Tracker:
               file=sys.stderr, flush=True)
 
 
-def _experiment(client, uri: str) -> str:
-    """The id of the experiment (created if new; a SQLite store keeps its artifacts beside it)."""
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+def _experiment(client, uri: str, name: str) -> str:
+    """The id of experiment `name` (created if new; a SQLite store keeps its artifacts beside it)."""
     found = client.get_experiment_by_name(name)
     if found:
         return found.experiment_id

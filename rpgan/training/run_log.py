@@ -95,8 +95,7 @@ class RunLog:
                 if row[name] is not None and row[name] == row[name]:  # measured, not nan
                     self.writer.add_scalar(f"quality/{name}", row[name], step)
         if self.tracker:
-            self.tracker.metrics({k: row[k] for k in (*LOSSES, "step_time_s", "images_per_s", *EVALUATION_COLUMNS)},
-                                 step)
+            self.tracker.metrics({k: v for k, v in reported(row).items() if k != "step"}, step)
         self.tick(step)
         return row
 
