@@ -134,17 +134,19 @@ def _ok_rows(sweep: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory):
     """The sweep journey of a user on one machine, run once: a tiny quick sweep with its private
-    Ray, SIGKILLed once a trial has written its row, then resumed (typing the --samples it was
-    started with); both commands watched for the sockets their process trees listen on."""
+    Ray, tracked in MLflow (a SQLite store beside it), SIGKILLed once a trial has written its row,
+    then resumed (typing the --samples it was started with); both commands watched for the
+    sockets their process trees listen on."""
     storage = tmp_path_factory.mktemp("sweeps")
     sweep, env = storage / "ablation_blocks-quick", _user_env(storage / "cache")
-    killed = watch({"sweep": [RPGAN, "sweep", "ablation_blocks", *TINY, "--storage", str(storage)]}, env, 600,
-                   kill_at={"sweep": ": done, FID"})["sweep"]  # printed once a trial has written its row
+    tracked = ["--mlflow", f"sqlite:///{storage / 'mlflow.db'}"]
+    killed = watch({"sweep": [RPGAN, "sweep", "ablation_blocks", *TINY, "--storage", str(storage), *tracked]}, env,
+                   600, kill_at={"sweep": ": done, FID"})["sweep"]  # printed once a trial has written its row
     assert killed.code == -signal.SIGKILL, killed.out
     wait_until_gone(killed.pids)  # its Ray ends with it (rpgan.distributed.reaper); no trial writes on
     before = _ok_rows(sweep)
     resumed = watch({"resume": [RPGAN, "sweep", "ablation_blocks", "--quick", "--resume", "--samples", "1",
-                                "--storage", str(storage)]}, env, 600)["resume"]
+                                "--storage", str(storage), *tracked]}, env, 600)["resume"]
     assert resumed.code == 0, resumed.out
     return storage, sweep, before, killed, resumed
 
@@ -164,6 +166,14 @@ def test_killed_sweep_resumes_with_exactly_one_row_per_trial(journey):
     for key in KEYS:  # every trial's training logged each step once, across the kill
         steps = pd.read_parquet(sweep / "runs" / key / "metrics.parquet")["step"]
         assert steps.is_unique and steps.max() == 4
+
+
+@pytest.mark.slow
+def test_the_killed_and_resumed_sweep_is_one_mlflow_run_with_one_child_per_trial(journey, tmp_path):
+    storage, sweep, _, killed, resumed = journey
+    assert "MLflow" not in killed.out + resumed.out
+    _check_tracked(f"sqlite:///{storage / 'mlflow.db'}", sweep, pd.read_parquet(sweep / "trials").set_index("trial"),
+                   pd.read_parquet(sweep / "metrics"), "grid", tmp_path)
 
 
 @pytest.mark.slow
@@ -343,7 +353,7 @@ def test_halving_keeps_the_best_at_each_rung_resumes_exactly_and_refuses_another
     assert sorted(stopped.index) == sorted(set(order) - set(kept)) and (stopped["step"] == 4).all()
     assert all(stopped.loc[k, "fid"] == at_rung[k] for k in stopped.index)
     assert "step 4: 1 of 3 trials go on" in err and "MLflow" not in err
-    _check_tracked(store, sweep, rows, metrics)
+    _check_tracked(store, sweep, rows, metrics, "halving", tmp_path / "first")
 
     chosen = plan(get_sweep("ablation_blocks"), True, 0, {"blocks_per_bucket": ("3", "1", "2")}, scheduler="halving",
                   schedule={"grace_period": 4, "eval_samples": 10}, steps=8, fid_samples=10, evaluations=1)
@@ -375,14 +385,16 @@ def test_halving_keeps_the_best_at_each_rung_resumes_exactly_and_refuses_another
     again = pd.read_parquet(sweep / "trials").set_index("trial")
     pd.testing.assert_frame_equal(again.drop(columns=["created_at", "train_time_s", "eval_time_s"]).sort_index(),
                                   rows.drop(columns=["created_at", "train_time_s", "eval_time_s"]).sort_index())
-    _check_tracked(store, sweep, again, pd.read_parquet(sweep / "metrics"))
+    _check_tracked(store, sweep, again, pd.read_parquet(sweep / "metrics"), "halving", tmp_path / "again")
     code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--scheduler", "asha",
                          "--storage", tmp_path, "--shared-storage")
     assert code == 2 and "--scheduler" in err and len(err.strip().splitlines()) == 1, err
 
 
-def _check_tracked(store: str, sweep: Path, trials: pd.DataFrame, metrics: pd.DataFrame) -> None:
-    """The sweep's MLflow run and its children hold what its Parquet tables hold."""
+def _check_tracked(store: str, sweep: Path, trials: pd.DataFrame, metrics: pd.DataFrame, scheduler: str,
+                   download: Path) -> None:
+    """The sweep's MLflow run and its children hold what its Parquet tables hold (its trials
+    table downloaded into `download`)."""
     from rpgan.io.run import Folder
 
     from mlflow import MlflowClient
@@ -391,8 +403,9 @@ def _check_tracked(store: str, sweep: Path, trials: pd.DataFrame, metrics: pd.Da
     runs = client.search_runs([client.get_experiment_by_name("rpgan").experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert parent.data.tags["rpgan.run"] == Folder.at(sweep).uri and parent.info.status == "FINISHED"
-    assert parent.data.params["scheduler"] == "halving" and parent.data.params["trials"] == "3"
-    table = pd.read_parquet(client.download_artifacts(parent.info.run_id, "trials.parquet", str(sweep.parent)))
+    assert parent.data.params["scheduler"] == scheduler and parent.data.params["trials"] == str(len(trials))
+    download.mkdir(parents=True, exist_ok=True)
+    table = pd.read_parquet(client.download_artifacts(parent.info.run_id, "trials.parquet", str(download)))
     pd.testing.assert_frame_equal(table.set_index("trial")[["status", "step", "fid"]].sort_index(),
                                   trials[["status", "step", "fid"]].sort_index())
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
@@ -400,6 +413,6 @@ def _check_tracked(store: str, sweep: Path, trials: pd.DataFrame, metrics: pd.Da
     for key, child in children.items():
         fids = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "fid")}
         rows = metrics[(metrics["trial"] == key) & metrics["fid"].notna()]
-        assert fids == dict(zip(rows["step"], rows["fid"])) and 4 in fids
+        assert fids == dict(zip(rows["step"], rows["fid"]))
         if trials.loc[key, "status"] == "ok":  # the trial's own row, after its evaluation
             assert child.data.metrics["trial/fid"] == trials.loc[key, "fid"]
