@@ -15,7 +15,6 @@ import dataclasses
 import io
 import struct
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,9 +69,10 @@ class RunLog:
             if Path(tensorboard).is_dir():  # the steps after the checkpoint's are logged again, once
                 trim_events(Path(tensorboard), step)
 
-            # a unique suffix: a resume within the same second would otherwise reuse the file name
+            # the name holds the second it was made in: a suffix in nanoseconds keeps the files of a
+            # resume within the same second apart, and in the order TensorBoard reads them (by name)
             self.writer = SummaryWriter(tensorboard, purge_step=last + 1 if last else None, flush_secs=30,
-                                        filename_suffix=f".{uuid.uuid4().hex[:8]}")
+                                        filename_suffix=f".{time.time_ns()}")
         self.tick(last)
 
     def tick(self, step: int) -> None:
