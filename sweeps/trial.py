@@ -211,11 +211,12 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: Re
     row.update(measured, step=step)
     row["eval_time_s"] = time.monotonic() - start
     write_rows(sweep, "responsibility", plan, trial, summary)
-    write_rows(sweep, "trials", plan, trial, [row])  # last: a trial row means the trial is complete
-    if setup.tracking:  # the trial's row, in its MLflow run beside its training's rows
+    if setup.tracking:  # the trial's row in its MLflow run, before the row itself: a sweep killed
+        # between the two evaluates the trial again on resume, rather than never tracking its row
         tracker = Tracker(setup.tracking, trial.key, store.uri)
         tracker.metrics({f"trial/{k}": row.get(k) for k in (*COLUMNS, "train_time_s", "eval_time_s")}, step)
         tracker.close()
+    write_rows(sweep, "trials", plan, trial, [row])  # last: a trial row means the trial is complete
     return row
 
 
