@@ -1,7 +1,8 @@
 """Inception feature throughput (pool3, what FID, PRD and the semantic responsibility embed):
-images/s of `rpgan.metrics.inception.features` at several batch sizes, in one process.
+images/s of `rpgan.metrics.inception.features` at several batch sizes and thread counts, the
+network in the default layout (contiguous, NCHW) and channels-last (rpgan's), in one process.
 
-    python bench/inception_speed.py [--device cuda] [--images 2000] [--size 32]
+    python bench/inception_speed.py [--device cuda] [--images 2000] [--size 32] [--threads 1,2]
 
 The weights are the FID Inception's when they are found offline, else random ones of the same
 architecture: the speed does not depend on the values. Prints images/s per batch size and, on
@@ -25,28 +26,36 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--size", type=int, default=32, help="side of the generated-size images (resized to 299)")
     ap.add_argument("--batches", default="50,100,200")
+    ap.add_argument("--threads", default="", help="CPU thread counts to try, e.g. 1,2 [default: torch's]")
     args = ap.parse_args()
     try:
         state, source = resolve_weights()
     except UserError:
         state, source = fid_inception_architecture().state_dict(), "random weights (no FID weights offline)"
-    net = InceptionFeatures(state).to(args.device)
+    nets = {"contiguous": InceptionFeatures(state, torch.contiguous_format).to(args.device),
+            "channels_last": InceptionFeatures(state).to(args.device)}
     images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8)
-    print(f"Inception pool3 on {args.device} ({torch.get_num_threads()} threads), {args.images} images of "
-          f"{args.size}x{args.size}, weights: {source}")
-    features(net, images[:50], batch=50)  # warm-up
-    for batch in (int(b) for b in args.batches.split(",")):
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        features(net, images, batch=batch)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        rate = args.images / (time.perf_counter() - t0)
-        peak = f", peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB" if args.device == "cuda" else ""
-        print(f"batch {batch:4d}: {rate:8.1f} images/s{peak}")
-
+    print(f"Inception pool3 on {args.device}, {args.images} images of {args.size}x{args.size}, weights: {source}")
+    ours, theirs = (features(net, images[:50], batch=50) for net in nets.values())  # warm-up, and the difference
+    print(f"features: channels_last vs contiguous, max |difference| / max |feature| = "
+          f"{((ours - theirs).abs().max() / theirs.abs().max()).item():.1e}")
+    for threads in [int(t) for t in args.threads.split(",") if t] or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        for batch in (int(b) for b in args.batches.split(",")):
+            rates = {}
+            for name, net in nets.items():
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                t0 = time.perf_counter()
+                features(net, images, batch=batch)
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                rates[name] = args.images / (time.perf_counter() - t0)
+                peak = f", peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB" if args.device == "cuda" else ""
+                print(f"threads {threads} batch {batch:4d} {name:14s} {rates[name]:8.1f} images/s{peak}")
+            print(f"threads {threads} batch {batch:4d} channels_last / contiguous: "
+                  f"{rates['channels_last'] / rates['contiguous']:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,16 @@ import torch
 import torch.nn.functional as F
 
 
+def test_the_download_url_is_pytorch_fid_s():
+    """rpgan.metrics.inception keeps its own copy so that it need not import pytorch-fid (and with it
+    torchvision) until it builds the network."""
+    from rpgan.metrics import inception
+
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+
+    assert inception.FID_WEIGHTS_URL == FID_WEIGHTS_URL
+
+
 @pytest.fixture(scope="module")
 def converted():
     script = fid_helper_torchscript()
@@ -51,6 +61,23 @@ def test_same_features_as_pytorch_fid_inceptionv3_with_the_same_weights(converte
     with torch.no_grad():
         theirs = reference(images.expand(-1, 3, -1, -1).float() / 255)[0].flatten(1)
     assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_converted_weights_are_kept_in_the_cache_and_a_damaged_copy_is_made_again(converted, tmp_path,
+                                                                                     monkeypatch):
+    _, state = converted
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no pytorch-fid file in its hub cache
+    monkeypatch.setenv("RPGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("RPGAN_INCEPTION_WEIGHTS", raising=False)
+    kept = None
+    for damage in (None, b"not a state dict"):
+        if kept:
+            kept.write_bytes(damage)
+        loaded, source = resolve_weights()
+        (kept,) = (tmp_path / "cache" / "inception").iterdir()
+        assert source.endswith("(converted)") and loaded.keys() == state.keys()
+        assert all(torch.equal(loaded[k], v) for k, v in state.items())
+        assert torch.load(kept, weights_only=True).keys() == state.keys()
 
 
 def test_explicit_weights_come_first_and_bad_files_are_one_line_errors(tmp_path, monkeypatch):

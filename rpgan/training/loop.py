@@ -22,7 +22,6 @@ from rpgan.training.run_log import RunLog
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 PREVIEW_SEED = 1234  # the paths shown in the sample grids during training
 
@@ -202,7 +201,7 @@ def _fit(config: RunConfig, data: ImageData, state: TrainingState, device: str,
             png = samples / f"step_{state.step:08d}.png"
             save_grid(images, png)
             if log:
-                log.add_grid(state.step, make_grid((images + 1) / 2, nrow=8, padding=1).clamp(0, 1), png)
+                log.add_grid(state.step, png)
         if done or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
             replica.check_in_sync(state.generator, state.discriminator, *([state.ema] if state.ema else []))
             save(state)

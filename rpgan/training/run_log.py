@@ -25,9 +25,9 @@ from rpgan.io.run import METRICS_FILE
 from rpgan.io.tracking import Tracker
 from rpgan.training.evaluation import EVALUATION_COLUMNS, MEASUREMENT
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 LOSSES = ("d_loss", "g_loss", "diversity", "orthogonality")
 SCHEMA = pa.schema([
@@ -99,11 +99,14 @@ class RunLog:
         self.tick(step)
         return row
 
-    def add_grid(self, step: int, grid: torch.Tensor, png: Path) -> None:
-        """The sample grid of `step` (float [3, H, W] in [0, 1], saved as `png`) as a TensorBoard
-        image and a tracked artifact."""
+    def add_grid(self, step: int, png: Path) -> None:
+        """The sample grid of `step`, saved as `png`, as a TensorBoard image (the PNG's pixels: one
+        grid layout for both) and a tracked artifact."""
         if self.writer:
-            self.writer.add_image("samples", grid.numpy(), step)
+            from PIL import Image
+
+            with Image.open(png) as grid:
+                self.writer.add_image("samples", np.asarray(grid.convert("RGB")), step, dataformats="HWC")
         if self.tracker:
             self.tracker.artifact(png, "samples")
 
