@@ -57,6 +57,17 @@ def _cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _ray_train_polls_often():
+    """Ray Train's controller looks at its workers every 2 s: a test's run that has ended, or
+    whose worker died, waits for that look. Every 0.2 s, in this process and every one it
+    starts (the shared cluster's nodes, the `rpgan` commands' private Rays)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def s3():
     """A real S3 endpoint on 127.0.0.1 (tests/s3_server.py) and its bucket's URI; this process's
