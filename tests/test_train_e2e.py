@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import subprocess
-import sys
-from pathlib import Path
 
+from rpgan.config import RunConfig
 from rpgan.io.data import load_data
 from rpgan.io.images import render
 from rpgan.model.paths import frozen_path_variations
+from rpgan.presets import get_preset
 from rpgan.training.checkpoint import load_generator
+from rpgan.training.train import train
 
 import pytest
 import torch
@@ -18,7 +19,6 @@ import torch
 pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
 
 STEPS = 300
-RPGAN = str(Path(sys.executable).with_name("rpgan"))
 
 
 def mean_pairwise(images: torch.Tensor) -> float:
@@ -29,13 +29,11 @@ def mean_pairwise(images: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The digits preset trained for STEPS steps as a user trains it: `rpgan train` in a process
-    of its own (in this one, beside the threads of the session's Ray connection, it took about
-    twice as long)."""
-    run = tmp_path_factory.mktemp("digits") / "run"
-    command = [RPGAN, "train", "--preset", "digits", "--steps", str(STEPS), "--seed", "0", "--out", str(run)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    preset = get_preset("digits")
+    config = RunConfig(model=preset.model, train=dataclasses.replace(preset.train, steps=STEPS, seed=0),
+                       data="digits", preset="digits")
+    run = tmp_path_factory.mktemp("digits")
+    train(config, load_data("digits", 16, 3), run, quiet=True)
     return load_generator(run)[0]
 
 
