@@ -36,9 +36,9 @@ def main() -> None:
             "channels_last": InceptionFeatures(state).to(args.device)}
     images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8)
     print(f"Inception pool3 on {args.device}, {args.images} images of {args.size}x{args.size}, weights: {source}")
-    ours, theirs = (features(net, images[:50], batch=50) for net in nets.values())  # warm-up, and the difference
-    print(f"features: channels_last vs contiguous, max |difference| / max |feature| = "
-          f"{((ours - theirs).abs().max() / theirs.abs().max()).item():.1e}")
+    first = {name: features(net, images[:50], batch=50) for name, net in nets.items()}  # warm-up, and the difference
+    apart = (first["channels_last"] - first["contiguous"]).abs().max() / first["contiguous"].abs().max()
+    print(f"features: channels_last vs contiguous, max |difference| / max |feature| = {apart.item():.1e}")
     for threads in [int(t) for t in args.threads.split(",") if t] or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         for batch in (int(b) for b in args.batches.split(",")):

@@ -211,8 +211,9 @@ def _train_and_evaluate(trial: Trial, setup: Setup, sweep: Folder, reference: Re
     row.update(measured, step=step)
     row["eval_time_s"] = time.monotonic() - start
     write_rows(sweep, "responsibility", plan, trial, summary)
-    if setup.tracking:  # the trial's row in its MLflow run, before the row itself: a sweep killed
-        # between the two evaluates the trial again on resume, rather than never tracking its row
+    # The trial's row goes to its MLflow run before the row itself: a sweep killed between the two
+    # evaluates the trial again on resume, rather than never tracking its row.
+    if setup.tracking:
         tracker = Tracker(setup.tracking, trial.key, store.uri)
         tracker.metrics({f"trial/{k}": row.get(k) for k in (*COLUMNS, "train_time_s", "eval_time_s")}, step)
         tracker.close()

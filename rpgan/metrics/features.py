@@ -18,6 +18,7 @@ from rpgan.io.atomic import atomic_write
 from rpgan.io.data import data_identity
 from rpgan.io.remote import cache_root
 from rpgan.metrics.frechet import statistics
+from rpgan.metrics.inception import MEMORY_FORMAT
 from rpgan.metrics.quality import METRICS, measure
 
 import numpy as np
@@ -34,8 +35,7 @@ def stats_path(data: str, size: int, channels: int, n: int | None, seed: int, we
     never read back."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", data).strip("_")
     count = "all" if n is None else f"{n}-seed{seed}"
-    # the layout Inception computes in (InceptionFeatures.memory_format) changes features by float rounding
-    layout = "channels_last"
+    layout = MEMORY_FORMAT  # features of another layout differ by float rounding
     key = hashlib.sha1(f"{data_identity(data)}|{labels}|{size}|{channels}|{count}|{weights}|{layout}".encode())
     key = key.hexdigest()
     return cache_root() / "fid_stats" / f"{slug}-{size}px-{channels}ch-{count}-{key[:12]}.npz"

