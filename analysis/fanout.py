@@ -187,7 +187,7 @@ def _actors(ckpt: str | None, weights: GeneratorWeights, inception_state: dict[s
     """n AnalysisWorkerActors for ckpt, started within the cluster's placement bound
     (rpgan.distributed.nodes), killed when the block ends; yields for each the function that
     submits a call to it (`_gather`)."""
-    from rpgan.distributed.nodes import Unplaced, check_fits_a_node, placement_timeout
+    from rpgan.distributed.nodes import Unplaced, check_fits_a_node, placement_timeout, wait_within
     from rpgan.distributed.ray_session import check_fit, is_private
 
     import ray
@@ -211,12 +211,8 @@ def _actors(ckpt: str | None, weights: GeneratorWeights, inception_state: dict[s
         # Inside a sweep trial the actors may queue behind other trials' workers, which Tune
         # frees as trials end: they wait as the trial does. Elsewhere the bound holds.
         limit = None if _in_a_trial() else placement_timeout()
-        readies = [a.__ray_ready__.remote() for a in actors]
-        started, _ = ray.wait(readies, num_returns=n, timeout=SAY_WAITING_S if limit else None)
-        if len(started) < n:
-            print(f"rpgan: waiting for room for {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} GPU) "
-                  f"(at most {limit:.0f} s)", file=sys.stderr, flush=True)
-            started, _ = ray.wait(readies, num_returns=n, timeout=max(0.0, limit - SAY_WAITING_S))
+        started = wait_within([a.__ray_ready__.remote() for a in actors], limit, SAY_WAITING_S,
+                              f"room for {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} GPU)")
         if len(started) < n:
             raise Unplaced(f"the cluster did not start {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} "
                            f"GPU) in {limit:.0f} s (busy, or no node that large); lower {flags}, or free the "

@@ -6,6 +6,7 @@ and a local --storage or data that another node cannot see is refused before any
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -44,8 +45,8 @@ def test_analysis_of_a_run_on_the_drivers_disk_runs_on_every_node(rpgan, tiny_ck
         assert code == 0, (job, err)
 
 
-def test_what_no_node_holds_is_refused_at_once_and_what_finds_no_room_within_the_bound(rpgan, tiny_ckpt, s3,
-                                                                                       monkeypatch):
+def test_what_no_node_holds_is_refused_at_once_and_what_finds_no_room_within_the_bound(ray_cluster, rpgan, tiny_ckpt,
+                                                                                       s3, monkeypatch):
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
@@ -53,8 +54,11 @@ def test_what_no_node_holds_is_refused_at_once_and_what_finds_no_room_within_the
     code, _, err = rpgan(*analysis, "--workers", 1, "--gpus-per-worker", 1, "--out", s3 + "/never")
     _one_line(code, err, 2, "no node of this cluster has (", "1 GPU)", "its nodes: (1 CPU)", "--gpus-per-worker")
     monkeypatch.setenv("RPGAN_PLACEMENT_TIMEOUT_S", "8")
+    start = time.monotonic()
     code, _, err = rpgan(*analysis, "--workers", 3, "--out", s3 + "/never")  # 3 of 1 CPU on 2 CPUs
     _one_line(code, err, 1, "did not start 3 analysis workers", "in 8 s", "--workers")
+    # the bound holds when it is shorter than the 30 s after which a wait is announced (it waited those 30 s)
+    assert time.monotonic() - start < 8 + 12
     code, _, err = rpgan(*TRAIN, "--workers", 3, "--storage", f"{s3}/runs", "--name", "three")
     _one_line(code, err, 1, "did not find room for 3 workers", "--workers")
     # nothing left running or reserved: both nodes' CPUs can be taken again, one each

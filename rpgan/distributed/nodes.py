@@ -99,23 +99,32 @@ def place(count: int, bundle: dict[str, float], flags: str) -> None:
     """Check that the cluster holds `count` workers of `bundle` each, one per bundle on any
     nodes: refused at once if no node can ever hold one, else after `placement_timeout()`
     seconds without room (Unplaced, naming `flags`); nothing is left reserved either way."""
-    import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
     check_fits_a_node(count, bundle, flags)
     limit = placement_timeout()
     group = placement_group([bundle] * count, strategy="PACK")
     try:
-        ready, _ = ray.wait([group.ready()], timeout=5)
-        if not ready:
-            print(f"rpgan: waiting for room for {count} workers of {_show(bundle)} (at most {limit:.0f} s)",
-                  file=sys.stderr, flush=True)
-            ready, _ = ray.wait([group.ready()], timeout=max(0.0, limit - 5))
+        ready = wait_within([group.ready()], limit, 5.0, f"room for {count} workers of {_show(bundle)}")
         if not ready:
             raise Unplaced(f"the cluster did not find room for {count} workers of {_show(bundle)} in {limit:.0f} s "
                            f"(busy, or no node that large); lower {flags}, or free the cluster and run again")
     finally:
         remove_placement_group(group)
+
+
+def wait_within(refs: list, limit: float | None, say_after: float, what: str) -> list:
+    """The refs that are ready within `limit` seconds in all (None: however long it takes);
+    after `say_after` seconds without them all, says on stderr that it waits for `what`."""
+    import ray
+
+    first = say_after if limit is None else min(say_after, limit)  # a bound shorter than the notice holds
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=first)
+    if len(ready) < len(refs) and (limit is None or limit > first):
+        bound = "" if limit is None else f" (at most {limit:.0f} s)"
+        print(f"rpgan: waiting for {what}{bound}", file=sys.stderr, flush=True)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=None if limit is None else limit - first)
+    return ready
 
 
 def on_every_node(task, *args) -> dict[str, object]:
