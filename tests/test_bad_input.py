@@ -188,3 +188,45 @@ def test_compression_refuses_an_absurd_block_count_before_drawing_it():
     linear = dataclasses.replace(TINY_MODELS["fc"], linear=True)
     with pytest.raises(UserError, match=r"--merged-blocks must be 1..10000, got 1000000000"):
         merge_buckets(Generator(linear), 0, 2, 10**9, torch.Generator())
+
+
+def _closed_port() -> int:
+    """A loopback port where nothing listens (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_ray_address_where_nothing_answers_is_refused_at_once():
+    """Ray's driver retries an address where nothing listens for over 10 minutes; rpgan first asks
+    whether anything accepts a connection there, and says what to check."""
+    import socket
+
+    from rpgan.distributed.ray_session import check_answers
+
+    for address in (f"127.0.0.1:{_closed_port()}", f"ray://127.0.0.1:{_closed_port()}", "head-without-port"):
+        with pytest.raises(UserError, match="nothing answers at Ray address .*check --address / RAY_ADDRESS"):
+            check_answers(address)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        check_answers(f"127.0.0.1:{listening.getsockname()[1]}")  # something answers: Ray's to judge
+        check_answers(f"ray://127.0.0.1:{listening.getsockname()[1]}")
+
+
+@pytest.mark.slow  # a process of its own: the tests' process may already be connected to a cluster
+def test_a_command_given_a_ray_address_where_nothing_answers_is_one_line_and_exit_2(tiny_ckpt, tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    rpgan = str(Path(sys.executable).with_name("rpgan"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([rpgan, "analyze", "--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "out"),
+                           "--address", f"127.0.0.1:{_closed_port()}"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("rpgan: nothing answers"), done.stderr
+    assert not (tmp_path / "out").exists()

@@ -10,11 +10,13 @@ and the in-process paths never need Ray.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 from rpgan.errors import UserError
 
 LOOPBACK = "127.0.0.1"
+ANSWER_S = 10.0  # how long a cluster's address may take to accept a connection
 _private = False  # whether this process started its own local Ray (see connect)
 
 
@@ -54,6 +56,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, log_to_driv
     if not ray.is_initialized():
         try:
             if address:
+                check_answers(address)
                 ray.init(address=address, log_to_driver=log_to_driver)
             else:
                 _start_private(num_cpus, log_to_driver)
@@ -63,6 +66,21 @@ def connect(address: str | None = None, num_cpus: int | None = None, log_to_driv
                             "or leave both unset for a local Ray") from None
     res = ray.cluster_resources()
     return f"Ray: {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs"
+
+
+def check_answers(address: str) -> None:
+    """UserError unless something accepts a connection at the cluster's HOST:PORT (a GCS, or a
+    ray:// client server) within ANSWER_S: Ray's driver retries an address where nothing listens
+    for many minutes (over 10 at 127.0.0.1:1) before it gives up. "auto" is left to Ray."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=ANSWER_S).close()
+    except (OSError, ValueError) as e:
+        raise UserError(f"nothing answers at Ray address {address!r} ({e}); check --address / RAY_ADDRESS "
+                        "(HOST:PORT of the head's GCS, or ray://HOST:PORT), or leave both unset for a local Ray"
+                        ) from None
 
 
 def _start_private(num_cpus: int | None, log_to_driver: bool) -> None:
