@@ -214,6 +214,8 @@ def test_a_ray_address_where_nothing_answers_is_refused_at_once():
         listening.listen()
         check_answers(f"127.0.0.1:{listening.getsockname()[1]}")  # something answers: Ray's to judge
         check_answers(f"ray://127.0.0.1:{listening.getsockname()[1]}")
+    for word in ("auto", "local"):  # Ray's names, not addresses: Ray resolves them as before
+        check_answers(word)
 
 
 @pytest.mark.slow  # a process of its own: the tests' process may already be connected to a cluster

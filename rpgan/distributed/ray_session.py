@@ -71,8 +71,9 @@ def connect(address: str | None = None, num_cpus: int | None = None, log_to_driv
 def check_answers(address: str) -> None:
     """UserError unless something accepts a connection at the cluster's HOST:PORT (a GCS, or a
     ray:// client server) within ANSWER_S: Ray's driver retries an address where nothing listens
-    for many minutes (over 10 at 127.0.0.1:1) before it gives up. "auto" is left to Ray."""
-    if address == "auto":
+    for many minutes (over 10 at 127.0.0.1:1) before it gives up. Ray's own words, "auto" (the
+    cluster `ray start` recorded) and "local", are left to Ray."""
+    if address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
