@@ -1,6 +1,7 @@
 """Inception feature throughput (pool3, what FID, PRD and the semantic responsibility embed):
 images/s of `rpgan.metrics.inception.features` at several batch sizes and thread counts, the
-network in the default layout (contiguous, NCHW) and channels-last (rpgan's), in one process.
+network in the default layout (contiguous, NCHW), channels-last (rpgan's), and channels-last
+with every BatchNorm folded into its convolution (a candidate not adopted), in one process.
 
     python bench/inception_speed.py [--device cuda] [--images 2000] [--size 32] [--threads 1,2]
 
@@ -18,6 +19,7 @@ from rpgan.errors import UserError
 from rpgan.metrics.inception import InceptionFeatures, features, fid_inception_architecture, resolve_weights
 
 import torch
+from torch.fx.experimental.optimization import fuse
 
 
 def main() -> None:
@@ -34,11 +36,17 @@ def main() -> None:
         state, source = fid_inception_architecture().state_dict(), "random weights (no FID weights offline)"
     nets = {"contiguous": InceptionFeatures(state, torch.contiguous_format).to(args.device),
             "channels_last": InceptionFeatures(state).to(args.device)}
+    # A candidate not adopted: every BatchNorm folded into its convolution (torch.fx), channels-last
+    folded = InceptionFeatures(state).to(args.device)
+    folded.layers = fuse(folded.layers)
+    nets["bn_folded"] = folded
     images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8)
     print(f"Inception pool3 on {args.device}, {args.images} images of {args.size}x{args.size}, weights: {source}")
     first = {name: features(net, images[:50], batch=50) for name, net in nets.items()}  # warm-up, and the difference
     apart = (first["channels_last"] - first["contiguous"]).abs().max() / first["contiguous"].abs().max()
     print(f"features: channels_last vs contiguous, max |difference| / max |feature| = {apart.item():.1e}")
+    folded_apart = (first["bn_folded"] - first["channels_last"]).abs().max() / first["channels_last"].abs().max()
+    print(f"features: bn_folded vs channels_last, max |difference| / max |feature| = {folded_apart.item():.1e}")
     for threads in [int(t) for t in args.threads.split(",") if t] or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         for batch in (int(b) for b in args.batches.split(",")):
@@ -55,7 +63,8 @@ def main() -> None:
                 peak = f", peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB" if args.device == "cuda" else ""
                 print(f"threads {threads} batch {batch:4d} {name:14s} {rates[name]:8.1f} images/s{peak}")
             print(f"threads {threads} batch {batch:4d} channels_last / contiguous: "
-                  f"{rates['channels_last'] / rates['contiguous']:.2f}x")
+                  f"{rates['channels_last'] / rates['contiguous']:.2f}x, bn_folded / channels_last: "
+                  f"{rates['bn_folded'] / rates['channels_last']:.2f}x")
 
 if __name__ == "__main__":
     main()

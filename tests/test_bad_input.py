@@ -18,7 +18,7 @@ from rpgan.model.compress import merge_buckets
 from rpgan.model.networks import Generator, build_discriminator, build_generator
 from rpgan.model.size import parameter_counts
 from rpgan.presets import PRESETS
-from tests.conftest import TINY_EIGENGAN, TINY_MODELS, tiny_run
+from tests.conftest import TINY_EIGENGAN, TINY_MODELS, _free_port, tiny_run
 
 import numpy as np
 import pyarrow as pa
@@ -190,15 +190,6 @@ def test_compression_refuses_an_absurd_block_count_before_drawing_it():
         merge_buckets(Generator(linear), 0, 2, 10**9, torch.Generator())
 
 
-def _closed_port() -> int:
-    """A loopback port where nothing listens (bound, then closed)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_ray_address_where_nothing_answers_is_refused_at_once():
     """Ray's driver retries an address where nothing listens for over 10 minutes; rpgan first asks
     whether anything accepts a connection there, and says what to check."""
@@ -206,7 +197,7 @@ def test_a_ray_address_where_nothing_answers_is_refused_at_once():
 
     from rpgan.distributed.ray_session import check_answers
 
-    for address in (f"127.0.0.1:{_closed_port()}", f"ray://127.0.0.1:{_closed_port()}", "head-without-port"):
+    for address in (f"127.0.0.1:{_free_port()}", f"ray://127.0.0.1:{_free_port()}", "head-without-port"):
         with pytest.raises(UserError, match="nothing answers at Ray address .*check --address / RAY_ADDRESS"):
             check_answers(address)
     with socket.socket() as listening:
@@ -227,7 +218,7 @@ def test_a_command_given_a_ray_address_where_nothing_answers_is_one_line_and_exi
     rpgan = str(Path(sys.executable).with_name("rpgan"))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([rpgan, "analyze", "--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "out"),
-                           "--address", f"127.0.0.1:{_closed_port()}"], env=env, capture_output=True, text=True,
+                           "--address", f"127.0.0.1:{_free_port()}"], env=env, capture_output=True, text=True,
                           timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("rpgan: nothing answers"), done.stderr
