@@ -1,7 +1,8 @@
 """FID pipeline time and value: `rpgan`'s (Ray fan-out, eigenvalue Fréchet distance) vs
 pytorch-fid's own pipeline (`calculate_fid_given_paths`, the `pytorch-fid` command line) on the
 same two folders of PNGs, side by side in one process; then the Fréchet distance alone vs
-scipy's sqrtm (pytorch-fid's `calculate_frechet_distance`) on 2048-d statistics.
+scipy's sqrtm (pytorch-fid's `calculate_frechet_distance`) on 2048-d statistics, and from the
+features of fewer points than dimensions (`frechet_distance_of`) vs from their statistics.
 
     python bench/fid.py --ckpt runs/demo [--n 500] [--workers 2]
 """
@@ -19,7 +20,7 @@ from analysis.fid import reference_features
 from rpgan.distributed.ray_session import connect
 from rpgan.io.data import load_data, to_uint8
 from rpgan.io.images import render
-from rpgan.metrics.frechet import frechet_distance, statistics
+from rpgan.metrics.frechet import frechet_distance, frechet_distance_of, statistics
 from rpgan.metrics.inception import hub_cache_file, resolve_weights
 from rpgan.training.checkpoint import load_generator
 
@@ -86,6 +87,17 @@ def main() -> None:
         timings[name] = time.perf_counter() - t0
         print(f"Fréchet distance, {name:26s} {timings[name]:6.2f} s  value {value:.9f}")
     print(f"sqrtm / eigenvalue time: {timings['scipy sqrtm (pytorch-fid)'] / timings['eigenvalue (rpgan)']:.2f}x")
+
+    # what a sweep trial or a training's evaluation has: N < 2048 points a side
+    t0 = time.perf_counter()
+    of_stats = frechet_distance(*statistics(gen.features), *statistics(ref.features))
+    t_stats = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    of_features = frechet_distance_of(gen.features, ref.features)
+    t_features = time.perf_counter() - t0
+    print(f"{args.n} vs {args.n} features: from statistics {t_stats:.3f} s FID {of_stats:.9f}; from features "
+          f"{t_features:.3f} s FID {of_features:.9f}; time ratio {t_stats / t_features:.0f}x, relative difference "
+          f"{abs(of_features - of_stats) / of_stats:.1e}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from analysis.distances import color_histograms, color_spread, hellinger, mean_pairwise, ratio_to_first, semantic_spread
-from rpgan.metrics.frechet import frechet_distance, statistics
+from rpgan.metrics.frechet import frechet_distance, frechet_distance_of, statistics
 from rpgan.metrics.prd import compute_prd
 
 import numpy as np
@@ -63,6 +63,18 @@ def test_frechet_distance_equals_pytorch_fid():
     theirs = calculate_frechet_distance(*statistics(a), *statistics(b))
     assert mine == pytest.approx(theirs, rel=1e-6)
     assert frechet_distance(*statistics(a), *statistics(a)) == pytest.approx(0, abs=1e-8)
+
+
+@pytest.mark.parametrize("n, m", [(20, 30), (20, 300), (300, 20), (300, 300)])
+def test_frechet_distance_of_features_equals_that_of_their_statistics(n, m):
+    """Fewer points than dimensions (64) in one set or both: the small problem gives the same
+    distance, to the D x D route's rounding (it adds square roots of rounding-sized eigenvalues
+    beyond the covariance's rank: about 1e-8 relative)."""
+    rng = np.random.default_rng(n + m)
+    a = rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64)) * 0.3
+    b = np.abs(rng.normal(loc=0.2, size=(m, 64)))
+    assert frechet_distance_of(a, b) == pytest.approx(frechet_distance(*statistics(a), *statistics(b)), rel=1e-7)
+    assert frechet_distance_of(a, a) == pytest.approx(0, abs=1e-8)
 
 
 def test_prd_identical_and_disjoint_distributions():

@@ -3,6 +3,12 @@
 FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2). The last trace equals the sum of
 square roots of the eigenvalues of S1^1/2 S2 S1^1/2, a symmetric PSD matrix: two `eigh` calls
 instead of an iterative matrix square root.
+
+From the features themselves, a set of N points in D > N dimensions has a covariance of rank
+below N: S1 = A^T A / (N - 1), A its centred points [N, D]. S1 S2 then has the nonzero
+eigenvalues of A S2 A^T / (N - 1), an N x N matrix, and when both sets are that small, the
+trace is the sum of singular values of B A^T / sqrt((N - 1)(M - 1)), an M x N matrix: the same
+value without a D x D eigendecomposition (2048-d Inception features of a few hundred images).
 """
 
 from __future__ import annotations
@@ -28,3 +34,24 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     trace_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
+def frechet_distance_of(x: np.ndarray, y: np.ndarray) -> float:
+    """Fréchet distance between the Gaussians of features x [N, D] and y [M, D]: the value of
+    frechet_distance(*statistics(x), *statistics(y)) to float rounding, computed from the
+    centred points of a set with fewer points than dimensions (module docstring)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    dims = x.shape[1]
+    if len(x) > len(y):  # the distance is symmetric: x is the smaller set
+        x, y = y, x
+    if len(x) >= dims:  # full-rank covariances: nothing smaller to decompose
+        return frechet_distance(*statistics(x), *statistics(y))
+    a, b = x - x.mean(axis=0), y - y.mean(axis=0)
+    na, nb = len(x) - 1, len(y) - 1
+    if len(y) < dims:
+        trace_sqrt = np.linalg.svd(b @ a.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    else:
+        inner = np.linalg.eigvalsh(a @ np.cov(y, rowvar=False) @ a.T / na)
+        trace_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
+    diff = x.mean(axis=0) - y.mean(axis=0)
+    return float(diff @ diff + (a * a).sum() / na + (b * b).sum() / nb - 2 * trace_sqrt)

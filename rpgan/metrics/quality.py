@@ -31,9 +31,9 @@ class Metric:
 
 def fid(gen: np.ndarray, ref: np.ndarray, seed: int) -> tuple[dict[str, float], None]:
     """Fréchet Inception distance (Heusel et al. 2017) of the two sets' Gaussians."""
-    from rpgan.metrics.frechet import frechet_distance, statistics
+    from rpgan.metrics.frechet import frechet_distance_of
 
-    return {"fid": frechet_distance(*statistics(gen), *statistics(ref))}, None
+    return {"fid": frechet_distance_of(gen, ref)}, None
 
 
 def prd(gen: np.ndarray, ref: np.ndarray, seed: int) -> tuple[dict[str, float], Any]:
