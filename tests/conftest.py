@@ -61,9 +61,12 @@ def _cache(tmp_path_factory):
 def _ray_train_polls_often():
     """Ray Train's controller looks at its workers every 2 s: a test's run that has ended, or
     whose worker died, waits for that look. Every 0.2 s, in this process and every one it
-    starts (the shared cluster's nodes, the `rpgan` commands' private Rays)."""
+    starts (the shared cluster's nodes, the `rpgan` commands' private Rays). And no preemption
+    watcher (an actor process per run that asks every 5 s whether a cloud is draining a node):
+    nothing drains these nodes."""
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    mp.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     yield
     mp.undo()
 
