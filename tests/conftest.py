@@ -58,7 +58,7 @@ def _cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _ray_train_polls_often():
+def _ray_train_for_test_nodes():
     """Ray Train's controller looks at its workers every 2 s: a test's run that has ended, or
     whose worker died, waits for that look. Every 0.2 s, in this process and every one it
     starts (the shared cluster's nodes, the `rpgan` commands' private Rays). And no preemption
