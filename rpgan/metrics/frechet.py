@@ -4,11 +4,12 @@ FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2). The last trace equals
 square roots of the eigenvalues of S1^1/2 S2 S1^1/2, a symmetric PSD matrix: two `eigh` calls
 instead of an iterative matrix square root.
 
-From the features themselves, a set of N points in D > N dimensions has a covariance of rank
-below N: S1 = A^T A / (N - 1), A its centred points [N, D]. S1 S2 then has the nonzero
-eigenvalues of A S2 A^T / (N - 1), an N x N matrix, and when both sets are that small, the
-trace is the sum of singular values of B A^T / sqrt((N - 1)(M - 1)), an M x N matrix: the same
-value without a D x D eigendecomposition (2048-d Inception features of a few hundred images).
+From the features themselves, S1 = A^T A / (N - 1) and S2 = B^T B / (M - 1), A and B the
+centred points [N, D] and [M, D]. S1 S2 has the nonzero eigenvalues of the N x N matrix
+(B A^T)^T (B A^T) / ((N - 1)(M - 1)), so the trace is the sum of singular values of B A^T /
+sqrt((N - 1)(M - 1)), an M x N matrix: when either set has fewer points than dimensions
+(2048-d Inception features of a few hundred images), the same value without a D x D
+eigendecomposition.
 """
 
 from __future__ import annotations
@@ -38,20 +39,14 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def frechet_distance_of(x: np.ndarray, y: np.ndarray) -> float:
     """Fréchet distance between the Gaussians of features x [N, D] and y [M, D]: the value of
-    frechet_distance(*statistics(x), *statistics(y)) to float rounding, computed from the
-    centred points of a set with fewer points than dimensions (module docstring)."""
+    frechet_distance(*statistics(x), *statistics(y)) to float rounding, from the singular values
+    of an M x N matrix when either set has fewer points than dimensions (module docstring)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    dims = x.shape[1]
-    if len(x) > len(y):  # the distance is symmetric: x is the smaller set
-        x, y = y, x
-    if len(x) >= dims:  # full-rank covariances: nothing smaller to decompose
+    if min(len(x), len(y)) >= x.shape[1]:  # full-rank covariances: nothing smaller to decompose
         return frechet_distance(*statistics(x), *statistics(y))
-    a, b = x - x.mean(axis=0), y - y.mean(axis=0)
+    mu_x, mu_y = x.mean(axis=0), y.mean(axis=0)
+    a, b = x - mu_x, y - mu_y
     na, nb = len(x) - 1, len(y) - 1
-    if len(y) < dims:
-        trace_sqrt = np.linalg.svd(b @ a.T, compute_uv=False).sum() / np.sqrt(na * nb)
-    else:
-        inner = np.linalg.eigvalsh(a @ np.cov(y, rowvar=False) @ a.T / na)
-        trace_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
-    diff = x.mean(axis=0) - y.mean(axis=0)
+    trace_sqrt = np.linalg.svd(b @ a.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    diff = mu_x - mu_y
     return float(diff @ diff + (a * a).sum() / na + (b * b).sum() / nb - 2 * trace_sqrt)
