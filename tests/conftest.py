@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -37,6 +38,17 @@ def tiny_run(arch: str = "resnet", **train) -> RunConfig:
     model = TINY_EIGENGAN if arch == "eigengan" else TINY_MODELS[arch]
     return RunConfig(model=model, train=t, data="digits", dataset_size=1797, preset="test")
 
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Torch's thread count n inside the block (a thread count changes float sums), the one before after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def write_images(folder: Path, n: int = 24, side: int = 12) -> None:

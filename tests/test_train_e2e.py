@@ -12,6 +12,7 @@ from rpgan.model.paths import frozen_path_variations
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import load_generator
 from rpgan.training.train import train
+from tests.conftest import torch_threads
 
 import pytest
 import torch
@@ -33,14 +34,10 @@ def trained(tmp_path_factory):
     config = RunConfig(model=preset.model, train=dataclasses.replace(preset.train, steps=STEPS, seed=0),
                        data="digits", preset="digits")
     run = tmp_path_factory.mktemp("digits")
-    threads = torch.get_num_threads()
-    try:
-        # one thread: faster for this small model than two that sleep between its many small
-        # convolutions (docs/benchmarks.md, threads), and it leaves a core to the rest of the machine
-        torch.set_num_threads(1)
+    # one thread: faster for this small model than two that sleep between its many small
+    # convolutions (docs/benchmarks.md, threads), and it leaves a core to the rest of the machine
+    with torch_threads(1):
         train(config, load_data("digits", 16, 3), run, quiet=True)
-    finally:
-        torch.set_num_threads(threads)
     return load_generator(run)[0]
 
 
