@@ -53,10 +53,14 @@ def _busy_actor(proc: subprocess.Popen, patience_s: float = 10.0) -> int | None:
 
 def _analyze(ckpt: Path, out: Path, kill: bool) -> tuple[str, set[int], int | None]:
     """Run `rpgan analyze` on 2 local Ray workers; with `kill`, SIGKILL an actor that is running
-    a call once the first call has finished. Returns (its output, every actor pid seen, killed pid)."""
-    cmd = [RPGAN, "analyze", "--ckpt", str(ckpt), "--workers", "2", "--evaluations", str(EVALUATIONS),
-           "--chunk", "1", "--grids", "0", "--seed", "3", "--out", str(out)]
+    a call once the first call has finished; without, in the command's own process at one thread,
+    the thread of each 1-CPU actor (the same numbers, bit for bit, without a Ray). Returns (its
+    output, every actor pid seen, killed pid)."""
+    cmd = [RPGAN, "analyze", "--ckpt", str(ckpt), "--workers", "2" if kill else "0", "--evaluations",
+           str(EVALUATIONS), "--chunk", "1", "--grids", "0", "--seed", "3", "--out", str(out)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
+    if not kill:
+        env["OMP_NUM_THREADS"] = "1"
     stdout = out.parent / f"{out.name}.stdout"  # Ray reports a lost worker there
     with stdout.open("w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.PIPE, text=True, env=env)
@@ -93,7 +97,8 @@ def _tables(out: Path) -> dict[str, pd.DataFrame]:
 
 
 def test_a_killed_actor_restarts_and_the_numbers_do_not_change(tiny_ckpt, tmp_path):
-    """Each run with its own private Ray, as a user runs it: the actors are the command's descendants."""
+    """The killed run with its own private Ray, as a user runs it (the actors are the command's
+    descendants); the undisturbed one in its command's process, no Ray to start."""
     ckpt = tiny_ckpt
     with ThreadPoolExecutor(1) as side:  # the undisturbed run alongside, to save wall time
         calm = side.submit(_analyze, ckpt, tmp_path / "calm", kill=False)
