@@ -1,10 +1,13 @@
 """The cluster journey on S3, through a real S3 endpoint on 127.0.0.1 (tests/s3_server.py, the
 session's `s3`) and the code paths a cloud run takes, on the session's two-node cluster, whose
 nodes reach the endpoint as a cloud's do: Ray Train into s3:// with a worker fault, a quick
-sweep, `results --best`, analyze / fid / sample / info / compare on what it printed, pandas on
-the Parquet through pyarrow.fs, and bad remote input refused in one line."""
+sweep that ASHA stops a trial of, `results --best`, analyze / fid / sample / info / compare on
+what it printed, pandas on the Parquet through pyarrow.fs, and bad remote input refused in one
+line."""
 
 from __future__ import annotations
+
+import json
 
 from rpgan.training.run_log import SCHEMA
 from tests import s3_server
@@ -56,16 +59,54 @@ def test_ray_train_into_s3_recovers_from_a_fault_and_reads_back(rpgan, s3, ray_c
         assert grid.size[0] > 100
 
 
-def test_sweep_then_the_best_trial_analysed_on_s3(rpgan, s3, ray_cluster, tmp_path):
+def _text(uri: str) -> str:
+    fs, path = pafs.FileSystem.from_uri(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def test_an_asha_sweep_then_the_best_trial_analysed_on_s3(rpgan, s3, ray_cluster, tmp_path):
+    """ASHA on the FID measured during training: a stopped trial keeps a row (status stopped, its
+    last step and FID), its metrics rows, and is not run again by --resume. One trial at a time,
+    in the order seed 0 shuffles them to: the first (3 blocks) goes on, as ASHA's first always
+    does; the second (1 block per bucket: one image) trails it at the first rung, step 4, and is
+    stopped. The stop reaches the training a few steps later, so the run is long enough for it to
+    arrive before the end. Then the best trial, as `results --best` prints it, analysed."""
     sweeps = f"{s3}/sweeps"
-    code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--steps", 2, "--fid-samples", 10,
-                           "--evaluations", 1, "--space", "blocks_per_bucket=2", "--storage", sweeps)
+    code, _, err = rpgan("sweep", "ablation_blocks", "--quick", "--steps", 24, "--fid-samples", 10, "--evaluations", 1,
+                         "--space", "blocks_per_bucket=3,1", "--scheduler", "asha", "--grace-period", 4,
+                         "--eval-samples", 10, "--max-concurrent", 1, "--storage", sweeps)
     assert code == 0, err
-    trials = _table(f"{sweeps}/ablation_blocks-quick/trials")
-    assert trials.blocks_per_bucket.tolist() == [2] and set(trials.status) == {"ok"}
+    sweep = f"{sweeps}/ablation_blocks-quick"
+    trials = _table(f"{sweep}/trials")
+    rows = trials.set_index("trial")
+    stopped = rows[rows["status"] == "stopped"]
+    assert list(stopped.index) == ["blocks_per_bucket-1_seed-0"] and len(rows) == 2, rows
+    assert (stopped["step"] < 24).all() and (stopped["fid"] > 0).all()
+    assert all(c.rsplit("/", 1)[1] == f"step_{s:08d}" and "generator.pt" in _files(c)
+               for c, s in zip(stopped["ckpt"], stopped["step"]))
+    ok = rows[rows["status"] == "ok"]
+    assert (ok["step"] == 24).all() and ok["eval_time_s"].notna().all()
+    assert "stopped by asha at step" in err
+    metrics = _table(f"{sweep}/metrics")
+    assert set(metrics["trial"]) == set(rows.index)
+    assert metrics[metrics["fid"].notna()].groupby("trial")["step"].min().eq(4).all()  # every trial evaluated at 4
+    # Tune saw every logged row of a trial, FID where it was measured: what ASHA decided on
+    key = ok.index[0]
+    seen = [json.loads(line) for line in _text(f"{sweep}/tune/attempt-1/{key}/result.json").splitlines()]
+    training = [r for r in seen if "g_loss" in r]  # not the final row, nor a checkpoint's bare step
+    assert [r["step"] for r in training] == metrics[metrics["trial"] == key]["step"].tolist()
+    assert [r["step"] for r in training if "fid" in r] == [4, 8, 16, 24]  # the rungs, and the last step
+    # the finished trial's FID and PRD are its training's at the last step: the same paths and reference
+    last = metrics[(metrics["trial"] == key) & (metrics["step"] == 24)].iloc[0]
+    assert [last[k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")] == \
+        [ok.loc[key, k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")]
+    code, out, err = rpgan("sweep", "ablation_blocks", "--quick", "--resume", "--storage", sweeps)
+    assert code == 0 and "all 2 trials have finished, nothing to do" in out, err
+
     code, best, err = rpgan("results", "ablation_blocks", "--quick", "--storage", sweeps, "--best")
-    best = best.strip()
-    assert code == 0 and best == trials.sort_values("fid").ckpt.iloc[0] and best.startswith(sweeps), err
+    best = best.strip()  # the finished trial's: a stopped one is never the best, whatever its FID
+    assert code == 0 and best == ok.loc[key, "ckpt"] and best.startswith(sweeps), err
 
     # what --best printed is taken as it is; the outputs go beside the run, on S3
     code, out, err = rpgan("analyze", "--ckpt", best, "--evaluations", 2, "--grids", 1, "--workers", 1)
