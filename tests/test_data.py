@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.error
 
 from rpgan.errors import UserError
-from rpgan.io.data import load_data, select_labels, to_float, to_uint8
+from rpgan.io.data import embedded_digits, load_data, select_labels, to_float, to_uint8
 from tests.conftest import shared_data
 
 import numpy as np
@@ -23,6 +25,19 @@ def test_digits_are_colored_and_upsampled():
     assert torch.equal(load_data("digits", 16, 3).images, data.images)  # the same colors every time
     gray = load_data("digits-gray", 16, 3).images
     assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+
+
+def test_the_embedded_digits_are_scikit_learns_read_without_importing_it():
+    from sklearn.datasets import load_digits
+
+    pixels, digit = embedded_digits()
+    reference = load_digits()
+    assert np.array_equal(pixels, reference.images) and pixels.dtype == reference.images.dtype
+    assert np.array_equal(digit, reference.target)
+    script = "import sys, rpgan; from rpgan.io.data import load_data; load_data('digits', 8, 3); " \
+             "print('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["False"], done.stderr
 
 
 def test_float_round_trip():

@@ -16,7 +16,9 @@ Every source is resized to the model's image size and channel count and yields u
 from __future__ import annotations
 
 import colorsys
+import gzip
 import hashlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -133,17 +135,25 @@ def data_identity(spec: str) -> str:
     return f"{kind}:{root}|{stamps.hexdigest()}"
 
 
+def embedded_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 handwritten digits: images [1797, 8, 8] float64 in 0..16 and labels
+    [1797] int, as `sklearn.datasets.load_digits()` gives them, read from the file it reads
+    without importing scikit-learn: that import takes about a second, in every process that
+    trains or measures on the embedded default (each Ray Train worker and sweep trial)."""
+    package = Path(next(iter(importlib.util.find_spec("sklearn").submodule_search_locations)))
+    with gzip.open(package / "datasets" / "data" / "digits.csv.gz", "rt", encoding="utf-8") as f:
+        rows = np.loadtxt(f, delimiter=",")
+    return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(int)
+
+
 def load_data(spec: str, size: int, channels: int) -> ImageData:
     """The data set named by `spec`, at size x size with `channels` channels (1 or 3)."""
     check_spec(spec)
     root = Path(os.environ.get("RPGAN_DATA", Path.home() / ".cache" / "rpgan" / "data"))
     if spec in ("digits", "digits-gray"):
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        images = torch.from_numpy(digits.images * (255 / 16)).round().to(torch.uint8)
-        labels = torch.from_numpy(digits.target)
-        return _conform(images, labels, size, channels, colored=spec == "digits")
+        pixels, digit = embedded_digits()
+        images = torch.from_numpy(pixels * (255 / 16)).round().to(torch.uint8)
+        return _conform(images, torch.from_numpy(digit), size, channels, colored=spec == "digits")
     if spec in ("mnist", "colored-mnist"):
         ds = _download("MNIST", root)
         return _conform(ds.data, ds.targets, size, channels, colored=spec == "colored-mnist")
