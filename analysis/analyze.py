@@ -23,7 +23,6 @@ from analysis.classifier import cached_classifier, classifier_features, load_cla
 from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
 from analysis.limits import MAX_EVALUATIONS, MAX_GRIDS, Embedding
-from analysis.plots import plot_responsibility
 from analysis.responsibility import Draws, distinct_images, draw, evaluation_rows, save_noise_grid, variations
 from analysis.results import table
 from rpgan.errors import UserError
@@ -154,5 +153,7 @@ def analyze(ckpt: Path | str, out: Path | str | None, cfg: AnalyzeConfig,
         written["responsibility_summary"] = SUMMARY.write(out, ctx, summary.to_dict("records"))
         title = (f"{config.preset or config.model.arch}: blocks {list(generator.blocks)}, step {ctx['step']}, "
                  f"{cfg.evaluations} evaluations")
+        from analysis.plots import plot_responsibility  # matplotlib: 0.3 s a sweep trial (no plot) does not pay
+
         written["plot"] = plot_responsibility(summary, out / "responsibility.png", title)
         return job.finish(written), summary

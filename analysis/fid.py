@@ -11,7 +11,6 @@ from pathlib import Path
 
 from analysis.fanout import AnalysisWorker, Fanout
 from analysis.job import open_job
-from analysis.plots import plot_prd
 from analysis.results import table
 from rpgan.errors import UserError
 from rpgan.io.data import load_data, to_uint8
@@ -93,6 +92,8 @@ def fid(ckpt: Path | str, n: int, seed: int, fan: Fanout, data: str | None = Non
                     for i, (p, r) in enumerate(zip(curve.precision, curve.recall))]
             written["prd_curve"] = PRD_CURVE.write(out, ctx, rows)
             k = min(measured["n_generated"], measured["n_reference"])
+            from analysis.plots import plot_prd  # matplotlib: 0.3 s a sweep trial (no plot) does not pay
+
             written["prd_plot"] = plot_prd({f"{config.preset or m.arch} step {ctx['step']}": (curve.precision,
                                             curve.recall)}, out / "prd.png", f"PRD against {data} ({k} vs {k})")
         written["quality"] = QUALITY.write(out, ctx, [row])

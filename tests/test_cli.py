@@ -240,12 +240,13 @@ print(sorted(m for m in ("torch", "ray", "pandas", "pyarrow", "numpy") if m in s
 
 def test_a_training_process_imports_no_torchvision_until_it_measures_fid():
     """A Ray Train worker, a sweep trial and `rpgan train` load the training code; torchvision
-    (1.5 s of imports on 2 cores, each such process) only comes with the Inception network."""
+    (1.5 s of imports on 2 cores, each such process) only comes with the Inception network,
+    scikit-learn (1 s) with PRD, matplotlib (0.3 s) with a plot."""
     import subprocess
     import sys
 
     probe = ("import sys, rpgan, rpgan.distributed.ray_train, sweeps.trial; "
-             "print([m for m in ('torchvision', 'pytorch_fid') if m in sys.modules])")
+             "print([m for m in ('torchvision', 'pytorch_fid', 'sklearn', 'matplotlib') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
