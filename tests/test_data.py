@@ -33,7 +33,7 @@ def test_the_embedded_digits_are_scikit_learns_read_without_importing_it():
     pixels, digit = embedded_digits()
     reference = load_digits()
     assert np.array_equal(pixels, reference.images) and pixels.dtype == reference.images.dtype
-    assert np.array_equal(digit, reference.target)
+    assert np.array_equal(digit, reference.target) and digit.dtype == reference.target.dtype
     script = "import sys, rpgan; from rpgan.io.data import load_data; load_data('digits', 8, 3); " \
              "print('sklearn' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
