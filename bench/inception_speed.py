@@ -16,7 +16,8 @@ import argparse
 import time
 
 from rpgan.errors import UserError
-from rpgan.metrics.inception import InceptionFeatures, features, fid_inception_architecture, resolve_weights
+from rpgan.metrics.fid_inception import FIDInception
+from rpgan.metrics.inception import InceptionFeatures, features, resolve_weights
 
 import torch
 from torch.fx.experimental.optimization import fuse
@@ -33,7 +34,7 @@ def main() -> None:
     try:
         state, source = resolve_weights()
     except UserError:
-        state, source = fid_inception_architecture().state_dict(), "random weights (no FID weights offline)"
+        state, source = FIDInception().state_dict(), "random weights (no FID weights offline)"
     nets = {"contiguous": InceptionFeatures(state, torch.contiguous_format).to(args.device),
             "channels_last": InceptionFeatures(state).to(args.device)}
     # A candidate not adopted: every BatchNorm folded into its convolution (torch.fx), channels-last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rpgan.errors import UserError
+from rpgan.metrics.fid_inception import FIDInception
 from rpgan.metrics.inception import (
     InceptionFeatures,
     convert_torchscript,
@@ -10,6 +11,7 @@ from rpgan.metrics.inception import (
     hub_cache_file,
     resolve_weights,
 )
+from tests.pytorch_fid_network import pool3, pytorch_fid_network
 
 import pytest
 import torch
@@ -61,6 +63,42 @@ def test_same_features_as_pytorch_fid_inceptionv3_with_the_same_weights(converte
     with torch.no_grad():
         theirs = reference(images.expand(-1, 3, -1, -1).float() / 255)[0].flatten(1)
     assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_network_is_pytorch_fid_s_bit_for_bit_without_torchvision():
+    """The same state dict keys and shapes, in the same order (convert_torchscript maps onto it by
+    order); the same weights give the same pool3 features, bit for bit, in either memory layout;
+    building and running it imports no torchvision."""
+    import subprocess
+    import sys
+
+    theirs = pytorch_fid_network()
+    state = {k: v for k, v in theirs.state_dict().items() if not k.startswith("fc.")}
+    g = torch.Generator().manual_seed(0)
+    for k, v in state.items():  # random, scaled to keep activations finite, not a fresh BatchNorm's 1s and 0s
+        noise = torch.randn(v.shape, generator=g) if v.is_floating_point() else None
+        if k.endswith("conv.weight"):
+            v.copy_(noise * (2 / v[0].numel()) ** 0.5)
+        elif k.endswith(("bn.weight", "running_var")):
+            v.copy_(1 + 0.1 * noise.abs())
+        elif k.endswith(("bn.bias", "running_mean")):
+            v.copy_(0.1 * noise)
+    ours = FIDInception()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in state.items()]
+    trunk = pool3(theirs)
+    x = torch.rand(2, 3, 299, 299) * 2 - 1
+    for layout in (torch.contiguous_format, torch.channels_last):
+        with torch.no_grad():
+            got = InceptionFeatures(state, layout).layers(x.contiguous(memory_format=layout)).flatten(1)
+            expected = trunk.to(memory_format=layout)(x.contiguous(memory_format=layout)).flatten(1)
+        assert got.shape == (2, 2048) and torch.isfinite(got).all() and got.std() > 0.01
+        assert torch.equal(got, expected), layout
+    script = ("import sys, rpgan, torch; from rpgan.metrics.fid_inception import FIDInception; "
+              "from rpgan.metrics.inception import InceptionFeatures; "
+              "InceptionFeatures(FIDInception().state_dict())(torch.zeros(1, 3, 8, 8, dtype=torch.uint8)); "
+              "print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False"], done.stderr
 
 
 def test_the_converted_weights_are_kept_in_the_cache_and_a_damaged_copy_is_made_again(converted, tmp_path,

