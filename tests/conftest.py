@@ -41,12 +41,16 @@ def tiny_run(arch: str = "resnet", **train) -> RunConfig:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int):
-    """Torch's thread count n inside the block (a thread count changes float sums), the one before after."""
+def compute_threads(n: int):
+    """n threads for torch and numpy's BLAS inside the block, as Ray gives an n-CPU worker or trial
+    (OMP_NUM_THREADS=n): a thread count changes float sums. The counts before, after."""
+    from threadpoolctl import threadpool_limits
+
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(n):
+            yield
     finally:
         torch.set_num_threads(before)
 

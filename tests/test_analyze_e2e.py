@@ -13,7 +13,7 @@ from analysis.analyze import RESPONSIBILITY, SUMMARY
 from rpgan.config import RunConfig
 from rpgan.io.data import load_data
 from rpgan.training.train import train
-from tests.conftest import TINY_MODELS, tiny_run, torch_threads
+from tests.conftest import TINY_MODELS, compute_threads, tiny_run
 
 import numpy as np
 import pandas as pd
@@ -52,9 +52,7 @@ def test_two_ray_workers_write_parquet_plots_and_grids(rpgan, ckpt, ray_cluster,
         assert plot.size[0] > 600
 
     # the same seed gives the same numbers, bit for bit, in-process at the thread of a 1-CPU worker
-    from threadpoolctl import threadpool_limits
-
-    with torch_threads(1), threadpool_limits(1):
+    with compute_threads(1):
         assert rpgan(*args, "--workers", 0, "--out", tmp_path / "b")[0] == 0
     for name, table in _tables(tmp_path / "b").items():
         theirs = _tables(tmp_path / "a")[name]

@@ -16,7 +16,7 @@ from rpgan.io.run import Folder
 from sweeps import NAMES, get_sweep
 from sweeps.results import SCHEMAS, read_table, summarise_trials, write_rows
 from sweeps.spec import Plan, plan
-from tests.conftest import torch_threads
+from tests.conftest import compute_threads
 from tests.processes import wait_until_gone
 from tests.sockets import is_loopback, watch
 
@@ -248,21 +248,18 @@ def test_a_sweep_trial_gives_the_numbers_of_the_same_trial_computed_directly(jou
     from rpgan.training.train import train
     from sweeps.trial import evaluate
 
-    from threadpoolctl import threadpool_limits
-
     _, sweep, *_ = journey
     monkeypatch.setenv("RPGAN_CACHE", str(tmp_path / "cache"))
     chosen = plan(get_sweep("ablation_blocks"), True, 0, {"blocks_per_bucket": ("3",)}, steps=4, fid_samples=10,
                   evaluations=1)
     config = chosen.trials[0].config
-    with torch_threads(os.cpu_count()):
+    with compute_threads(os.cpu_count()):
         m = config.model
         reference = reference_features(config.data, m.image_size, m.channels, 10, Fanout(workers=0), REFERENCE_SEED)[0]
-    with torch_threads(1):
+    with compute_threads(1):  # a 1-CPU trial's
         images = training_images(config)
         ckpt = train(dataclasses.replace(config, dataset_size=len(images)), images, tmp_path / "run", quiet=True)
-        with threadpool_limits(1):  # numpy's BLAS too: Ray gives a 1-CPU trial OMP_NUM_THREADS=1
-            row, summary = evaluate(chosen, load_generator(ckpt)[0], ckpt, 0, reference, Fanout(workers=0))
+        row, summary = evaluate(chosen, load_generator(ckpt)[0], ckpt, 0, reference, Fanout(workers=0))
     swept = pd.read_parquet(sweep / "trials").set_index("trial").loc["blocks_per_bucket-3_seed-0"]
     assert [row[k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")] == \
         [swept[k] for k in ("fid", "prd_f8_recall", "prd_f1_8_precision")]
@@ -315,7 +312,7 @@ def test_halving_keeps_the_best_at_each_rung_resumes_exactly_and_refuses_another
                   schedule={"grace_period": 4, "eval_samples": 10}, steps=8, fid_samples=10, evaluations=1)
     config = chosen.trial(kept[0]).config
     images = training_images(config)
-    with torch_threads(1):  # a trial's
+    with compute_threads(1):  # a trial's
         straight = train(dataclasses.replace(config, dataset_size=len(images)), images, tmp_path / "straight",
                          quiet=True)
     swept = load_generator(rows.loc[kept[0], "ckpt"])[0].state_dict()

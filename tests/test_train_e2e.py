@@ -12,7 +12,7 @@ from rpgan.model.paths import frozen_path_variations
 from rpgan.presets import get_preset
 from rpgan.training.checkpoint import load_generator
 from rpgan.training.train import train
-from tests.conftest import torch_threads
+from tests.conftest import compute_threads
 
 import pytest
 import torch
@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("digits")
     # one thread: faster for this small model than two that sleep between its many small
     # convolutions (docs/benchmarks.md, threads), and it leaves a core to the rest of the machine
-    with torch_threads(1):
+    with compute_threads(1):
         train(config, load_data("digits", 16, 3), run, quiet=True)
     return load_generator(run)[0]
 
