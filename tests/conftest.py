@@ -185,6 +185,45 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     return train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path_factory.mktemp("tiny") / "run", quiet=True)
 
 
+# Runs that take a minute of one core and depend on nothing else start as soon as their tests
+# are collected, in a process of their own at the lowest priority: the suite leaves about a third
+# of the machine's cores idle (Ray's processes starting, tests waiting on them), which they use;
+# their tests wait for them (`run_ahead`). {test module: `rpgan` arguments, without --out}.
+AHEAD = {
+    "test_train_e2e.py": ["train", "--preset", "digits", "--steps", "300", "--seed", "0"],
+}
+_AHEAD_KEY = pytest.StashKey[dict[str, tuple[subprocess.Popen, Path]]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the AHEAD runs of the collected modules: one thread each, as a one-CPU trial, no Ray."""
+    started = {}
+    for module in sorted({item.path.name for item in items} & set(AHEAD)):
+        out = Path(tempfile.mkdtemp(prefix="rpgan-ahead-"))
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"OMP_NUM_THREADS": "1"}
+        with open(out / "log.txt", "w") as log:
+            process = subprocess.Popen(["nice", "-n", "19", str(Path(sys.executable).with_name("rpgan")),
+                                        *AHEAD[module], "--out", str(out / "run")],
+                                       env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started[module] = process, out
+    config.stash[_AHEAD_KEY] = started
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for process, out in config.stash.get(_AHEAD_KEY, {}).values():
+        process.kill()
+        process.wait()
+        shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def run_ahead(request: pytest.FixtureRequest) -> Path:
+    """The finished AHEAD run of the requesting module: its run folder."""
+    process, out = request.config.stash[_AHEAD_KEY][request.path.name]
+    assert process.wait(timeout=1200) == 0, (out / "log.txt").read_text()[-3000:]
+    return out / "run"
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
