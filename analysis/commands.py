@@ -63,8 +63,12 @@ def _fanout(workers: int | None, gpus: float | None, address: str | None, device
     if workers == 0:
         return Fanout(workers=0, device=pick_device(device), inception_weights=inception_weights,
                       generator_weights=generator_weights)
-    from rpgan.distributed.ray_session import connect, default_gpus
+    from analysis.fanout import ACTOR_FLAGS
+    from rpgan.distributed.ray_session import check_fit, connect, default_gpus, ray_address
 
+    wanted = default_gpus(device) if gpus is None else gpus
+    if wanted and not ray_address(address):  # before a private Ray starts: could it hold the actors' GPUs?
+        check_fit(workers or 1, 1.0, wanted, ACTOR_FLAGS)  # beside its GPUs an actor takes 1 CPU (fanout)
     click.echo(connect(address, log_to_driver=log_to_driver), err=True)
     gpus = default_gpus(device) if gpus is None else gpus
     return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights,

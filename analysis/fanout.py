@@ -42,6 +42,7 @@ _INCEPTION_HERE: dict[tuple, InceptionFeatures] = {}  # the in-process worker's 
 
 
 SAY_WAITING_S = 30.0  # an actor's start (a Python importing torch) takes seconds; longer, it waits for room
+ACTOR_FLAGS = "--workers or --gpus-per-worker"  # the options that size the actors, named in a refusal
 
 
 class WorkerLost(RemoteError):
@@ -193,10 +194,9 @@ def _actors(ckpt: str | None, weights: GeneratorWeights, inception_state: dict[s
     import ray
 
     cpus = _actor_cpus(cpus_per_worker, gpus_per_worker, n)
-    flags = "--workers or --gpus-per-worker"
-    check_fit(n, cpus, gpus_per_worker, flags)
+    check_fit(n, cpus, gpus_per_worker, ACTOR_FLAGS)
     if not is_private():
-        check_fits_a_node(n, {"CPU": cpus, "GPU": gpus_per_worker}, flags)
+        check_fits_a_node(n, {"CPU": cpus, "GPU": gpus_per_worker}, ACTOR_FLAGS)
     # "DEFAULT": outside any placement group, also when called from a Tune trial (whose group
     # holds only the trial function's own sliver of a CPU), and a restarted actor goes to any
     # node with room, not only to the one that died. max_task_retries: the call an actor was
@@ -215,7 +215,7 @@ def _actors(ckpt: str | None, weights: GeneratorWeights, inception_state: dict[s
                               f"room for {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} GPU)")
         if len(started) < n:
             raise Unplaced(f"the cluster did not start {n} analysis workers of ({cpus:g} CPU, {gpus_per_worker:g} "
-                           f"GPU) in {limit:.0f} s (busy, or no node that large); lower {flags}, or free the "
+                           f"GPU) in {limit:.0f} s (busy, or no node that large); lower {ACTOR_FLAGS}, or free the "
                            "cluster and run again")
         yield [functools.partial(a.run.remote, models) for a in actors]
     finally:

@@ -175,12 +175,12 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
          address: str | None, shared_storage: bool, mlflow: str | None) -> None:
     from analysis.fanout import Fanout
     from rpgan.distributed.nodes import check_data_on_every_node, check_shared_storage, place
-    from rpgan.distributed.ray_session import Workers, connect, default_gpus, is_private, ray_address
+    from rpgan.distributed.ray_session import Workers, check_fit, connect, default_gpus, is_private, ray_address
     from rpgan.io.data import training_images
     from rpgan.io.run_lock import run_lock
     from rpgan.io.tracking import tracking_for
     from sweeps.results import DONE, finished
-    from sweeps.runner import PLAN, concurrency, run_sweep
+    from sweeps.runner import PLAN, WORKER_FLAGS, concurrency, run_sweep
     from sweeps.trial import trial_resources
 
     todo = set(t.key for t in chosen.trials) - set(finished(folder, DONE))
@@ -196,6 +196,8 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
                        "shows them")
             return
         address = ray_address(address)
+        if not address:  # before a private Ray starts: could it hold one trial?
+            check_fit(count, cpus, default_gpus("auto") if gpus is None else gpus, WORKER_FLAGS)
         # a trial of several workers coordinates from a sliver of a CPU: a local Ray declares one more CPU for them
         spare = 1 if count > 1 and not address else 0
         said = connect(address, num_cpus=None if address else (os.cpu_count() or 1) + spare)
@@ -205,13 +207,12 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
         workers = Workers(count, gpus, cpus).validate()
         at_once = max_concurrent or concurrency(workers)
         if not is_private():  # a cluster: every node has its own disk; a trial must fit one node
-            flags = "--workers-per-trial, --cpus-per-worker or --gpus-per-worker"
             check_shared_storage(folder.local, shared_storage, "--shared-storage")
             check_data_on_every_node(chosen.trials[0].config.data)
             if count == 1:
-                place(1, trial_resources(workers), flags)
+                place(1, trial_resources(workers), WORKER_FLAGS)
             else:
-                place(count, {"CPU": cpus, "GPU": gpus}, flags)
+                place(count, {"CPU": cpus, "GPU": gpus}, WORKER_FLAGS)
         folder.write_bytes(PLAN, chosen.to_json().encode())
         click.echo(f"sweep {chosen.sweep} ({chosen.variant}, {chosen.preset}): {len(chosen.trials)} trials x "
                    f"{chosen.budget.steps} steps, {at_once} at a time, each on {count} worker(s) ({cpus:g} CPU, "

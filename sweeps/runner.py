@@ -40,6 +40,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Tune's schedulers act on results that hold their metric and skip the others, but Tune refuses
 # a result without it unless told: FID comes with the rows of evaluated steps only.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+WORKER_FLAGS = "--workers-per-trial, --cpus-per-worker or --gpus-per-worker"  # named in a refusal
 FINAL = "train_time_s"  # in the trial's own last report only (sweeps.trial.REPORTED), not in training rows
 
 
@@ -47,8 +48,7 @@ def concurrency(workers: Workers) -> int:
     """How many trials (each a group of `workers`) the connected cluster runs at once; UserError
     if a private local Ray cannot hold even one."""
     spare = 1.0 if is_private() and workers.count > 1 else 0.0  # a local Ray's extra CPU, for trial slivers
-    check_fit(workers.count, workers.cpus, workers.gpus, "--workers-per-trial, --cpus-per-worker or --gpus-per-worker",
-              spare_cpus=spare)
+    check_fit(workers.count, workers.cpus, workers.gpus, WORKER_FLAGS, spare_cpus=spare)
     have = cluster_resources()
     slots = [(have.get("CPU", 0) - spare) // (workers.count * workers.cpus)]
     if workers.gpus:

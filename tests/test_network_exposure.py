@@ -1,8 +1,8 @@
 """rpgan's private local Ray, as a user meets it on one machine. Every command that starts one
 listens on loopback only, also when a stale /tmp/ray/ray_current_cluster names another Ray (a
 `ray start` writes it), and Ray Train's process group (TCPStore, gloo) too; the Ray of a command
-killed with SIGKILL ends with it; workers that it cannot hold are refused before anything is
-written. Each command runs as a user runs it, the `rpgan` program in its own process, all of
+killed with SIGKILL ends with it; workers that it could not hold are refused before it starts
+and before anything is written. Each command runs as a user runs it, the `rpgan` program in its own process, all of
 them at once, their listening sockets (and their children's) sampled until they exit."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def env():
 def commands(ckpt: Path, out: Path) -> dict[str, list]:
     """Training (Ray Train's process group), an analysis command (every analysis command starts
     its Ray through the same analysis.commands._fanout, so `analyze` stands for all), long enough
-    to be killed mid-way, and two commands whose workers do not fit this machine."""
+    to be killed mid-way, and three commands whose workers do not fit this machine."""
     return {
         "train": ["train", "--preset", "digits", "--workers", 2, "--steps", 1, "--batch", 4, "--d-steps", 1,
                   "--storage", out, "--name", "t"],
@@ -49,6 +49,8 @@ def commands(ckpt: Path, out: Path) -> dict[str, list]:
                           "--grids", 0, "--out", out / "g"],
         "too-many-workers": ["train", "--preset", "digits", "--blocks", 2, "--width", 8, "--steps", 3, "--workers", 64,
                              "--storage", out, "--name", "r"],
+        "too-many-per-trial": ["sweep", "ablation_blocks", "--quick", "--workers-per-trial", 64, "--storage", out,
+                               "--name", "s"],
     }
 
 
@@ -65,7 +67,8 @@ def private_rays(tiny_ckpt, env, tmp_path_factory):
 def test_every_command_that_starts_a_private_ray_listens_on_loopback_only(private_rays):
     _, runs = private_rays
     assert runs["train"].code == 0 and runs["analyze"].code == -signal.SIGKILL, runs
-    for command, run in runs.items():
+    for command in ("train", "analyze"):  # the others are refused before their Ray starts (below)
+        run = runs[command]
         names = {name for name, _ in run.listening}
         assert {"gcs_server", "raylet"} <= names, (command, run.listening)  # Ray ran, and was watched
         if command == "train":  # Ray Train's workers hold the process group's store
@@ -94,14 +97,16 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.slow  # private Rays
-def test_workers_that_a_local_ray_cannot_hold_are_refused_before_anything_is_written(private_rays):
+def test_workers_that_a_local_ray_could_not_hold_are_refused_before_it_starts_or_anything_is_written(private_rays):
     out, runs = private_rays
-    for name, flags in (("too-many-gpus", "--gpus-per-worker"), ("too-many-workers", "64 workers")):
+    for name, flags in (("too-many-gpus", "--gpus-per-worker"), ("too-many-workers", "64 workers"),
+                        ("too-many-per-trial", "--workers-per-trial")):
         run = runs[name]
         last = run.out.strip().splitlines()[-1]
         assert run.code == 2 and last.startswith("rpgan: ") and "do not fit this machine" in last, run.out
         assert flags in last
-    assert not (out / "g").exists() and not any((out / "r").iterdir())
+        assert not run.listening, run.listening  # no private Ray started, nothing listened
+    assert not (out / "g").exists() and not any((out / "r").iterdir()) and not (out / "s").exists()
 
 
 def test_ray_imported_before_rpgan_is_refused(env):

@@ -2,9 +2,10 @@
 
 The cluster is --address, else $RAY_ADDRESS, else a private local Ray. A worker takes
 `--gpus-per-worker` GPUs, by default one when the device asks for CUDA (`default_gpus`); a
-private local Ray cannot grow, so workers that do not fit it are refused up front (`check_fit`),
-while a cluster may autoscale to them. Imported only by code that distributes work; the model
-and the in-process paths never need Ray.
+private local Ray cannot grow, so workers that do not fit it are refused up front, before it
+starts (`check_fit` before `connect`, from what it would hold: `local_resources`), while a
+cluster may autoscale to them. Imported only by code that distributes work; the model and the
+in-process paths never need Ray.
 """
 
 from __future__ import annotations
@@ -98,16 +99,27 @@ def _start_private(num_cpus: int | None, log_to_driver: bool) -> None:
     # address="local": a new instance, never one named in /tmp/ray/ray_current_cluster (stale, or
     # another user's). Without a dashboard Ray's state API is absent, and Ray Train's
     # placement-group cleaner warns about it every few seconds: keep Ray's own loggers to errors.
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+    have = local_resources(num_cpus)
+    ray.init(address="local", num_cpus=int(have["CPU"]), num_gpus=int(have["GPU"]), include_dashboard=False,
              log_to_driver=log_to_driver, _node_ip_address=LOOPBACK, configure_logging=False,
              logging_config=ray.LoggingConfig(log_level="ERROR"))
 
 
+def local_resources(num_cpus: int | None = None) -> dict[str, float]:
+    """What a private local Ray of `num_cpus` CPUs (default: this machine's) holds, and `connect`
+    starts it with: those CPUs and the GPUs torch sees (the only ones its workers can use)."""
+    import torch
+
+    return {"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
 def cluster_resources() -> dict[str, float]:
-    """Total resources of the connected cluster, e.g. {"CPU": 2.0, "GPU": 1.0}."""
+    """Total resources of the connected cluster, e.g. {"CPU": 2.0, "GPU": 1.0}; before `connect`,
+    those of the private local Ray it would start (asked before `connect` only when no cluster is
+    named: rpgan sizes its own Ray)."""
     import ray
 
-    return ray.cluster_resources()
+    return ray.cluster_resources() if ray.is_initialized() else local_resources()
 
 
 def cluster_slots(gpus_per_worker: float, cpus_per_worker: float = 1.0) -> int:
@@ -119,8 +131,11 @@ def cluster_slots(gpus_per_worker: float, cpus_per_worker: float = 1.0) -> int:
 
 
 def is_private() -> bool:
-    """Whether this process runs its own local Ray (which cannot grow), not a cluster's."""
-    return _private
+    """Whether this process runs its own local Ray (which cannot grow), not a cluster's; before
+    `connect`, true (see cluster_resources)."""
+    import ray
+
+    return _private or not ray.is_initialized()
 
 
 def default_gpus(device: str) -> float:
@@ -134,7 +149,8 @@ def default_gpus(device: str) -> float:
 def check_fit(count: int, cpus: float, gpus: float, flags: str, spare_cpus: float = 0.0) -> None:
     """Refuse `count` workers of (cpus, gpus) each that a private local Ray cannot hold, leaving
     `spare_cpus` aside, in one line naming the `flags` that size them; on a cluster, which may
-    autoscale, accept them."""
+    autoscale, accept them. Called before `connect` when no cluster is named, it judges the
+    private Ray that connect would start, which a refusal then never starts."""
     if not is_private():
         return
     have = cluster_resources()
