@@ -66,9 +66,10 @@ def _fanout(workers: int | None, gpus: float | None, address: str | None, device
     from analysis.fanout import ACTOR_FLAGS
     from rpgan.distributed.ray_session import check_fit, connect, default_gpus, ray_address
 
-    wanted = default_gpus(device) if gpus is None else gpus
-    if wanted and not ray_address(address):  # before a private Ray starts: could it hold the actors' GPUs?
-        check_fit(workers or 1, 1.0, wanted, ACTOR_FLAGS)  # beside its GPUs an actor takes 1 CPU (fanout)
+    if not ray_address(address):  # before a private Ray starts: could it hold the actors' GPUs?
+        wanted = default_gpus(device) if gpus is None else gpus
+        if wanted:  # beside its GPUs an actor takes 1 CPU; without, a share of them (fanout._actor_cpus)
+            check_fit(workers or 1, 1.0, wanted, ACTOR_FLAGS)
     click.echo(connect(address, log_to_driver=log_to_driver), err=True)
     gpus = default_gpus(device) if gpus is None else gpus
     return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights,

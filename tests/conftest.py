@@ -185,20 +185,27 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     return train(tiny_run(steps=2), load_data("digits", 8, 3), tmp_path_factory.mktemp("tiny") / "run", quiet=True)
 
 
-# Runs that take a minute of one core and depend on nothing else start as soon as their tests
-# are collected, in a process of their own at the lowest priority: the suite leaves about a third
-# of the machine's cores idle (Ray's processes starting, tests waiting on them), which they use;
-# their tests wait for them (`run_ahead`). {test module: `rpgan` arguments, without --out}.
+# Runs that take tens of seconds of one core and depend on nothing else start as soon as their
+# tests are selected, each in a process of its own at the lowest priority: the suite leaves about
+# a third of the machine's cores idle (Ray's processes starting, tests waiting on them), which
+# they use; their tests wait for them (`run_ahead`). {test module: `rpgan` arguments, without --out}.
 AHEAD = {
     "test_train_e2e.py": ["train", "--preset", "digits", "--steps", "300", "--seed", "0"],
+    # tests.conftest.TINY_MODELS["resnet"] and tiny_run(), compiled
+    "test_losses.py": ["train", "--preset", "digits", "--image-size", "8", "--blocks", "3,4,2", "--width", "8",
+                       "--z-dim", "16", "--d-width", "8", "--steps", "4", "--batch", "8", "--d-steps", "2",
+                       "--sample-every", "0", "--checkpoint-every", "2", "--compile"],
 }
 _AHEAD_KEY = pytest.StashKey[dict[str, tuple[subprocess.Popen, Path]]]()
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what will not run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the AHEAD runs of the collected modules: one thread each, as a one-CPU trial, no Ray."""
+    """Start the AHEAD run of each module whose selected tests use `run_ahead`: one thread, as a
+    one-CPU trial, no Ray."""
     started = {}
-    for module in sorted({item.path.name for item in items} & set(AHEAD)):
+    selected = [] if config.option.collectonly else items
+    for module in sorted({item.path.name for item in selected if "run_ahead" in item.fixturenames}):
         out = Path(tempfile.mkdtemp(prefix="rpgan-ahead-"))
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"OMP_NUM_THREADS": "1"}
         with open(out / "log.txt", "w") as log:

@@ -19,10 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rpgan.model.eigengan import EigenGenerator
+from rpgan.training.checkpoint import load_generator
 from tests.processes import kill_marked, wait_for_output
 from tests.sockets import listening_sockets
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
@@ -132,11 +135,16 @@ def test_a_job_outlives_its_client_and_the_head_finds_the_cluster_without_flags(
                           timeout=60)
     assert logs.returncode == 0 and JOINED in logs.stdout, logs.stdout + logs.stderr
 
-    # `rpgan train --workers 2` from a shell of the head: Ray Train's workers on the cluster
-    trained = subprocess.run(["rpgan", "train", "--blocks", "2", "--width", "8", "--batch", "4", "--steps", "2",
-                              "--workers", "2", "--storage", str(tmp / "runs"), "--name", "t"],
-                             env=shell, capture_output=True, text=True, timeout=300)
+    # `rpgan train --workers 2` from a shell of the head: Ray Train's workers on the cluster. An
+    # EigenGAN, whose training on Ray Train no other test runs: its generator, traversals and
+    # orthogonality loss come back.
+    trained = subprocess.run(["rpgan", "train", "--preset", "eigengan-digits", "--width", "8", "--batch", "4",
+                              "--steps", "2", "--sample-every", "0", "--workers", "2", "--storage", str(tmp / "runs"),
+                              "--name", "t"], env=shell, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0 and JOINED in trained.stderr, trained.stderr[-3000:]
+    assert isinstance(load_generator(tmp / "runs" / "t")[0], EigenGenerator)
+    assert (tmp / "runs" / "t" / "traversals.png").is_file()
+    assert pd.read_parquet(tmp / "runs" / "t" / "metrics.parquet").orthogonality.notna().all()
 
     # An `rpgan` command in a shell on the head (`ray attach`, `ray exec`) joins the cluster too
     # (here it reads the job's features, which it finds written: no Inception to load).

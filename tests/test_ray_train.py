@@ -1,12 +1,12 @@
 """`rpgan train --workers N` on a two-node local Ray cluster: it trains, its checkpoint loads, a
 crashed worker resumes from the last checkpoint with every metrics row exactly once, and a
-run's name cannot be reused for another configuration."""
+run's name cannot be reused for another configuration. (An EigenGAN on Ray Train:
+tests/test_ray_jobs.py, from the head's shell.)"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from rpgan.model.eigengan import EigenGenerator
 from rpgan.training.checkpoint import load_generator
 from rpgan.training.run_log import SCHEMA
 
@@ -67,17 +67,6 @@ def test_two_workers_on_two_nodes_train_and_sample(rpgan, cluster, storage, tmp_
     assert (tmp_path / "s.png").stat().st_size > 0
     code, out, err = rpgan("info", "--ckpt", run)
     assert "step         12 of 12" in out
-
-
-@SLOW
-def test_an_eigengan_trains_on_two_workers(rpgan, cluster, storage):
-    code, out, err = rpgan("train", "--preset", "eigengan-digits", "--width", "8", "--batch", "8", "--steps", "4",
-                           "--checkpoint-every", "2", "--sample-every", "0", "--workers", "2", "--shared-storage",
-                           "--storage", storage, "--name", "eigen")
-    assert code == 0, err
-    assert isinstance(load_generator(storage / "eigen")[0], EigenGenerator)
-    assert (storage / "eigen" / "traversals.png").is_file()
-    assert _metrics(storage / "eigen").orthogonality.notna().all()
 
 
 @SLOW
