@@ -64,12 +64,10 @@ def _fanout(workers: int | None, gpus: float | None, address: str | None, device
         return Fanout(workers=0, device=pick_device(device), inception_weights=inception_weights,
                       generator_weights=generator_weights)
     from analysis.fanout import ACTOR_FLAGS
-    from rpgan.distributed.ray_session import check_fit, connect, default_gpus, ray_address
+    from rpgan.distributed.ray_session import connect, default_gpus, refuse_before_start
 
-    if not ray_address(address):  # before a private Ray starts: could it hold the actors' GPUs?
-        wanted = default_gpus(device) if gpus is None else gpus
-        if wanted:  # beside its GPUs an actor takes 1 CPU; without, a share of them (fanout._actor_cpus)
-            check_fit(workers or 1, 1.0, wanted, ACTOR_FLAGS)
+    # every actor takes a CPU at least (fanout._actor_cpus); --workers None: as many as there is room for
+    refuse_before_start(address, workers or 1, 1.0, gpus, device, ACTOR_FLAGS)
     click.echo(connect(address, log_to_driver=log_to_driver), err=True)
     gpus = default_gpus(device) if gpus is None else gpus
     return Fanout(workers=workers, gpus_per_worker=gpus, inception_weights=inception_weights,

@@ -6,7 +6,7 @@ Each candidate runs its Makefile's setup recipe as a fresh clone does, into a ne
 environment in a temporary folder (`make -f MAKEFILE setup VENV=...`, from this checkout, whose
 pyproject.toml both install), with pip's and uv's download caches off: every wheel is read from
 the registries as on a new machine. Candidates:
-  old   the Makefile at git revision REV (default 1a97913: pip installs)
+  old   the Makefile at git revision REV (default 54d8346: pip installs)
   new   this checkout's Makefile (uv installs)
 Printed: each round's seconds per candidate, the medians and new / old, and whether both
 environments hold the same packages (name and version; the same pins, resolved at the same time).
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OLD = "1a97913"  # the last Makefile whose setup installed with pip
+OLD = "54d8346"  # the last Makefile whose setup installed with pip
 
 
 def setup(makefile: Path, venv: Path) -> float:

@@ -175,7 +175,14 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
          address: str | None, shared_storage: bool, mlflow: str | None) -> None:
     from analysis.fanout import Fanout
     from rpgan.distributed.nodes import check_data_on_every_node, check_shared_storage, place
-    from rpgan.distributed.ray_session import Workers, check_fit, connect, default_gpus, is_private, ray_address
+    from rpgan.distributed.ray_session import (
+        Workers,
+        connect,
+        default_gpus,
+        is_private,
+        ray_address,
+        refuse_before_start,
+    )
     from rpgan.io.data import training_images
     from rpgan.io.run_lock import run_lock
     from rpgan.io.tracking import tracking_for
@@ -196,8 +203,7 @@ def _run(chosen: Plan, folder: Folder, count: int, gpus: float | None, cpus: flo
                        "shows them")
             return
         address = ray_address(address)
-        if not address:  # before a private Ray starts: could it hold one trial?
-            check_fit(count, cpus, default_gpus("auto") if gpus is None else gpus, WORKER_FLAGS)
+        refuse_before_start(address, count, cpus, gpus, "auto", WORKER_FLAGS)  # one trial's workers
         # a trial of several workers coordinates from a sliver of a CPU: a local Ray declares one more CPU for them
         spare = 1 if count > 1 and not address else 0
         said = connect(address, num_cpus=None if address else (os.cpu_count() or 1) + spare)

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -199,39 +200,49 @@ AHEAD = {
 _AHEAD_KEY = pytest.StashKey[dict[str, tuple[subprocess.Popen, Path]]]()
 
 
-@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what will not run
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the AHEAD run of each module whose selected tests use `run_ahead`: one thread, as a
-    one-CPU trial, no Ray."""
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the AHEAD run of each module whose tests that will run (after -m, -k, --lf) use
+    `run_ahead`: one thread, as a one-CPU trial."""
     started = {}
-    selected = [] if config.option.collectonly else items
+    selected = [] if session.config.option.collectonly or session.testsfailed else session.items
     for module in sorted({item.path.name for item in selected if "run_ahead" in item.fixturenames}):
         out = Path(tempfile.mkdtemp(prefix="rpgan-ahead-"))
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"OMP_NUM_THREADS": "1"}
         with open(out / "log.txt", "w") as log:
-            process = subprocess.Popen(["nice", "-n", "19", str(Path(sys.executable).with_name("rpgan")),
-                                        *AHEAD[module], "--out", str(out / "run")],
-                                       env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        # A session of its own (start_new_session) is a scheduling group of its own, which Linux
-        # weighs against the suite's as an equal whatever the process's nice: the group's too.
-        with contextlib.suppress(OSError):
-            Path(f"/proc/{process.pid}/autogroup").write_text("19")
+            command = ["nice", "-n", "19", str(Path(sys.executable).with_name("rpgan")), *AHEAD[module],
+                       "--out", str(out / "run")]
+            process = subprocess.Popen(command, env=os.environ | {"OMP_NUM_THREADS": "1"}, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        _autogroup_nice(process, 19)
         started[module] = process, out
-    config.stash[_AHEAD_KEY] = started
+    session.config.stash[_AHEAD_KEY] = started
+
+
+def _autogroup_nice(process: subprocess.Popen, nice: int) -> None:
+    """A session of its own (start_new_session) is a scheduling group of its own, which Linux
+    weighs against the suite's as an equal whatever its processes' nice: set the group's."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{process.pid}/autogroup").write_text(str(nice))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     for process, out in config.stash.get(_AHEAD_KEY, {}).values():
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # with its children (torch.compile's workers)
         process.wait()
         shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def run_ahead(request: pytest.FixtureRequest) -> Path:
-    """The finished AHEAD run of the requesting module: its run folder."""
+    """The finished AHEAD run of the requesting module: its run folder. Waited for at the
+    suite's priority: nothing but it may be left to run."""
     process, out = request.config.stash[_AHEAD_KEY][request.path.name]
-    assert process.wait(timeout=1200) == 0, (out / "log.txt").read_text()[-3000:]
+    _autogroup_nice(process, 0)
+    try:
+        code = process.wait(timeout=1200)
+    except subprocess.TimeoutExpired:
+        code = "still running after 1200 s"
+    assert code == 0, f"{AHEAD[request.path.name]}: {code}\n" + (out / "log.txt").read_text()[-3000:]
     return out / "run"
 
 

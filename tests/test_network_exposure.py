@@ -116,3 +116,26 @@ def test_ray_imported_before_rpgan_is_refused(env):
     if is_loopback(result.stdout.split()[0]):
         pytest.skip("this machine has no network address for Ray to bind")
     assert result.returncode != 0 and "import rpgan first" in result.stderr
+
+
+def test_a_private_ray_is_sized_and_judged_before_it_starts(monkeypatch):
+    """This machine's CPUs and the GPUs torch sees; a named cluster is never judged (it may grow)."""
+    from rpgan.distributed.ray_session import local_resources, refuse_before_start
+    from rpgan.errors import UserError
+
+    import torch
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert local_resources() == {"CPU": 4.0, "GPU": 2.0}
+    refuse_before_start(None, 2, 2.0, None, "auto", "--workers")  # auto on a machine with GPUs: 1 each
+    with pytest.raises(UserError, match=r"3 workers x \(1 CPU, 1 GPU\) do not fit this machine \(4 CPUs, 2 GPUs\)"):
+        refuse_before_start(None, 3, 1.0, None, "auto", "--workers")
+    with pytest.raises(UserError, match="lower --workers or --cpus-per-worker"):
+        refuse_before_start(None, 3, 1.5, 0.0, "auto", "--workers or --cpus-per-worker")
+    refuse_before_start("127.0.0.1:6379", 64, 1.0, 8.0, "cuda", "--workers")  # a cluster: no refusal here
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    refuse_before_start(None, 4, 1.0, None, "auto", "--workers")  # no GPU: none by default
+    with pytest.raises(UserError, match="0 GPUs"):
+        refuse_before_start(None, 1, 1.0, None, "cuda", "--workers")

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from rpgan.model.eigengan import EigenGenerator
 from rpgan.training.checkpoint import load_generator
+from rpgan.training.run_log import SCHEMA
 from tests.processes import kill_marked, wait_for_output
 from tests.sockets import listening_sockets
 
 import numpy as np
-import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 pytestmark = pytest.mark.slow  # a local Ray or real training: `make test` only
@@ -138,13 +139,17 @@ def test_a_job_outlives_its_client_and_the_head_finds_the_cluster_without_flags(
     # `rpgan train --workers 2` from a shell of the head: Ray Train's workers on the cluster. An
     # EigenGAN, whose training on Ray Train no other test runs: its generator, traversals and
     # orthogonality loss come back.
+    run = tmp / "runs" / "t"
     trained = subprocess.run(["rpgan", "train", "--preset", "eigengan-digits", "--width", "8", "--batch", "4",
-                              "--steps", "2", "--sample-every", "0", "--workers", "2", "--storage", str(tmp / "runs"),
-                              "--name", "t"], env=shell, capture_output=True, text=True, timeout=300)
+                              "--steps", "4", "--checkpoint-every", "2", "--sample-every", "0", "--workers", "2",
+                              "--storage", str(tmp / "runs"), "--name", "t"], env=shell, capture_output=True, text=True,
+                             timeout=300)
     assert trained.returncode == 0 and JOINED in trained.stderr, trained.stderr[-3000:]
-    assert isinstance(load_generator(tmp / "runs" / "t")[0], EigenGenerator)
-    assert (tmp / "runs" / "t" / "traversals.png").is_file()
-    assert pd.read_parquet(tmp / "runs" / "t" / "metrics.parquet").orthogonality.notna().all()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+    assert isinstance(load_generator(run)[0], EigenGenerator) and (run / "traversals.png").is_file()
+    metrics = pq.read_table(run / "metrics.parquet")
+    assert metrics.schema.equals(SCHEMA, check_metadata=False)
+    assert metrics.to_pandas().orthogonality.notna().all()
 
     # An `rpgan` command in a shell on the head (`ray attach`, `ray exec`) joins the cluster too
     # (here it reads the job's features, which it finds written: no Inception to load).

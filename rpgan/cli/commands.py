@@ -118,7 +118,7 @@ def _train_on_ray(config: RunConfig, run: Run, device: str, address: str | None,
                   gpus: float | None, cpus: float, max_failures: int, shared_storage: bool,
                   tracking: Tracking | None) -> None:
     from rpgan.distributed.nodes import check_data_on_every_node, check_shared_storage, place
-    from rpgan.distributed.ray_session import Workers, check_fit, connect, default_gpus, is_private, ray_address
+    from rpgan.distributed.ray_session import Workers, connect, default_gpus, is_private, refuse_before_start
     from rpgan.distributed.ray_train import train_on_ray
     from rpgan.io.data import training_images
     from rpgan.io.run import METRICS_FILE, TENSORBOARD
@@ -136,8 +136,7 @@ def _train_on_ray(config: RunConfig, run: Run, device: str, address: str | None,
     with run_lock(run, "rpgan train --workers", "--name"):  # a second writer goes no further
         run.remove_leftovers()  # of writes killed mid-way
         flags = "--workers, --cpus-per-worker or --gpus-per-worker"
-        if not ray_address(address):  # before a private Ray starts, and before the run writes
-            check_fit(count, cpus, default_gpus(device) if gpus is None else gpus, flags)
+        refuse_before_start(address, count, cpus, gpus, device, flags)  # and before the run writes
         click.echo(connect(address, log_to_driver=True), err=True)
         gpus = default_gpus(device) if gpus is None else gpus
         workers = Workers(count, gpus, cpus, max_failures).validate()

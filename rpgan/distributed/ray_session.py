@@ -3,8 +3,8 @@
 The cluster is --address, else $RAY_ADDRESS, else a private local Ray. A worker takes
 `--gpus-per-worker` GPUs, by default one when the device asks for CUDA (`default_gpus`); a
 private local Ray cannot grow, so workers that do not fit it are refused up front, before it
-starts (`check_fit` before `connect`, from what it would hold: `local_resources`), while a
-cluster may autoscale to them. Imported only by code that distributes work; the model and the
+starts (`refuse_before_start`, from what it would hold: `local_resources`), while a cluster may
+autoscale to them. Imported only by code that distributes work; the model and the
 in-process paths never need Ray.
 """
 
@@ -114,12 +114,10 @@ def local_resources(num_cpus: int | None = None) -> dict[str, float]:
 
 
 def cluster_resources() -> dict[str, float]:
-    """Total resources of the connected cluster, e.g. {"CPU": 2.0, "GPU": 1.0}; before `connect`,
-    those of the private local Ray it would start (asked before `connect` only when no cluster is
-    named: rpgan sizes its own Ray)."""
+    """Total resources of the connected cluster, e.g. {"CPU": 2.0, "GPU": 1.0}."""
     import ray
 
-    return ray.cluster_resources() if ray.is_initialized() else local_resources()
+    return ray.cluster_resources()
 
 
 def cluster_slots(gpus_per_worker: float, cpus_per_worker: float = 1.0) -> int:
@@ -131,30 +129,41 @@ def cluster_slots(gpus_per_worker: float, cpus_per_worker: float = 1.0) -> int:
 
 
 def is_private() -> bool:
-    """Whether this process runs its own local Ray (which cannot grow), not a cluster's; before
-    `connect`, true (see cluster_resources)."""
-    import ray
-
-    return _private or not ray.is_initialized()
+    """Whether this process runs its own local Ray (which cannot grow), not a cluster's."""
+    return _private
 
 
-def default_gpus(device: str) -> float:
+def default_gpus(device: str, have: dict[str, float] | None = None) -> float:
     """GPUs per worker when the user gave none: 1 when `device` asks for CUDA (cuda, or auto on a
-    cluster with GPUs), else 0."""
-    if device == "cuda":
-        return 1.0
-    return 1.0 if device == "auto" and cluster_resources().get("GPU", 0) > 0 else 0.0
+    cluster with GPUs: the connected one's, or `have`), else 0."""
+    if device != "auto":
+        return 1.0 if device == "cuda" else 0.0
+    return 1.0 if (cluster_resources() if have is None else have).get("GPU", 0) > 0 else 0.0
+
+
+def refuse_before_start(address: str | None, count: int, cpus: float, gpus: float | None, device: str,
+                        flags: str) -> None:
+    """Before `connect(address)`: when it would start a private local Ray, refuse `count` workers
+    of (cpus, gpus) each (gpus None: `default_gpus(device)` there) that it could not hold, so that
+    a refusal starts no Ray. Nothing when a cluster is named: it may autoscale."""
+    if ray_address(address):
+        return
+    have = local_resources()
+    _refuse_unfit(count, cpus, default_gpus(device, have) if gpus is None else gpus, have, flags)
 
 
 def check_fit(count: int, cpus: float, gpus: float, flags: str, spare_cpus: float = 0.0) -> None:
-    """Refuse `count` workers of (cpus, gpus) each that a private local Ray cannot hold, leaving
-    `spare_cpus` aside, in one line naming the `flags` that size them; on a cluster, which may
-    autoscale, accept them. Called before `connect` when no cluster is named, it judges the
-    private Ray that connect would start, which a refusal then never starts."""
+    """Refuse `count` workers of (cpus, gpus) each that the connected private local Ray cannot
+    hold, leaving `spare_cpus` aside, in one line naming the `flags` that size them; on a cluster,
+    which may autoscale, accept them."""
     if not is_private():
         return
     have = cluster_resources()
-    cpu, gpu = have.get("CPU", 0) - spare_cpus, have.get("GPU", 0)
+    _refuse_unfit(count, cpus, gpus, {"CPU": have.get("CPU", 0) - spare_cpus, "GPU": have.get("GPU", 0)}, flags)
+
+
+def _refuse_unfit(count: int, cpus: float, gpus: float, have: dict[str, float], flags: str) -> None:
+    cpu, gpu = have.get("CPU", 0), have.get("GPU", 0)
     if count * cpus > cpu or count * gpus > gpu:
         raise UserError(f"{count} workers x ({cpus:g} CPU, {gpus:g} GPU) do not fit this machine ({cpu:g} CPUs, "
                         f"{gpu:g} GPUs); lower {flags}, or pass --address of a cluster")
