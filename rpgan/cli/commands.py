@@ -136,7 +136,7 @@ def _train_on_ray(config: RunConfig, run: Run, device: str, address: str | None,
     with run_lock(run, "rpgan train --workers", "--name"):  # a second writer goes no further
         run.remove_leftovers()  # of writes killed mid-way
         flags = "--workers, --cpus-per-worker or --gpus-per-worker"
-        refuse_before_start(address, count, cpus, gpus, device, flags)  # and before the run writes
+        refuse_before_start(address, count, cpus, gpus, device, flags)  # no Ray started, nothing written
         click.echo(connect(address, log_to_driver=True), err=True)
         gpus = default_gpus(device) if gpus is None else gpus
         workers = Workers(count, gpus, cpus, max_failures).validate()
