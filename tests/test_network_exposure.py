@@ -2,8 +2,9 @@
 listens on loopback only, also when a stale /tmp/ray/ray_current_cluster names another Ray (a
 `ray start` writes it), and Ray Train's process group (TCPStore, gloo) too; the Ray of a command
 killed with SIGKILL ends with it; workers that it could not hold are refused before it starts
-and before anything is written. Each command runs as a user runs it, the `rpgan` program in its own process, all of
-them at once, their listening sockets (and their children's) sampled until they exit."""
+and before anything is written. Each command runs as a user runs it, the `rpgan` program in its
+own process, all of them at once, their listening sockets (and their children's) sampled until
+they exit."""
 
 from __future__ import annotations
 
